@@ -1,0 +1,194 @@
+"""Exercise checkers: tell the student whether an answer is right and, if not, what is wrong.
+
+Each checker computes the expected answer from the problem itself (never a stored answer) and
+returns a :class:`Feedback`. In a notebook the feedback prints as one line starting with
+"Correct" or "Not yet", followed by the reason; "Not answered yet" when the answer is still
+``None``. Checkers never raise on a wrong answer: a wrong type is feedback too.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from lora_teach import linalg
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one answer: ``correct`` and a message that says why."""
+
+    correct: bool
+    message: str
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def __bool__(self) -> bool:
+        return self.correct
+
+
+NOT_ANSWERED = Feedback(False, "Not answered yet: replace None with your answer and run the cell.")
+
+
+def _right(reason: str) -> Feedback:
+    return Feedback(True, f"Correct. {reason}")
+
+
+def _wrong(reason: str) -> Feedback:
+    return Feedback(False, f"Not yet. {reason}")
+
+
+def _is_integer(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
+def check_rank(answer, matrix) -> Feedback:
+    """Check a claimed rank of ``matrix`` against the exact rank, explaining a miss."""
+    if answer is None:
+        return NOT_ANSWERED
+    if not _is_integer(answer):
+        return _wrong(f"A rank is a whole number of columns; you gave {answer!r} "
+                      f"({type(answer).__name__}).")
+    exact = linalg.as_exact_matrix(matrix)
+    rank = linalg.exact_rank(exact)
+    bound = min(exact.shape)
+    if answer == rank:
+        pivots = ", ".join(linalg.column_name(p) for p in linalg.pivot_columns(exact))
+        return _right(f"The independent (pivot) columns are {pivots}, so the rank is {rank}.")
+    if not 0 <= answer <= bound:
+        return _wrong(f"A {exact.rows}×{exact.cols} matrix has rank between 0 and "
+                      f"min({exact.rows}, {exact.cols}) = {bound}; {answer} is impossible.")
+    if answer > rank:
+        target, combination = next(iter(linalg.dependency_coefficients(exact).items()))
+        relation = linalg.format_relation(target, combination)
+        return _wrong(f"Too high: you counted a dependent column as independent. "
+                      f"For example {relation}.")
+    return _wrong(f"Too low: {rank} columns are independent. Check each column against only "
+                  f"the columns before it, with any real coefficients (not only integers).")
+
+
+def check_column_numbers(answer, expected: list[int], what: str = "pivot columns") -> Feedback:
+    """Check a list of column numbers counted from 1 (as the notes write C1, C2, ...).
+
+    ``expected`` holds 0-based indices as the helpers return them.
+    """
+    if answer is None:
+        return NOT_ANSWERED
+    if not isinstance(answer, (list, tuple)) or not all(_is_integer(a) for a in answer):
+        return _wrong(f"Give the {what} as a list of whole numbers, e.g. [1, 2].")
+    wanted = sorted(j + 1 for j in expected)
+    given = sorted(answer)
+    if given == wanted:
+        return _right(f"The {what} are {wanted}.")
+    if given == [j - 1 for j in wanted]:
+        return _wrong(f"Count columns from 1 as the notes do (C1 is column 1); "
+                      f"you seem to have counted from 0.")
+    missing = sorted(set(wanted) - set(given))
+    extra = sorted(set(given) - set(wanted))
+    parts = []
+    if missing:
+        parts.append(f"missing {missing}")
+    if extra:
+        parts.append(f"should not include {extra}")
+    return _wrong(f"Your list of {what} is {', and '.join(parts)}.")
+
+
+def check_combination(coefficients, matrix, target: int, using: list[int]) -> Feedback:
+    """Check coefficients c with  C_target = sum_i c_i C_{using[i]}  (0-based columns).
+
+    The check is by computation: the residual of the claimed relation must be exactly zero;
+    otherwise the rows in which it breaks are named.
+    """
+    if coefficients is None:
+        return NOT_ANSWERED
+    if not isinstance(coefficients, (list, tuple)) or len(coefficients) != len(using):
+        return _wrong(f"Give a list of {len(using)} coefficient(s), one for each of "
+                      f"{', '.join(linalg.column_name(j) for j in using)}.")
+    if not all(isinstance(c, numbers.Number | sympy.Basic) and not isinstance(c, bool)
+               for c in coefficients):
+        return _wrong("Every coefficient must be a number.")
+    combination = dict(zip(using, coefficients))
+    residual = linalg.relation_residual(matrix, target, combination)
+    relation = linalg.format_relation(target, combination)
+    if all(entry == 0 for entry in residual):
+        return _right(f"{relation} holds in every row.")
+    broken = [i + 1 for i, entry in enumerate(residual) if entry != 0]
+    return _wrong(f"{relation} fails in row(s) {broken}: there the two sides differ by "
+                  f"{[residual[i - 1] for i in broken]}.")
+
+
+def check_matrix(answer, expected, name: str = "matrix", atol: float = 0.0) -> Feedback:
+    """Compare a matrix answer with the expected one: shape first, then entries."""
+    if answer is None:
+        return NOT_ANSWERED
+    try:
+        given = linalg.as_float_array(answer)
+    except (TypeError, ValueError) as problem:
+        return _wrong(f"Your {name} is not a usable matrix: {problem}.")
+    wanted = linalg.as_float_array(expected)
+    if given.shape != wanted.shape:
+        return _wrong(f"Your {name} has shape {given.shape[0]}×{given.shape[1]}, "
+                      f"but it should be {wanted.shape[0]}×{wanted.shape[1]}.")
+    wrong = np.argwhere(np.abs(given - wanted) > atol)
+    if len(wrong) == 0:
+        return _right(f"Your {name} matches, all {wanted.size} entries.")
+    first = ", ".join(f"({i + 1}, {j + 1})" for i, j in wrong[:4])
+    return _wrong(f"{len(wrong)} of {wanted.size} entries of your {name} are off, "
+                  f"e.g. at (row, column) {first}.")
+
+
+def check_number(answer, expected: float, name: str = "answer", rel_tol: float = 1e-9) -> Feedback:
+    """Compare a numeric answer with the expected value to a relative tolerance."""
+    if answer is None:
+        return NOT_ANSWERED
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
+        return _wrong(f"Your {name} should be a number, got {type(answer).__name__}.")
+    if np.isclose(float(answer), float(expected), rtol=rel_tol, atol=0.0):
+        return _right(f"The {name} is {expected:,}.")
+    direction = "too high" if answer > expected else "too low"
+    ratio = float(answer) / float(expected) if expected else float("inf")
+    return _wrong(f"Your {name} {answer:,} is {direction} ({ratio:.3g}× the right value).")
+
+
+def check_tolerance(tol, matrix, wanted_rank: int) -> Feedback:
+    """Check that ``tol`` makes the numerical rank of ``matrix`` equal ``wanted_rank``, and
+    say which singular value the tolerance sits on the wrong side of if it does not."""
+    if tol is None:
+        return NOT_ANSWERED
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
+        return _wrong(f"A tolerance is a number >= 0; you gave {tol!r}.")
+    sigma = linalg.singular_values(matrix)
+    got = linalg.numerical_rank(matrix, tol=float(tol))
+    if got == wanted_rank:
+        return _right(f"With tol = {tol:.0e}, {got} singular values lie above it.")
+    if got > wanted_rank:
+        return _wrong(f"Too small: σ{got} = {sigma[got - 1]:.1e} is above your tolerance, so "
+                      f"noise counts as a direction. Go above it.")
+    return _wrong(f"Too large: σ{got + 1} = {sigma[got]:.1e} is a real direction but is below "
+                  f"your tolerance. Go below it.")
+
+
+def check_one_entry_change(answer, original, wanted_rank: int) -> Feedback:
+    """Check a copy of ``original`` in which exactly one entry changed, with the wanted rank."""
+    if answer is None:
+        return NOT_ANSWERED
+    try:
+        given = linalg.as_exact_matrix(answer)
+    except (TypeError, ValueError) as problem:
+        return _wrong(f"Your matrix is not usable: {problem}.")
+    start = linalg.as_exact_matrix(original)
+    if given.shape != start.shape:
+        return _wrong(f"Keep the shape {start.rows}×{start.cols}; yours is "
+                      f"{given.rows}×{given.cols}.")
+    changed = [(i + 1, j + 1) for i in range(start.rows) for j in range(start.cols)
+               if given[i, j] != start[i, j]]
+    if len(changed) != 1:
+        return _wrong(f"Change exactly one entry; you changed {len(changed)} {changed[:5]}.")
+    rank = linalg.exact_rank(given)
+    if rank == wanted_rank:
+        return _right(f"Changing entry {changed[0]} gives rank {rank}.")
+    return _wrong(f"Changing entry {changed[0]} gives rank {rank}, not {wanted_rank}.")

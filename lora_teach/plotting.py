@@ -1,0 +1,155 @@
+"""One plot style for the whole course, and the pictures notebooks 01 and 02 draw.
+
+Every figure in the course uses :data:`COLORS` for the same meaning everywhere: a pivot
+(independent) column and a frozen weight are drawn in the same calm colours in every notebook,
+trained weights in the same warm ones. Call :func:`use_course_style` once at the top of a
+notebook; every function here returns its ``Figure`` so a notebook can save or tweak it.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+from lora_teach.linalg import as_float_array, column_name
+
+# Colour roles shared by all notebooks (colour-blind friendly "Okabe-Ito" palette).
+COLORS = {
+    "pivot": "#0072B2",       # independent columns, the base / pretrained model
+    "dependent": "#E69F00",   # dependent columns, things built from others
+    "noise": "#999999",       # rounding error, frozen weights, discarded parts
+    "highlight": "#D55E00",   # what the reader should look at: a broken claim, a gradient
+    "full": "#0072B2",        # full fine-tuning
+    "adapter": "#CC79A7",     # adapters
+    "lora": "#009E73",        # LoRA
+    "text": "#222222",
+}
+
+COURSE_STYLE = {
+    "figure.figsize": (6.4, 3.6),
+    "figure.dpi": 80,
+    "savefig.dpi": 80,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.prop_cycle": matplotlib.cycler(color=[COLORS["pivot"], COLORS["dependent"],
+                                                COLORS["lora"], COLORS["adapter"],
+                                                COLORS["highlight"], COLORS["noise"]]),
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+}
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib style (small, readable, consistent colours)."""
+    matplotlib.rcParams.update(COURSE_STYLE)
+
+
+def _vector3(vector, name: str) -> np.ndarray:
+    array = np.asarray(vector, dtype=float)
+    if array.shape != (3,):
+        raise ValueError(f"vector {name!r} must have 3 entries to be drawn in 3-D, "
+                         f"got shape {array.shape}")
+    return array
+
+
+def plot_vectors_and_plane(vectors: dict, plane: tuple[str, str] | None = None):
+    """Draw 3-D vectors as arrows from the origin, and optionally the plane two of them span.
+
+    ``vectors`` maps a label to a 3-vector; ``plane`` names the two vectors whose span is
+    shaded. A vector lying in that plane is a linear combination of the two.
+    """
+    if not isinstance(vectors, dict) or not vectors:
+        raise TypeError("vectors must be a non-empty dict mapping labels to 3-vectors")
+    arrays = {name: _vector3(v, name) for name, v in vectors.items()}
+    fig = plt.figure(figsize=(5.2, 4.4))
+    ax = fig.add_subplot(projection="3d")
+    if plane is not None:
+        missing = [name for name in plane if name not in arrays]
+        if len(plane) != 2 or missing:
+            raise ValueError(f"plane must name two of the vectors {list(arrays)}, got {plane}")
+        u, v = arrays[plane[0]], arrays[plane[1]]
+        s, t = np.meshgrid(np.linspace(0, 1.5, 8), np.linspace(0, 1.5, 8))
+        points = s[..., None] * u + t[..., None] * v
+        ax.plot_surface(points[..., 0], points[..., 1], points[..., 2],
+                        color=COLORS["pivot"], alpha=0.15, linewidth=0)
+    colors = [COLORS["pivot"], COLORS["pivot"], COLORS["dependent"], COLORS["highlight"]]
+    for k, (name, array) in enumerate(arrays.items()):
+        color = colors[min(k, len(colors) - 1)]
+        ax.quiver(0, 0, 0, *array, color=color, linewidth=2, arrow_length_ratio=0.08)
+        ax.text(*(array * 1.08), name, color=color, fontsize=11, fontweight="bold")
+    limit = max(1.0, float(np.abs(np.stack(list(arrays.values()))).max()))
+    ax.set(xlim=(0, limit), ylim=(0, limit), zlim=(0, limit), xlabel="x", ylabel="y", zlabel="z")
+    ax.view_init(elev=22, azim=-58)
+    return fig
+
+
+def plot_matrix(values, pivots=None, title: str | None = None, ax=None):
+    """Heatmap of a matrix with every entry written in, pivot columns boxed in blue and
+    dependent columns in orange (pass ``pivots`` as 0-based column indices)."""
+    matrix = as_float_array(values)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(0.75 * matrix.shape[1] + 1.6, 0.6 * matrix.shape[0] + 1.2))
+    else:
+        fig = ax.figure
+    ax.imshow(matrix, cmap="Greys", alpha=0.35)
+    ax.grid(False)
+    for (i, j), value in np.ndenumerate(matrix):
+        text = f"{value:g}" if abs(value) < 1e4 else f"{value:.1e}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=10, color=COLORS["text"])
+    ax.set_xticks(range(matrix.shape[1]), [column_name(j) for j in range(matrix.shape[1])])
+    ax.set_yticks(range(matrix.shape[0]), [f"row {i + 1}" for i in range(matrix.shape[0])])
+    ax.tick_params(length=0)
+    if pivots is not None:
+        pivots = set(int(p) for p in pivots)
+        for j in range(matrix.shape[1]):
+            role = "pivot" if j in pivots else "dependent"
+            ax.add_patch(matplotlib.patches.Rectangle(
+                (j - 0.45, -0.45), 0.9, matrix.shape[0] - 0.1, fill=False,
+                edgecolor=COLORS[role], linewidth=2.5))
+            ax.get_xticklabels()[j].set_color(COLORS[role])
+        handles = [matplotlib.patches.Patch(edgecolor=COLORS[r], fill=False, linewidth=2, label=l)
+                   for r, l in [("pivot", "pivot (independent)"), ("dependent", "dependent")]]
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=None):
+    """Singular values (largest first) of one or more matrices on a log scale.
+
+    ``series`` maps a label to a 1-D array of singular values. Exact zeros cannot be drawn on
+    a log axis, so they are shown at the bottom of the axis and said so in the legend.
+    ``tol`` draws the tolerance line used for the numerical rank.
+    """
+    if not isinstance(series, dict) or not series:
+        raise TypeError("series must be a non-empty dict mapping labels to singular values")
+    if ax is None:
+        fig, ax = plt.subplots()
+    else:
+        fig = ax.figure
+    positive = [np.asarray(s, float)[np.asarray(s, float) > 0] for s in series.values()]
+    floor = min([p.min() for p in positive if p.size] + ([tol] if tol else [])) / 100
+    markers = "os^Dv"
+    for k, (label, values) in enumerate(series.items()):
+        values = np.asarray(values, dtype=float)
+        zeros = int(np.sum(values <= 0))
+        shown = np.where(values > 0, values, floor)
+        if zeros:
+            label = f"{label} ({zeros} exact zero{'s' if zeros > 1 else ''} drawn at bottom)"
+        ax.semilogy(np.arange(1, len(values) + 1), shown, marker=markers[k % 5],
+                    linestyle="-", label=label)
+    if tol is not None:
+        ax.axhline(tol, color=COLORS["highlight"], linestyle="--", label=f"tolerance = {tol:.0e}")
+    ax.set(xlabel="index i", ylabel="singular value σᵢ (log scale)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig

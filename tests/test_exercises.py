@@ -1,0 +1,74 @@
+"""Tests for lora_teach.exercises: right answers pass, wrong ones get a specific reason."""
+
+import numpy as np
+
+from lora_teach import exercises, linalg
+from conftest import NOTES_W
+
+
+def test_unanswered_exercise_says_so():
+    for feedback in (exercises.check_rank(None, NOTES_W),
+                     exercises.check_number(None, 3),
+                     exercises.check_tolerance(None, NOTES_W, 2)):
+        assert not feedback.correct and "Not answered yet" in repr(feedback)
+
+
+def test_check_rank_explains_each_kind_of_mistake():
+    assert exercises.check_rank(3, NOTES_W).correct
+    too_high = exercises.check_rank(4, NOTES_W)
+    assert not too_high and "Too high" in too_high.message and "C4 = 1·C1 + 1·C2" in too_high.message
+    assert "Too low" in exercises.check_rank(2, NOTES_W).message
+    assert "min(4, 5) = 4" in exercises.check_rank(5, NOTES_W).message
+    assert "whole number" in exercises.check_rank(2.0, NOTES_W).message
+
+
+def test_check_column_numbers_detects_counting_from_zero():
+    assert exercises.check_column_numbers([1, 2, 3], [0, 1, 2]).correct
+    assert "counted from 0" in exercises.check_column_numbers([0, 1, 2], [0, 1, 2]).message
+    message = exercises.check_column_numbers([1, 2, 4], [0, 1, 2]).message
+    assert "missing [3]" in message and "should not include [4]" in message
+
+
+def test_check_combination_names_broken_rows():
+    assert exercises.check_combination([1, 1], NOTES_W, target=3, using=[0, 1]).correct
+    wrong = exercises.check_combination([2, 0], NOTES_W, target=2, using=[0, 1])
+    assert not wrong and "row(s) [3, 4]" in wrong.message
+    assert "list of 2" in exercises.check_combination([1], NOTES_W, 3, [0, 1]).message
+
+
+def test_check_matrix_reports_shape_then_entries():
+    expected = np.arange(6).reshape(2, 3)
+    assert exercises.check_matrix(expected.tolist(), expected).correct
+    assert "shape 3×2" in exercises.check_matrix(expected.T, expected).message
+    off = expected.copy()
+    off[1, 2] += 1
+    assert "(2, 3)" in exercises.check_matrix(off, expected).message
+    assert "not a usable matrix" in exercises.check_matrix([[1], [1, 2]], expected).message
+
+
+def test_check_number_says_direction():
+    assert exercises.check_number(18, 18).correct
+    assert "too high" in exercises.check_number(20, 18).message
+    assert "should be a number" in exercises.check_number("18", 18).message
+
+
+def test_check_tolerance_points_at_the_singular_value_on_the_wrong_side():
+    corrected = np.array([[1, 7], [2, 10], [3, 15], [4, 12]]) @ np.array(
+        [[1, 0, 2, 1, 1], [0, 1, 0, 1, 2]])
+    noisy = corrected + 1e-9 * np.random.default_rng(0).standard_normal(corrected.shape)
+    assert exercises.check_tolerance(1e-6, noisy, 2).correct
+    assert "Too small" in exercises.check_tolerance(1e-12, noisy, 2).message
+    sigma2 = linalg.singular_values(noisy)[1]
+    assert "Too large" in exercises.check_tolerance(sigma2 * 2, noisy, 2).message
+
+
+def test_check_one_entry_change():
+    corrected = (np.array([[1, 7], [2, 10], [3, 15], [4, 12]]) @ np.array(
+        [[1, 0, 2, 1, 1], [0, 1, 0, 1, 2]])).tolist()
+    changed = [row[:] for row in corrected]
+    changed[0][2] += 1
+    assert exercises.check_one_entry_change(changed, corrected, 3).correct
+    assert "exactly one" in exercises.check_one_entry_change(corrected, corrected, 3).message
+    both = [row[:] for row in changed]
+    both[1][1] += 1
+    assert "you changed 2" in exercises.check_one_entry_change(both, corrected, 3).message
