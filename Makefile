@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Extra options for `make lab`, e.g. LAB_ARGS="--no-browser --port 8890"; root needs --allow-root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 # Fixed thread counts: stored outputs are produced and compared under the same settings.
 # `OMP_NUM_THREADS=1 make test` overrides them.
@@ -30,7 +32,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## Create the virtual environment (done automatically by the others)
 
 lab: $(STAMP)  ## Start JupyterLab on the course
-	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
 test: $(STAMP)  ## Unit tests, then every notebook under nbval (strict output comparison)
 	$(BIN)/python -m pytest tests notebooks
