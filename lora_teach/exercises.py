@@ -148,7 +148,8 @@ def check_number(answer, expected: float, name: str = "answer", rel_tol: float =
     if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
         return _wrong(f"Your {name} should be a number, got {type(answer).__name__}.")
     if np.isclose(float(answer), float(expected), rtol=rel_tol, atol=0.0):
-        return _right(f"The {name} is {expected:,}.")
+        shown = f"{expected:,}" if float(expected).is_integer() else f"{expected:,.6g}"
+        return _right(f"The {name} is {shown}.")
     direction = "too high" if answer > expected else "too low"
     ratio = float(answer) / float(expected) if expected else float("inf")
     return _wrong(f"Your {name} {answer:,} is {direction} ({ratio:.3g}× the right value).")

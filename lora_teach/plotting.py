@@ -153,3 +153,79 @@ def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=
     if title:
         ax.set_title(title)
     return fig
+
+
+def plot_storage_fraction(sizes, ranks=None, ax=None):
+    """Fraction of a d x d matrix's numbers that a rank-r factorisation stores, 2r/d, against r.
+
+    Marks the break-even rank d/2 (fraction 1: no saving) for each size.
+    """
+    sizes = [int(d) for d in sizes]
+    if not sizes or min(sizes) < 2:
+        raise ValueError(f"sizes must be a non-empty list of layer sizes >= 2, got {sizes}")
+    if ax is None:
+        fig, ax = plt.subplots()
+    else:
+        fig = ax.figure
+    ranks = np.arange(1, max(sizes) // 2 + 1) if ranks is None else np.asarray(ranks)
+    for d in sizes:
+        r = ranks[ranks <= d // 2]
+        line, = ax.loglog(r, 2 * r / d, label=f"d = k = {d:,}")
+        ax.plot([d / 2], [1.0], marker="o", color=line.get_color())
+    ax.axhline(1.0, color=COLORS["highlight"], linestyle="--", label="break-even: no saving")
+    ax.set(xlabel="rank r (log scale)", ylabel="numbers stored / dense (log scale)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray"):
+    """Show 2-D arrays as images side by side, each with its label as title."""
+    if not isinstance(images, dict) or not images:
+        raise TypeError("images must be a non-empty dict mapping titles to 2-D arrays")
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.3 * nrows),
+                             layout="constrained", squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, image) in zip(axes.flat, images.items()):
+        image = np.asarray(image, dtype=float)
+        if image.ndim != 2:
+            raise ValueError(f"image {title!r} must be 2-D, got shape {image.shape}")
+        ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9, fontweight="normal")
+    return fig
+
+
+METHOD_COLORS = {"full fine-tuning": COLORS["full"], "adapters": COLORS["adapter"],
+                 "LoRA": COLORS["lora"], "frozen encoder": COLORS["noise"]}
+
+
+def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title=None, ax=None):
+    """Grouped bar chart: one group per entry of ``groups``, one bar per entry of ``series``.
+
+    ``series`` maps a label to one value per group. Labels that start with a method name
+    ("full fine-tuning", "adapters", "LoRA", "frozen encoder") get that method's course colour.
+    """
+    groups = list(groups)
+    if not isinstance(series, dict) or not series:
+        raise TypeError("series must be a non-empty dict mapping labels to values")
+    for label, values in series.items():
+        if len(values) != len(groups):
+            raise ValueError(f"series {label!r} has {len(values)} values for {len(groups)} groups")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(groups) + 1.5), 3.6))
+    else:
+        fig = ax.figure
+    width = 0.8 / len(series)
+    x = np.arange(len(groups))
+    for i, (label, values) in enumerate(series.items()):
+        color = next((c for m, c in METHOD_COLORS.items() if label.startswith(m)), None)
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width=width, label=label, color=color)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xticks(x, groups, rotation=20 if len(groups) > 4 else 0)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig

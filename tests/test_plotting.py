@@ -49,3 +49,31 @@ def test_plot_vectors_and_plane_checks_its_input():
         plotting.plot_matrix([[1, 2], [3]])
     matplotlib.pyplot.close("all")
     assert np.isfinite(plotting.COURSE_STYLE["figure.figsize"][0])
+
+
+def test_plot_storage_fraction_marks_break_even():
+    fig = plotting.plot_storage_fraction([8, 16])
+    ax = fig.axes[0]
+    first_curve = ax.get_lines()[0]
+    assert np.allclose(first_curve.get_ydata(), 2 * first_curve.get_xdata() / 8)
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="layer sizes"):
+        plotting.plot_storage_fraction([])
+
+
+def test_plot_image_grid_titles_every_image():
+    fig = plotting.plot_image_grid({"a": np.zeros((4, 4)), "b": np.ones((4, 4))}, ncols=2)
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="2-D"):
+        plotting.plot_image_grid({"a": np.zeros(4)})
+
+
+def test_plot_grouped_bars_uses_method_colours_and_checks_lengths():
+    fig = plotting.plot_grouped_bars(["x", "y"], {"LoRA r=8": [1, 2], "adapters": [3, 4]}, "n")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 4
+    assert matplotlib.colors.to_hex(ax.patches[0].get_facecolor()) == plotting.COLORS["lora"].lower()
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="has 1 values for 2 groups"):
+        plotting.plot_grouped_bars(["x", "y"], {"LoRA": [1]}, "n")
