@@ -16,8 +16,10 @@ export OMP_NUM_THREADS      ?= 2
 export MKL_NUM_THREADS      ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export PYTHONHASHSEED       ?= 0
+# Stored outputs are computed on a CPU: tests and `make execute` use it even where CUDA exists.
+test test-notebooks execute checkpoint: export LORA_TEACH_DEVICE = cpu
 
-.PHONY: help setup lab test test-unit test-notebooks execute student html clean
+.PHONY: help setup lab test test-unit test-notebooks execute checkpoint student html clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -50,6 +52,9 @@ execute: $(STAMP)  ## Re-execute every notebook in place, refreshing its stored 
 			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False \
 			--ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
 	done
+
+checkpoint: $(STAMP)  ## Re-make the pretrained Model M shipped in lora_teach/data/ (~4 min)
+	$(BIN)/python -m lora_teach.pretrained
 
 student: $(STAMP)  ## Student copies without solutions or outputs, in build/student/
 	$(BIN)/jupyter nbconvert --to notebook --output-dir build/student \

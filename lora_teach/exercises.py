@@ -193,3 +193,17 @@ def check_one_entry_change(answer, original, wanted_rank: int) -> Feedback:
     if rank == wanted_rank:
         return _right(f"Changing entry {changed[0]} gives rank {rank}.")
     return _wrong(f"Changing entry {changed[0]} gives rank {rank}, not {wanted_rank}.")
+
+
+def check_choice(answer, correct: str, options, explanation: str = "") -> Feedback:
+    """Check a multiple-choice answer given as one of the strings in ``options``."""
+    if answer is None:
+        return NOT_ANSWERED
+    options = list(options)
+    if correct not in options:
+        raise ValueError(f"the correct answer {correct!r} is not among the options {options}")
+    if answer not in options:
+        return _wrong(f"Answer with one of {options}; you gave {answer!r}.")
+    if answer == correct:
+        return _right(explanation or f"It is {correct!r}.")
+    return _wrong(f"{answer!r} is not it. Look again at the numbers above.")

@@ -229,3 +229,38 @@ def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title
     if title:
         ax.set_title(title)
     return fig
+
+
+def smooth(values, window: int = 20) -> np.ndarray:
+    """Running mean over ``window`` steps (shorter at the start), to read a noisy loss curve."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError("values must be a non-empty 1-D sequence")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))
+    starts = np.maximum(np.arange(1, values.size + 1) - window, 0)
+    return (cumulative[1:] - cumulative[starts]) / (np.arange(1, values.size + 1) - starts)
+
+
+def plot_loss_curves(curves: dict, window: int = 20, title=None, ax=None):
+    """Training loss against step for several runs (smoothed), on a log scale.
+
+    Labels starting with a method name ("full fine-tuning", "adapters", "LoRA", "frozen
+    encoder") get that method's colour; NER runs are solid, FPB runs dashed.
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise TypeError("curves must be a non-empty dict mapping labels to loss lists")
+    if ax is None:
+        fig, ax = plt.subplots()
+    else:
+        fig = ax.figure
+    for label, losses in curves.items():
+        color = next((c for m, c in METHOD_COLORS.items() if label.startswith(m)), None)
+        style = "--" if "FPB" in label else "-"
+        ax.plot(np.arange(1, len(losses) + 1), smooth(losses, window), style, color=color, label=label)
+    ax.set(xlabel="training step", ylabel=f"loss (running mean of {window})", yscale="log")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig

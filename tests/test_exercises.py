@@ -1,6 +1,7 @@
 """Tests for lora_teach.exercises: right answers pass, wrong ones get a specific reason."""
 
 import numpy as np
+import pytest
 
 from lora_teach import exercises, linalg
 from conftest import NOTES_W
@@ -72,3 +73,12 @@ def test_check_one_entry_change():
     both = [row[:] for row in changed]
     both[1][1] += 1
     assert "you changed 2" in exercises.check_one_entry_change(both, corrected, 3).message
+
+
+def test_check_choice():
+    options = ["NER", "FPB"]
+    assert exercises.check_choice("NER", "NER", options, "because").message == "Correct. because"
+    assert not exercises.check_choice("FPB", "NER", options)
+    assert "one of ['NER', 'FPB']" in exercises.check_choice("ner", "NER", options).message
+    with pytest.raises(ValueError, match="not among the options"):
+        exercises.check_choice("NER", "POS", options)

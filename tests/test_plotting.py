@@ -77,3 +77,17 @@ def test_plot_grouped_bars_uses_method_colours_and_checks_lengths():
     matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="has 1 values for 2 groups"):
         plotting.plot_grouped_bars(["x", "y"], {"LoRA": [1]}, "n")
+
+
+def test_smooth_is_a_running_mean():
+    assert np.allclose(plotting.smooth([1, 3, 5, 7], window=2), [1, 2, 4, 6])
+    with pytest.raises(ValueError, match="window"):
+        plotting.smooth([1, 2], window=0)
+
+
+def test_plot_loss_curves_colours_by_method_and_dashes_fpb():
+    fig = plotting.plot_loss_curves({"LoRA, NER": [3, 2, 1], "full fine-tuning, FPB": [2, 1, 0.5]})
+    lines = fig.axes[0].get_lines()
+    assert lines[0].get_color() == plotting.COLORS["lora"] and lines[0].get_linestyle() == "-"
+    assert lines[1].get_color() == plotting.COLORS["full"] and lines[1].get_linestyle() == "--"
+    matplotlib.pyplot.close(fig)

@@ -1,0 +1,119 @@
+"""The course's fine-tuning experiment, one function per step, shared by notebooks 03-05.
+
+Every method is run the same way, so that their numbers can be put side by side:
+
+1. copy the pretrained Model M (the base is never changed),
+2. give the task a fresh, seeded head,
+3. let the method decide what is trainable (and add modules, for adapters and LoRA),
+4. train with the same loop for the task's number of steps,
+5. measure scores, costs and forgetting.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from lora_teach import data, pretrained, training
+from lora_teach.model import ModelM, freeze_all_except, reset_head
+
+# Training steps, learning rate and batch size per task, chosen on the validation split.
+SETTINGS = {
+    "ner": {"steps": 300, "lr": 2e-3, "batch_size": 32},
+    "fpb": {"steps": 400, "lr": 3e-3, "batch_size": 32},
+}
+HEAD_ONLY_LR = 1e-2   # a lone linear head on frozen features tolerates (and needs) a larger step
+TASK_NAMES = {"ner": "NER", "fpb": "FPB"}
+
+
+@dataclass
+class CourseData:
+    """Everything a fine-tuning notebook needs: the base model, tokenizer and encoded splits."""
+
+    base: ModelM
+    tokenizer: object
+    info: dict
+    splits: dict
+    tasks: dict            # tasks[task][split] -> training.Batchable
+    pretraining_eval: training.Batchable
+
+
+def load_course_data(seed: int = 0) -> CourseData:
+    """Load the shipped Model M and build the NER / FPB splits and the MLM/NSP test pairs."""
+    base, tokenizer, info = pretrained.load_model_m()
+    splits = data.make_task_splits(seed=seed)
+    tasks = {task: {name: training.encode_task(examples, tokenizer, task)
+                    for name, examples in splits.items()} for task in SETTINGS}
+    _, _, pretraining_eval = pretrained.pretraining_data(info["recipe"])
+    return CourseData(base, tokenizer, info, splits, tasks, pretraining_eval)
+
+
+@dataclass
+class RunRecord:
+    """One fine-tuning run: the model and everything the course measures about it."""
+
+    method: str
+    task: str
+    model: ModelM
+    result: training.TrainResult
+    validation: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+    pretraining_after: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
+    file_bytes: int = 0
+
+    @property
+    def score(self) -> float:
+        """The headline score: entity F1 for NER, accuracy for FPB (test split)."""
+        return self.test["f1"] if self.task == "ner" else self.test["accuracy"]
+
+
+def task_model(course: CourseData, task: str, seed: int = 0) -> ModelM:
+    """A copy of the pretrained base with a fresh ``task`` head.
+
+    Everything is trainable except the heads of the *other* tasks, which receive no gradient
+    from this task's loss (they are kept, so forgetting of MLM / NSP can be measured).
+    """
+    if task not in SETTINGS:
+        raise ValueError(f"unknown task {task!r}; choose one of {list(SETTINGS)}")
+    model = copy.deepcopy(course.base)
+    reset_head(model, task, seed=seed)
+    encoder = [name for name, _ in model.named_children() if name != "heads"]
+    freeze_all_except(model, encoder + [f"heads.{task}."])
+    return model
+
+
+def run(course: CourseData, model: ModelM, task: str, method: str, saved_state=None,
+        lr: float | None = None, seed: int = 0) -> RunRecord:
+    """Train an already prepared ``model`` on ``task`` and measure it.
+
+    ``saved_state`` is what the method must store per task (defaults to every trainable
+    tensor); its serialised size is the "bytes on disk per task".
+    """
+    settings = dict(SETTINGS[task])
+    if lr is not None:
+        settings["lr"] = lr
+    memory = training.training_memory_bytes(model)
+    result = training.train(model, task, course.tasks[task]["train"], seed=seed,
+                            label=f"{TASK_NAMES[task]}, {method}", **settings)
+    state = training.trainable_state(model) if saved_state is None else saved_state(model)
+    return RunRecord(
+        method=method, task=task, model=model, result=result,
+        validation=training.evaluate(model, task, course.tasks[task]["validation"]),
+        test=training.evaluate(model, task, course.tasks[task]["test"]),
+        pretraining_after=training.evaluate_pretraining(model, course.pretraining_eval),
+        memory=memory, file_bytes=training.saved_bytes(state))
+
+
+def full_finetuning(course: CourseData, task: str, seed: int = 0) -> RunRecord:
+    """Every parameter trained; the task needs a full copy of the model on disk."""
+    model = task_model(course, task, seed)
+    return run(course, model, task, "full fine-tuning",
+               saved_state=lambda m: m.state_dict(), seed=seed)
+
+
+def frozen_encoder(course: CourseData, task: str, seed: int = 0) -> RunRecord:
+    """Only the new task head trained on top of the frozen pretrained encoder."""
+    model = task_model(course, task, seed)
+    freeze_all_except(model, [f"heads.{task}"])
+    return run(course, model, task, "frozen encoder", lr=HEAD_ONLY_LR, seed=seed)

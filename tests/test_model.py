@@ -1,0 +1,86 @@
+"""Tests for lora_teach.model: shapes, masking, heads, freezing, and bad input."""
+
+import pytest
+import torch
+
+from lora_teach.model import (TASKS, ModelConfig, ModelM, count_parameters, freeze_all_except,
+                              reset_head)
+
+CONFIG = ModelConfig(vocab_size=50, d_model=16, n_heads=2, d_ffn=32, n_layers=2, max_len=12)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return ModelM(CONFIG).eval()
+
+
+def test_every_head_has_the_right_output_shape(model):
+    ids = torch.randint(5, 50, (3, 10))
+    assert model("mlm", ids).shape == (3, 10, 50)
+    assert model("ner", ids).shape == (3, 10, CONFIG.n_ner_tags)
+    assert model("nsp", ids).shape == (3, 2)
+    assert model("fpb", ids).shape == (3, CONFIG.n_sentiments)
+
+
+def test_projections_are_separate_named_linear_layers(model):
+    names = {name for name, _ in model.named_modules()}
+    for projection in ("W_q", "W_k", "W_v", "W_o"):
+        assert f"layers.0.attention.{projection}" in names
+    assert "layers.1.feed_forward.ffn_in" in names and "layers.1.feed_forward.ffn_out" in names
+
+
+def test_padding_does_not_change_the_real_tokens(model):
+    ids = torch.randint(5, 50, (1, 6))
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    mask = padded != 0
+    short = model.encode(ids)
+    long = model.encode(padded, attention_mask=mask)[:, :6]
+    assert torch.allclose(short, long, atol=1e-5)
+
+
+def test_parameter_count_matches_the_architecture(model):
+    d, f, v, t = CONFIG.d_model, CONFIG.d_ffn, CONFIG.vocab_size, CONFIG.max_len
+    embeddings = (v + t + CONFIG.n_segments) * d + 2 * d
+    layer = 4 * (d * d + d) + 2 * d + (d * f + f) + (f * d + d) + 2 * d
+    heads = (d * v + v) + (d * 2 + 2) + (d * 7 + 7) + (d * 3 + 3)
+    assert count_parameters(ModelM(CONFIG)) == embeddings + CONFIG.n_layers * layer + heads
+
+
+def test_freeze_all_except_leaves_only_the_named_parameters_trainable(model):
+    trainable = freeze_all_except(model, ["heads.ner"])
+    assert trainable == ["heads.ner.weight", "heads.ner.bias"]
+    assert count_parameters(model, trainable_only=True) == CONFIG.d_model * 7 + 7
+    with pytest.raises(ValueError, match="no parameter name starts with 'heads.xyz'"):
+        freeze_all_except(model, ["heads.xyz"])
+
+
+def test_reset_head_is_seeded(model):
+    reset_head(model, "fpb", seed=3)
+    first = model.heads["fpb"].weight.clone()
+    reset_head(model, "fpb", seed=3)
+    assert torch.equal(first, model.heads["fpb"].weight)
+    reset_head(model, "fpb", seed=4)
+    assert not torch.equal(first, model.heads["fpb"].weight)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"d_model": 10, "n_heads": 4}, ValueError, "divisible"),
+    ({"n_layers": 0}, ValueError, "n_layers must be >= 1"),
+    ({"d_model": 16.0}, TypeError, "d_model must be an integer"),
+])
+def test_bad_config_is_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        ModelConfig(vocab_size=50, **kwargs)
+
+
+def test_bad_calls_are_named(model):
+    with pytest.raises(ValueError, match="unknown task 'pos'"):
+        model("pos", torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="exceeds max_len"):
+        model("ner", torch.zeros(1, 20, dtype=torch.long))
+    with pytest.raises(ValueError, match="shape \\(batch, length\\)"):
+        model("ner", torch.zeros(3, dtype=torch.long))
+    with pytest.raises(TypeError, match="ModelConfig"):
+        ModelM({"vocab_size": 5})
+    assert set(TASKS) == set(model.heads)
