@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from lora_teach import data, pretrained, training
+from lora_teach import adapters, data, pretrained, training
 from lora_teach.model import ModelM, freeze_all_except, reset_head
 
 # Training steps, learning rate and batch size per task, chosen on the validation split.
@@ -23,6 +23,7 @@ SETTINGS = {
     "fpb": {"steps": 400, "lr": 3e-3, "batch_size": 32},
 }
 HEAD_ONLY_LR = 1e-2   # a lone linear head on frozen features tolerates (and needs) a larger step
+ADAPTER_LR = 1e-2     # new, small modules start near zero and need larger steps than the base
 TASK_NAMES = {"ner": "NER", "fpb": "FPB"}
 
 
@@ -117,3 +118,12 @@ def frozen_encoder(course: CourseData, task: str, seed: int = 0) -> RunRecord:
     model = task_model(course, task, seed)
     freeze_all_except(model, [f"heads.{task}"])
     return run(course, model, task, "frozen encoder", lr=HEAD_ONLY_LR, seed=seed)
+
+
+def adapter_finetuning(course: CourseData, task: str, bottleneck: int = 16, seed: int = 0,
+                       lr: float | None = None) -> RunRecord:
+    """Houlsby adapters (two per layer) trained with the LayerNorms and the task head."""
+    model = task_model(course, task, seed)
+    adapters.add_adapters(model, bottleneck, task, seed=seed)
+    return run(course, model, task, "adapters", saved_state=adapters.adapter_state,
+               lr=lr if lr is not None else ADAPTER_LR, seed=seed)

@@ -405,3 +405,40 @@ def saved_bytes(state: dict[str, torch.Tensor]) -> int:
 def trainable_state(model) -> dict[str, torch.Tensor]:
     """The tensors a task changed: every parameter that requires gradients, by name."""
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def forward_latency(model: ModelM, batch_size: int, length: int, repeats: int = 20,
+                    task: str = "fpb") -> float:
+    """Median seconds of one forward pass on a random batch (one CPU thread, after warm-up).
+
+    Machine-dependent by nature: show it in a cell the tests do not compare.
+    """
+    if batch_size < 1 or length < 1 or repeats < 1:
+        raise ValueError("batch_size, length and repeats must be >= 1")
+    model.eval()
+    device = next(model.parameters()).device
+    ids = torch.randint(5, model.config.vocab_size, (batch_size, length),
+                        generator=torch.Generator().manual_seed(0)).to(device)
+    times = []
+    with one_thread():
+        for attempt in range(repeats + 3):
+            start = time.perf_counter()
+            model(task, ids)
+            if attempt >= 3:   # the first calls warm up caches and allocators
+                times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def count_sequential_linear_calls(model: ModelM, task: str = "fpb") -> int:
+    """How many nn.Linear layers one forward pass runs (each one must wait for its input)."""
+    calls = []
+    hooks = [module.register_forward_hook(lambda *args: calls.append(1))
+             for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    try:
+        with torch.no_grad():
+            model(task, torch.full((1, 4), 5, device=next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return len(calls)

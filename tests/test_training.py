@@ -122,3 +122,13 @@ def test_train_refuses_bad_requests(small_task):
 def test_default_device_can_be_forced(monkeypatch):
     monkeypatch.setenv("LORA_TEACH_DEVICE", "cpu")
     assert training.default_device() == torch.device("cpu")
+
+
+def test_forward_latency_and_linear_call_count(small_task):
+    _, tokenizer = small_task
+    model = make_model(tokenizer)
+    assert training.forward_latency(model, batch_size=2, length=5, repeats=3) > 0
+    # 1 layer: W_q, W_k, W_v, W_o, ffn_in, ffn_out, then the fpb head
+    assert training.count_sequential_linear_calls(model, "fpb") == 7
+    with pytest.raises(ValueError, match=">= 1"):
+        training.forward_latency(model, batch_size=0, length=5)
