@@ -9,15 +9,14 @@ frozen; only the adapters, the LayerNorms and the task head are trained.
 
 from __future__ import annotations
 
-import hashlib
 import numbers
-import pathlib
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from lora_teach.model import ModelM, freeze_all_except
+from lora_teach.model import (ModelM, freeze_all_except, load_task_file, save_task_file,
+                              task_state)
 
 PLACES = {"attention": "attention_adapter", "output": "output_adapter"}
 
@@ -96,28 +95,14 @@ def remove_adapters(model: ModelM) -> None:
             setattr(layer, attribute, nn.Identity())
 
 
-def base_fingerprint(model: ModelM) -> str:
-    """A short hash of the weights no task changes (embeddings, attention and feed-forward
-    matrices): it says which base model an adapter file belongs to."""
-    digest = hashlib.sha256()
-    for name, parameter in sorted(model.named_parameters()):
-        if not any(part in name for part in ("adapter", "norm", "heads.")):
-            digest.update(name.encode())
-            digest.update(parameter.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def adapter_state(model: ModelM) -> dict:
     """What a task needs on disk: the trainable tensors plus the base model's fingerprint."""
-    tensors = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-    return {"tensors": tensors, "base": base_fingerprint(model)}
+    return task_state(model)
 
 
 def save_adapters(model: ModelM, path) -> int:
     """Save the task's trainable tensors (adapters, LayerNorms, head); return the file size."""
-    path = pathlib.Path(path)
-    torch.save(adapter_state(model), path)
-    return path.stat().st_size
+    return save_task_file(model, path)
 
 
 def load_adapters(model: ModelM, path) -> None:
@@ -126,18 +111,4 @@ def load_adapters(model: ModelM, path) -> None:
     Refuses a file saved for another base model, and names any missing or mis-shaped tensor.
     """
     _check_model(model)
-    saved = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
-    if saved["base"] != base_fingerprint(model):
-        raise ValueError(f"these adapters were trained on another base model (fingerprint "
-                         f"{saved['base']}, this model {base_fingerprint(model)})")
-    parameters = dict(model.named_parameters())
-    for name, tensor in saved["tensors"].items():
-        if name not in parameters:
-            raise ValueError(f"the file holds {name!r}, which this model does not have; "
-                             f"insert adapters at the same places first")
-        if parameters[name].shape != tensor.shape:
-            raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)} in the file but "
-                             f"{tuple(parameters[name].shape)} in the model")
-    with torch.no_grad():
-        for name, tensor in saved["tensors"].items():
-            parameters[name].copy_(tensor)
+    load_task_file(model, path)

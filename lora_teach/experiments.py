@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from lora_teach import adapters, data, pretrained, training
+from lora_teach import adapters, data, lora, pretrained, training
 from lora_teach.model import ModelM, freeze_all_except, reset_head
 
 # Training steps, learning rate and batch size per task, chosen on the validation split.
@@ -24,6 +24,7 @@ SETTINGS = {
 }
 HEAD_ONLY_LR = 1e-2   # a lone linear head on frozen features tolerates (and needs) a larger step
 ADAPTER_LR = 1e-2     # new, small modules start near zero and need larger steps than the base
+LORA_LR = {"ner": 3e-2, "fpb": 1e-2}   # LoRA's A and B (B starts at zero), chosen on validation
 TASK_NAMES = {"ner": "NER", "fpb": "FPB"}
 
 
@@ -127,3 +128,12 @@ def adapter_finetuning(course: CourseData, task: str, bottleneck: int = 16, seed
     adapters.add_adapters(model, bottleneck, task, seed=seed)
     return run(course, model, task, "adapters", saved_state=adapters.adapter_state,
                lr=lr if lr is not None else ADAPTER_LR, seed=seed)
+
+
+def lora_finetuning(course: CourseData, task: str, r: int = 8, targets=("W_q", "W_v"),
+                    alpha: float | None = None, seed: int = 0, lr: float | None = None) -> RunRecord:
+    """LoRA on ``targets`` of every layer (W_q and W_v by default), trained with the task head."""
+    model = task_model(course, task, seed)
+    lora.add_lora(model, r, task, targets=targets, alpha=alpha, seed=seed)
+    return run(course, model, task, "LoRA", saved_state=lora.lora_state,
+               lr=lr if lr is not None else LORA_LR[task], seed=seed)

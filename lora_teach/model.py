@@ -10,7 +10,9 @@ Shapes used throughout: B = batch size, T = sequence length, d = d_model.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import pathlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -194,3 +196,59 @@ def freeze_all_except(model: ModelM, keep) -> list[str]:
         if parameter.requires_grad:
             trainable.append(name)
     return trainable
+
+
+# ---------------------------------------------------------------------------
+# Task files: what a parameter-efficient method stores per task
+# ---------------------------------------------------------------------------
+
+def base_fingerprint(model: ModelM) -> str:
+    """A short hash of the weights no task changes (embeddings, attention and feed-forward
+    matrices): it says which base model a task file belongs to.
+
+    Names are taken without a LoRA wrapper's ``.base`` part, so a wrapped model and the plain
+    base give the same fingerprint (as long as LoRA is not merged into the weights).
+    """
+    digest = hashlib.sha256()
+    for name, parameter in sorted(model.named_parameters()):
+        if any(part in name for part in ("adapter", "lora_", "norm", "heads.")):
+            continue
+        digest.update(name.replace(".base.", ".").encode())
+        digest.update(parameter.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def task_state(model: ModelM) -> dict:
+    """The trainable tensors (what a task changed) plus the fingerprint of the frozen base."""
+    tensors = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    return {"tensors": tensors, "base": base_fingerprint(model)}
+
+
+def save_task_file(model: ModelM, path) -> int:
+    """Save :func:`task_state` to ``path``; return the file's size in bytes."""
+    path = pathlib.Path(path)
+    torch.save(task_state(model), path)
+    return path.stat().st_size
+
+
+def load_task_file(model: ModelM, path) -> None:
+    """Copy a task file's tensors into ``model`` after checking that they belong to it.
+
+    Refuses a file saved for another base model, and names any tensor that the model lacks or
+    whose shape differs.
+    """
+    saved = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
+    if saved["base"] != base_fingerprint(model):
+        raise ValueError(f"this file was trained on another base model (fingerprint "
+                         f"{saved['base']}, this model {base_fingerprint(model)})")
+    parameters = dict(model.named_parameters())
+    for name, tensor in saved["tensors"].items():
+        if name not in parameters:
+            raise ValueError(f"the file holds {name!r}, which this model does not have; "
+                             f"add the same modules at the same places first")
+        if parameters[name].shape != tensor.shape:
+            raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)} in the file but "
+                             f"{tuple(parameters[name].shape)} in the model")
+    with torch.no_grad():
+        for name, tensor in saved["tensors"].items():
+            parameters[name].copy_(tensor)
