@@ -15,8 +15,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from lora_teach.model import (ModelM, freeze_all_except, load_task_file, save_task_file,
-                              task_state)
+from lora_teach.model import (ModelM, check_task, freeze_all_except, load_task_file,
+                              save_task_file, task_state)
 
 PLACES = {"attention": "attention_adapter", "output": "output_adapter"}
 
@@ -72,14 +72,12 @@ def add_adapters(model: ModelM, bottleneck: int, task: str, places=("attention",
     unknown = [place for place in places if place not in PLACES]
     if unknown or not places:
         raise ValueError(f"unknown adapter place(s) {unknown}; choose from {list(PLACES)}")
-    if f"heads.{task}.weight" not in dict(model.named_parameters()):
-        raise ValueError(f"unknown task {task!r}; choose one of {list(model.heads)}")
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    for layer in model.layers:
-        for place in places:
-            setattr(layer, PLACES[place], BottleneckAdapter(model.config.d_model, bottleneck))
-    torch.random.set_rng_state(generator_state)
+    check_task(task)
+    with torch.random.fork_rng():   # seeded adapters, without disturbing the caller's random state
+        torch.manual_seed(seed)
+        for layer in model.layers:
+            for place in places:
+                setattr(layer, PLACES[place], BottleneckAdapter(model.config.d_model, bottleneck))
     keep = [f"heads.{task}."]
     for index, layer in enumerate(model.layers):
         keep += [f"layers.{index}.{PLACES[p]}." for p in places]

@@ -17,8 +17,8 @@ import numbers
 import torch
 from torch import nn
 
-from lora_teach.model import (ModelM, freeze_all_except, load_task_file, save_task_file,
-                              task_state)
+from lora_teach.model import (ModelM, check_task, freeze_all_except, load_task_file,
+                              save_task_file, task_state)
 
 # Where each adaptable matrix lives inside an encoder layer.
 TARGETS = {
@@ -106,18 +106,14 @@ def add_lora(model: ModelM, r: int, task: str, targets=("W_q", "W_v"), alpha: fl
     unknown = [t for t in targets if t not in TARGETS]
     if unknown or not targets:
         raise ValueError(f"unknown LoRA target(s) {unknown}; choose from {list(TARGETS)}")
-    if f"heads.{task}.weight" not in dict(model.named_parameters()):
-        raise ValueError(f"unknown task {task!r}; choose one of {list(model.heads)}")
-    rng_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    check_task(task)
+    with torch.random.fork_rng():   # seeded A matrices, without disturbing the caller's random state
+        torch.manual_seed(seed)
         for layer in model.layers:
             for target in targets:
                 block_name, attribute = TARGETS[target]
                 block = getattr(layer, block_name)
                 setattr(block, attribute, LoRALinear(getattr(block, attribute), r, alpha, dropout))
-    finally:
-        torch.random.set_rng_state(rng_state)
     return freeze_all_except(model, [f"heads.{task}."] + [
         name for name, _ in model.named_parameters() if "lora_" in name])
 

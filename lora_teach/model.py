@@ -166,10 +166,15 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def check_task(task: str) -> None:
+    """Raise a ValueError naming ``task`` if Model M has no head for it."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
+
+
 def reset_head(model: ModelM, task: str, seed: int) -> None:
     """Give ``task``'s head fresh, seeded random weights (a new task starts untrained)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+    check_task(task)
     generator = torch.Generator().manual_seed(seed)
     head = model.heads[task]
     bound = 1 / math.sqrt(head.in_features)
