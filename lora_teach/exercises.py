@@ -85,8 +85,8 @@ def check_column_numbers(answer, expected: list[int], what: str = "pivot columns
     if given == wanted:
         return _right(f"The {what} are {wanted}.")
     if given == [j - 1 for j in wanted]:
-        return _wrong(f"Count columns from 1 as the notes do (C1 is column 1); "
-                      f"you seem to have counted from 0.")
+        return _wrong("Count columns from 1 as the notes do (C1 is column 1); "
+                      "you seem to have counted from 0.")
     missing = sorted(set(wanted) - set(given))
     extra = sorted(set(given) - set(wanted))
     parts = []

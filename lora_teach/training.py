@@ -232,38 +232,30 @@ def train(model: ModelM, task: str, dataset: Batchable, steps: int, lr: float = 
     generator = torch.Generator().manual_seed(seed)
     progress = Progress(label or task, steps)
     result = TrainResult(trainable_parameters=sum(p.numel() for p in parameters))
-    order = torch.randperm(len(dataset), generator=generator)
+    order, cursor = torch.randperm(len(dataset), generator=generator), 0
     model.train()
     start = time.perf_counter()
     with one_thread():
-        _train_steps(model, task, dataset, steps, batch_size, optimizer, schedule, generator,
-                     order, progress, result, device)
+        for step in range(1, steps + 1):
+            if cursor + batch_size > len(dataset):   # a new epoch: reshuffle
+                order, cursor = torch.randperm(len(dataset), generator=generator), 0
+            index = order[cursor:cursor + batch_size]
+            cursor += batch_size
+            batch = tuple(t.to(device) for t in dataset.batch(index))
+            if task == "pretrain":
+                loss = pretraining_loss(model, batch, generator)
+            else:
+                loss = task_loss(model, task, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            result.losses.append(loss.item())
+            progress.update(step, loss.item())
     result.seconds_per_step = (time.perf_counter() - start) / steps
     result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     model.eval()
     return result
-
-
-def _train_steps(model, task, dataset, steps, batch_size, optimizer, schedule, generator,
-                 order, progress, result, device) -> None:
-    """The inner loop of :func:`train`: draw a batch, compute the loss, take one step."""
-    cursor = 0
-    for step in range(1, steps + 1):
-        if cursor + batch_size > len(dataset):
-            order, cursor = torch.randperm(len(dataset), generator=generator), 0
-        index = order[cursor:cursor + batch_size]
-        cursor += batch_size
-        batch = tuple(t.to(device) for t in dataset.batch(index))
-        if task == "pretrain":
-            loss = pretraining_loss(model, batch, generator)
-        else:
-            loss = task_loss(model, task, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        result.losses.append(loss.item())
-        progress.update(step, loss.item())
 
 
 # ---------------------------------------------------------------------------
