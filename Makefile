@@ -1,51 +1,70 @@
 # lora-teach: `make lab` to open the course, `make test` to prove it works.
-# Both set up a local virtual environment (.venv) on first use and re-make it whenever
-# pyproject.toml (where the pinned versions live) changes.
+# Both set up a local virtual environment (.venv) on first use, and set it up again only when
+# the pinned versions in pyproject.toml (or the Python running it) change.
 
 SHELL  := /bin/bash
-PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The course supports these Pythons; PYTHON is the first one found (python3 if it is one).
+SUPPORTED := 3.11 3.12 3.13
+version_of = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHON ?= $(firstword $(foreach p,python3 python3.13 python3.12 python3.11,\
+            $(if $(filter $(SUPPORTED),$(call version_of,$(p))),$(p))))
+PYTHON_VERSION := $(call version_of,$(PYTHON))
+# What the environment is built from: the Python version and every pinned requirement.
+PINS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+         print(" ".join(sorted(p["dependencies"] + sum(p["optional-dependencies"].values(), []))))' 2>/dev/null)
 # Extra options for `make lab`, e.g. LAB_ARGS="--no-browser --port 8890"; root needs --allow-root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+# Notebooks run in parallel, one file per worker (nbval needs a notebook's cells in one kernel).
+PARALLEL ?= -n 2 --dist loadfile
 # Fixed thread counts: stored outputs are produced and compared under the same settings.
 # `OMP_NUM_THREADS=1 make test` overrides them.
 export OMP_NUM_THREADS      ?= 2
 export MKL_NUM_THREADS      ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export PYTHONHASHSEED       ?= 0
-# Stored outputs are computed on a CPU: tests and `make execute` use it even where CUDA exists.
-test test-notebooks execute checkpoint: export LORA_TEACH_DEVICE = cpu
 
-.PHONY: help setup lab test test-unit test-notebooks execute checkpoint student html clean
+.PHONY: help setup environment-key lab test test-unit test-notebooks execute checkpoint student html clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[course,test]'
-	touch $(STAMP)
+setup:  ## Create the virtual environment (done automatically by the others)
+	@if [ -z "$(filter $(SUPPORTED),$(PYTHON_VERSION))" ]; then \
+		echo "lora-teach needs Python 3.11, 3.12 or 3.13. Found '$(PYTHON)' $(PYTHON_VERSION)"; \
+		echo "(searched python3, python3.13, python3.12, python3.11 on your PATH). Install one"; \
+		echo "(python.org, your package manager, pyenv or conda) and run, for example:"; \
+		echo "  make $(or $(MAKECMDGOALS),setup) PYTHON=/path/to/python3.12"; \
+		exit 1; fi
+	@if [ ! -f $(STAMP) ] || [ "$$(cat $(STAMP))" != "$(PYTHON_VERSION) $(PINS)" ]; then \
+		set -e; \
+		echo "setting up $(VENV) with Python $(PYTHON_VERSION) ($(PYTHON)); this takes a few minutes"; \
+		rm -rf $(VENV); \
+		$(PYTHON) -m venv $(VENV); \
+		$(BIN)/python -m pip install --quiet --upgrade pip; \
+		$(BIN)/python -m pip install --quiet -e '.[course,test]'; \
+		echo "$(PYTHON_VERSION) $(PINS)" > $(STAMP); \
+	fi
 
-setup: $(STAMP)  ## Create the virtual environment (done automatically by the others)
+environment-key:  # What the environment is built from; setup rebuilds .venv when it changes
+	@echo "$(PYTHON_VERSION) $(PINS)"
 
-lab: $(STAMP)  ## Start JupyterLab on the course
+lab: setup  ## Start JupyterLab on the course
 	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
-test: $(STAMP)  ## Unit tests, then every notebook under nbval (strict output comparison)
-	$(BIN)/python -m pytest tests notebooks
+test: setup  ## Unit tests, then every notebook under nbval (strict output comparison)
+	$(BIN)/python -m pytest $(PARALLEL) tests notebooks
 
-test-unit: $(STAMP)  ## Only the unit tests of lora_teach
-	$(BIN)/python -m pytest tests
+test-unit: setup  ## Only the unit tests of lora_teach
+	$(BIN)/python -m pytest $(PARALLEL) tests
 
-test-notebooks: $(STAMP)  ## Only the notebooks under nbval
-	$(BIN)/python -m pytest notebooks
+test-notebooks: setup  ## Only the notebooks under nbval
+	$(BIN)/python -m pytest $(PARALLEL) notebooks
 
-execute: $(STAMP)  ## Re-execute every notebook in place, refreshing its stored outputs
+execute: setup  ## Re-execute notebooks in place (all, or NOTEBOOKS=...), refreshing stored outputs
 	@for nb in $(NOTEBOOKS); do \
 		echo "executing $$nb"; \
 		TIMEFORMAT="  %R s"; time $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
@@ -53,19 +72,19 @@ execute: $(STAMP)  ## Re-execute every notebook in place, refreshing its stored 
 			--ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
 	done
 
-checkpoint: $(STAMP)  ## Re-make the pretrained Model M shipped in lora_teach/data/ (~4 min)
+checkpoint: setup  ## Re-make the pretrained Model M in lora_teach/checkpoints/ and its sha256 (~4 min)
 	$(BIN)/python -m lora_teach.pretrained
 
-student: $(STAMP)  ## Student copies without solutions or outputs, in build/student/
+student: setup  ## Student copies without solutions or outputs, in build/student/
 	$(BIN)/jupyter nbconvert --to notebook --output-dir build/student \
 		--TagRemovePreprocessor.enabled=True \
 		--TagRemovePreprocessor.remove_cell_tags='["solution"]' \
 		--ClearOutputPreprocessor.enabled=True $(NOTEBOOKS)
 
-html: $(STAMP)  ## Read-only HTML pages of the executed notebooks, in build/html/
+html: setup  ## Read-only HTML pages of the executed notebooks, in build/html/
 	$(BIN)/jupyter nbconvert --to html --output-dir build/html $(NOTEBOOKS)
 
-clean:  ## Remove the virtual environment, build output and caches
-	rm -rf $(VENV) build .pytest_cache .hypothesis *.egg-info
+clean:  ## Remove the virtual environments, build output and caches
+	rm -rf .venv .venv-* build .pytest_cache .hypothesis *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name .ipynb_checkpoints -type d -prune -exec rm -rf {} +

@@ -20,25 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_names
+from lora_teach.lowrank import factorized_parameters
+
 ARCHITECTURES = ("bert", "gpt", "llama")
 
 
-# ---------------------------------------------------------------------------
-# Input checking
-# ---------------------------------------------------------------------------
-
-def _check_count(value, name: str, minimum: int = 1) -> None:
-    """Raise TypeError unless ``value`` is an int (bool is not), ValueError if below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
-
-
 def _check_shape(shape) -> None:
-    """Raise TypeError unless ``shape`` is a TransformerShape."""
-    if not isinstance(shape, TransformerShape):
-        raise TypeError(f"shape must be a TransformerShape, got {type(shape).__name__}")
+    check_instance(shape, "shape", TransformerShape)
 
 
 @dataclass(frozen=True)
@@ -46,75 +35,51 @@ class TransformerShape:
     """The sizes that fix a transformer's parameter count, and the figure published for it."""
 
     name: str
-    layers: int
+    n_layers: int
     d_model: int
-    ffn: int
-    heads: int
-    vocab: int
-    max_positions: int  # learned position embeddings (0 for Llama: rotary, no table)
+    d_ffn: int
+    n_heads: int
+    vocab_size: int
+    max_len: int  # learned position embeddings (0 for Llama: rotary, no table)
     architecture: str  # "bert" | "gpt" | "llama"
-    type_vocab: int = 0  # segment / token-type embeddings (BERT 2, RoBERTa 1)
+    n_segments: int = 0  # segment (token-type) embeddings: BERT 2, RoBERTa 1
     published_parameters: int | None = None  # the figure a paper or model card states
     source: str = ""  # where that figure comes from, one short phrase
 
     def __post_init__(self):
-        if not isinstance(self.name, str):
-            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
-        for field in ("layers", "d_model", "ffn", "heads", "vocab"):
-            _check_count(getattr(self, field), field)
-        _check_count(self.max_positions, "max_positions", minimum=0)
-        _check_count(self.type_vocab, "type_vocab", minimum=0)
+        check_instance(self.name, "name", str)
+        for field in ("n_layers", "d_model", "d_ffn", "n_heads", "vocab_size"):
+            check_int(getattr(self, field), field, minimum=1)
+        check_int(self.max_len, "max_len", minimum=0)
+        check_int(self.n_segments, "n_segments", minimum=0)
         if self.published_parameters is not None:
-            _check_count(self.published_parameters, "published_parameters")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.architecture!r}; "
-                             f"known architectures: {', '.join(ARCHITECTURES)}")
-        if self.d_model % self.heads != 0:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads "
-                             f"({self.heads}): each head gets d_model / heads dimensions")
-
-
-# ---------------------------------------------------------------------------
-# One matrix: dense vs factorised
-# ---------------------------------------------------------------------------
-
-def dense_parameters(d: int, k: int) -> int:
-    """Numbers stored by a dense d x k matrix: d * k."""
-    _check_count(d, "d")
-    _check_count(k, "k")
-    return d * k
-
-
-def factorized_parameters(d: int, k: int, r: int) -> int:
-    """Numbers stored by a rank-r factorisation B A (B is d x r, A is r x k): r * (d + k).
-
-    It saves storage only when r < d k / (d + k); LoRA's r is far below that.
-    """
-    _check_count(d, "d")
-    _check_count(k, "k")
-    _check_count(r, "r")
-    if r > min(d, k):
-        raise ValueError(f"r must be between 1 and min(d, k) = {min(d, k)} for a {d}x{k} "
-                         f"matrix, got r = {r}: a matrix's rank cannot exceed its smaller side")
-    return r * (d + k)
+            check_int(self.published_parameters, "published_parameters", minimum=1)
+        check_choice(self.architecture, "architecture", ARCHITECTURES)
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads "
+                             f"({self.n_heads}): each head gets d_model / n_heads dimensions")
 
 
 # ---------------------------------------------------------------------------
 # Whole models
 # ---------------------------------------------------------------------------
 
+ATTENTION = ("W_q", "W_k", "W_v", "W_o")   # the names Model M gives its matrices
+
+
 def _feed_forward_names(shape: TransformerShape) -> tuple[str, ...]:
-    """Names of the feed-forward matrices: SwiGLU has three, the classic MLP two."""
-    return ("gate", "up", "down") if shape.architecture == "llama" else ("ffn_in", "ffn_out")
+    """Names of the feed-forward matrices: SwiGLU has three (a gate beside ffn_in), the
+    classic MLP two."""
+    return ("ffn_gate", "ffn_in", "ffn_out") if shape.architecture == "llama" else ("ffn_in", "ffn_out")
 
 
 def weight_matrix_shapes(shape: TransformerShape) -> dict[str, tuple[int, int]]:
-    """(out_features, in_features) of each weight matrix in one layer, by name."""
+    """(out_features, in_features) of each weight matrix in one layer, named as in Model M."""
     _check_shape(shape)
-    d, f = shape.d_model, shape.ffn
-    shapes = {name: (d, d) for name in ("q", "k", "v", "o")}
+    d, f = shape.d_model, shape.d_ffn
+    shapes = {name: (d, d) for name in ATTENTION}
     if shape.architecture == "llama":
-        shapes.update(gate=(f, d), up=(f, d), down=(d, f))
+        shapes.update(ffn_gate=(f, d), ffn_in=(f, d), ffn_out=(d, f))
     else:
         shapes.update(ffn_in=(f, d), ffn_out=(d, f))
     return shapes
@@ -143,12 +108,12 @@ def transformer_parameters(shape: TransformerShape) -> dict[str, int]:
     d, arch = shape.d_model, shape.architecture
     extra_norms = 1  # BERT: after the embeddings; GPT and Llama: before the output
     parts = {
-        "embeddings": (shape.vocab + shape.max_positions + shape.type_vocab) * d,
-        "attention": shape.layers * _layer_parameters(shape, ("q", "k", "v", "o")),
-        "feed_forward": shape.layers * _layer_parameters(shape, _feed_forward_names(shape)),
-        "layer_norms": (2 * shape.layers + extra_norms) * _norm_size(shape),
+        "embeddings": (shape.vocab_size + shape.max_len + shape.n_segments) * d,
+        "attention": shape.n_layers * _layer_parameters(shape, ATTENTION),
+        "feed_forward": shape.n_layers * _layer_parameters(shape, _feed_forward_names(shape)),
+        "layer_norms": (2 * shape.n_layers + extra_norms) * _norm_size(shape),
         "pooler": d * d + d if arch == "bert" else 0,
-        "lm_head": shape.vocab * d if arch == "llama" else 0,  # GPT ties it to the embedding
+        "lm_head": shape.vocab_size * d if arch == "llama" else 0,  # GPT ties it to the embedding
     }
     parts["total"] = sum(parts.values())
     return parts
@@ -158,26 +123,16 @@ def transformer_parameters(shape: TransformerShape) -> dict[str, int]:
 # Parameter-efficient fine-tuning
 # ---------------------------------------------------------------------------
 
-def lora_parameters(shape: TransformerShape, r: int, targets=("q", "v")) -> int:
+def lora_parameters(shape: TransformerShape, r: int, targets=("W_q", "W_v")) -> int:
     """Trainable parameters LoRA adds: r * (in + out) per target matrix per layer.
 
     For d_model x d_model attention matrices this is the paper's 2 * L_hat * d_model * r,
-    with L_hat = layers * len(targets) adapted matrices.
+    with L_hat = n_layers * len(targets) adapted matrices.
     """
     shapes = weight_matrix_shapes(shape)
-    if isinstance(targets, str) or not isinstance(targets, (tuple, list)):
-        raise TypeError(f"targets must be a tuple or list of matrix names such as ('q', 'v'), "
-                        f"got {targets!r}")
-    if not targets:
-        raise ValueError("targets is empty: name at least one matrix to adapt")
-    if len(set(targets)) != len(targets):
-        raise ValueError(f"targets {tuple(targets)!r} names a matrix twice")
-    for name in targets:
-        if name not in shapes:
-            raise ValueError(f"unknown LoRA target {name!r} for a {shape.architecture!r} model; "
-                             f"valid targets: {', '.join(shapes)}")
-    _check_count(r, "r")
-    return shape.layers * sum(factorized_parameters(*shapes[name], r) for name in targets)
+    targets = check_names(targets, "targets", shapes)
+    check_int(r, "r", minimum=1)
+    return shape.n_layers * sum(factorized_parameters(*shapes[name], r) for name in targets)
 
 
 def adapter_parameters(shape: TransformerShape, bottleneck: int, per_layer: int = 2,
@@ -189,18 +144,13 @@ def adapter_parameters(shape: TransformerShape, bottleneck: int, per_layer: int 
     """
     _check_shape(shape)
     d = shape.d_model
-    _check_count(bottleneck, "bottleneck")
-    if bottleneck > d:
-        raise ValueError(f"bottleneck must be between 1 and d_model = {d}, got {bottleneck}: "
-                         f"an adapter projects down to m <= d dimensions")
-    _check_count(per_layer, "per_layer")
-    if not isinstance(include_layer_norms, bool):
-        raise TypeError(f"include_layer_norms must be True or False, "
-                        f"got {type(include_layer_norms).__name__}")
+    check_int(bottleneck, "bottleneck", minimum=1, maximum=d)
+    check_int(per_layer, "per_layer", minimum=1)
+    check_bool(include_layer_norms, "include_layer_norms")
     one_adapter = 2 * bottleneck * d + d + bottleneck  # down d->m and up m->d, with biases
-    total = shape.layers * per_layer * one_adapter
+    total = shape.n_layers * per_layer * one_adapter
     if include_layer_norms:
-        total += shape.layers * 2 * _norm_size(shape)
+        total += shape.n_layers * 2 * _norm_size(shape)
     return total
 
 
@@ -210,35 +160,35 @@ def adapter_parameters(shape: TransformerShape, bottleneck: int, per_layer: int 
 
 MODELS: dict[str, TransformerShape] = {
     "bert-base": TransformerShape(
-        "bert-base", layers=12, d_model=768, ffn=3072, heads=12, vocab=30_522, max_positions=512,
-        architecture="bert", type_vocab=2, published_parameters=109_482_240,
+        "bert-base", n_layers=12, d_model=768, d_ffn=3072, n_heads=12, vocab_size=30_522, max_len=512,
+        architecture="bert", n_segments=2, published_parameters=109_482_240,
         source="bert-base-uncased BertModel count (paper: 110M)"),
     "bert-large": TransformerShape(
-        "bert-large", layers=24, d_model=1024, ffn=4096, heads=16, vocab=30_522, max_positions=512,
-        architecture="bert", type_vocab=2, published_parameters=335_141_888,
+        "bert-large", n_layers=24, d_model=1024, d_ffn=4096, n_heads=16, vocab_size=30_522, max_len=512,
+        architecture="bert", n_segments=2, published_parameters=335_141_888,
         source="bert-large-uncased BertModel count (paper: 340M)"),
     "roberta-base": TransformerShape(
-        "roberta-base", layers=12, d_model=768, ffn=3072, heads=12, vocab=50_265, max_positions=514,
-        architecture="bert", type_vocab=1, published_parameters=125_000_000,
+        "roberta-base", n_layers=12, d_model=768, d_ffn=3072, n_heads=12, vocab_size=50_265, max_len=514,
+        architecture="bert", n_segments=1, published_parameters=125_000_000,
         source="Liu et al. 2019 (RoBERTa), 125M"),
     "roberta-large": TransformerShape(
-        "roberta-large", layers=24, d_model=1024, ffn=4096, heads=16, vocab=50_265,
-        max_positions=514, architecture="bert", type_vocab=1, published_parameters=355_000_000,
+        "roberta-large", n_layers=24, d_model=1024, d_ffn=4096, n_heads=16, vocab_size=50_265,
+        max_len=514, architecture="bert", n_segments=1, published_parameters=355_000_000,
         source="Liu et al. 2019 (RoBERTa), 355M"),
     "gpt2-medium": TransformerShape(
-        "gpt2-medium", layers=24, d_model=1024, ffn=4096, heads=16, vocab=50_257, max_positions=1024,
+        "gpt2-medium", n_layers=24, d_model=1024, d_ffn=4096, n_heads=16, vocab_size=50_257, max_len=1024,
         architecture="gpt", published_parameters=355_000_000, source="GPT-2 model card, 355M"),
     "gpt3-175b": TransformerShape(
-        "gpt3-175b", layers=96, d_model=12_288, ffn=49_152, heads=96, vocab=50_257,
-        max_positions=2048, architecture="gpt", published_parameters=175_000_000_000,
+        "gpt3-175b", n_layers=96, d_model=12_288, d_ffn=49_152, n_heads=96, vocab_size=50_257,
+        max_len=2048, architecture="gpt", published_parameters=175_000_000_000,
         source="Brown et al. 2020, Table 2.1"),
     "llama2-7b": TransformerShape(
-        "llama2-7b", layers=32, d_model=4096, ffn=11_008, heads=32, vocab=32_000, max_positions=0,
+        "llama2-7b", n_layers=32, d_model=4096, d_ffn=11_008, n_heads=32, vocab_size=32_000, max_len=0,
         architecture="llama", published_parameters=6_738_415_616,
         source="Llama-2-7b-hf parameter count (paper: 7B)"),
     "model-m-500m": TransformerShape(
-        "model-m-500m", layers=24, d_model=1280, ffn=5120, heads=20, vocab=30_522,
-        max_positions=512, architecture="bert", type_vocab=2, published_parameters=500_000_000,
+        "model-m-500m", n_layers=24, d_model=1280, d_ffn=5120, n_heads=20, vocab_size=30_522,
+        max_len=512, architecture="bert", n_segments=2, published_parameters=500_000_000,
         source="the course notes' Model M (500M)"),
 }
 

@@ -4,19 +4,19 @@ An adapter is a small network with its own skip connection, ``x + up(gelu(down(x
 ``down`` projects d -> m and ``up`` projects m -> d with m much smaller than d. Houlsby et al.
 (2019) insert two per transformer layer: after the attention output projection and after the
 feed-forward block, each before the residual add and LayerNorm. Everything pretrained stays
-frozen; only the adapters, the LayerNorms and the task head are trained.
+frozen; only the adapters, the LayerNorms inside the layers and the task head are trained.
 """
 
 from __future__ import annotations
-
-import numbers
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from lora_teach.model import (ModelM, check_task, freeze_all_except, load_task_file,
-                              save_task_file, task_state)
+from lora_teach.checks import check_instance, check_int, check_names, check_real
+from lora_teach.model import ModelM, check_module_names, freeze_all_except
+from lora_teach.files import save_torch_file
+from lora_teach.taskfiles import load_task_file, task_state
 
 PLACES = {"attention": "attention_adapter", "output": "output_adapter"}
 
@@ -24,89 +24,97 @@ PLACES = {"attention": "attention_adapter", "output": "output_adapter"}
 class BottleneckAdapter(nn.Module):
     """``x + up(gelu(down(x)))``: 2md + d + m parameters, near-identity at initialisation.
 
-    ``up`` starts at zero (or tiny values, ``init_std``) so the adapted model starts as the
-    pretrained one: the adapter's branch adds (almost) nothing until it is trained.
+    ``up`` and ``down`` start with tiny weights (``init_std``) and zero biases, so the adapter
+    adds almost nothing until it is trained and the adapted model starts as the pretrained one.
     """
 
-    def __init__(self, d_model: int, bottleneck: int, init_std: float = 1e-3):
+    def __init__(self, d_model: int, bottleneck: int, init_std: float = 1e-3,
+                 generator: torch.Generator | None = None, device=None, dtype=None):
         super().__init__()
-        for name, value in (("d_model", d_model), ("bottleneck", bottleneck)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-        if not 1 <= bottleneck <= d_model:
-            raise ValueError(f"bottleneck must be between 1 and d_model = {d_model}, got {bottleneck}")
-        self.down = nn.Linear(d_model, bottleneck)
-        self.up = nn.Linear(bottleneck, d_model)
-        for layer in (self.down, self.up):
-            nn.init.normal_(layer.weight, std=init_std)
-            nn.init.zeros_(layer.bias)
+        d_model = check_int(d_model, "d_model", minimum=1)
+        bottleneck = check_int(bottleneck, "bottleneck", minimum=1, maximum=d_model)
+        init_std = check_real(init_std, "init_std", minimum=0)
+        self.down = nn.Linear(d_model, bottleneck, device=device, dtype=dtype)
+        self.up = nn.Linear(bottleneck, d_model, device=device, dtype=dtype)
+        with torch.no_grad():
+            for layer in (self.down, self.up):
+                noise = torch.randn(layer.weight.shape, generator=generator) * init_std
+                layer.weight.copy_(noise)
+                layer.bias.zero_()
+
+    @property
+    def config(self) -> dict:
+        """What a task file records about this adapter: its bottleneck size."""
+        return {"bottleneck": self.down.out_features}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.up(F.gelu(self.down(x)))
 
 
-def _check_model(model) -> None:
-    if not isinstance(model, ModelM):
-        raise TypeError(f"expected a ModelM, got {type(model).__name__}")
+def named_adapters(model: nn.Module) -> list[tuple[str, BottleneckAdapter]]:
+    """Every adapter in a model with its module name."""
+    check_instance(model, "model", nn.Module)
+    return [(name, module) for name, module in model.named_modules()
+            if isinstance(module, BottleneckAdapter)]
 
 
-def has_adapters(model: ModelM) -> bool:
-    """True if any layer already holds a BottleneckAdapter."""
-    return any(isinstance(module, BottleneckAdapter) for module in model.modules())
-
-
-def add_adapters(model: ModelM, bottleneck: int, task: str, places=("attention", "output"),
-                 seed: int = 0) -> list[str]:
+def add_adapters(model: ModelM, bottleneck: int, places=("attention", "output"), seed: int = 0,
+                 train_also=()) -> list[str]:
     """Insert adapters into every layer of ``model`` (in place), freeze the rest, and return
     the names of the trainable parameters.
 
     ``places`` picks where: "attention" (after W_o, before the first add & LayerNorm) and/or
     "output" (after the feed-forward block, before the second). Trained, as in Houlsby et al.:
-    the adapters, the LayerNorms inside the layers, and the ``task`` head.
+    the adapters, the LayerNorms inside the layers, and the modules named in ``train_also``
+    (the task head). All or nothing: on any error the model is left as it was.
     """
-    _check_model(model)
-    if has_adapters(model):
+    check_instance(model, "model", ModelM)
+    if named_adapters(model):
         raise ValueError("this model already has adapters; start from a fresh copy of the base")
-    if isinstance(places, str):
-        places = (places,)
-    unknown = [place for place in places if place not in PLACES]
-    if unknown or not places:
-        raise ValueError(f"unknown adapter place(s) {unknown}; choose from {list(PLACES)}")
-    check_task(task)
-    with torch.random.fork_rng():   # seeded adapters, without disturbing the caller's random state
-        torch.manual_seed(seed)
-        for layer in model.layers:
-            for place in places:
-                setattr(layer, PLACES[place], BottleneckAdapter(model.config.d_model, bottleneck))
-    keep = [f"heads.{task}."]
-    for index, layer in enumerate(model.layers):
-        keep += [f"layers.{index}.{PLACES[p]}." for p in places]
-        keep += [f"layers.{index}.attention_norm.", f"layers.{index}.output_norm."]
+    places = check_names(places, "places", PLACES)
+    train_also = check_module_names(model, train_also, "train_also") if train_also else ()
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
+    weight = model.token_embedding.weight
+    new = [[BottleneckAdapter(model.config.d_model, bottleneck, generator=generator,
+                              device=weight.device, dtype=weight.dtype) for _ in places]
+           for _ in model.layers]
+    keep = list(train_also)
+    for index, (layer, adapters) in enumerate(zip(model.layers, new)):
+        for place, adapter in zip(places, adapters):
+            adapter.train(layer.training)   # a new module starts in training mode: match the model
+            setattr(layer, PLACES[place], adapter)
+            keep.append(f"layers.{index}.{PLACES[place]}")
+        keep += [f"layers.{index}.attention_norm", f"layers.{index}.output_norm"]
     return freeze_all_except(model, keep)
 
 
 def remove_adapters(model: ModelM) -> None:
     """Put identities back where adapters were (the LayerNorms keep their current values)."""
-    _check_model(model)
+    check_instance(model, "model", ModelM)
     for layer in model.layers:
         for attribute in PLACES.values():
             setattr(layer, attribute, nn.Identity())
 
 
-def adapter_state(model: ModelM) -> dict:
-    """What a task needs on disk: the trainable tensors plus the base model's fingerprint."""
-    return task_state(model)
+def adapter_config(model: nn.Module) -> dict[str, dict]:
+    """The bottleneck size of every adapter, by module name (what a task file records)."""
+    return {name: adapter.config for name, adapter in named_adapters(model)}
 
 
-def save_adapters(model: ModelM, path) -> int:
-    """Save the task's trainable tensors (adapters, LayerNorms, head); return the file size."""
-    return save_task_file(model, path)
+def adapter_task_state(model: ModelM) -> dict:
+    """What :func:`save_adapters` writes: the trainable tensors (adapters, LayerNorms, head),
+    the adapter configuration and the base's fingerprint."""
+    if not named_adapters(model):
+        raise ValueError("this model has no adapters, so there is no adapter task to save")
+    return task_state(model, "adapters", adapter_config(model))
+
+
+def save_adapters(model: ModelM, path, overwrite: bool = False) -> int:
+    """Save :func:`adapter_task_state` to ``path``; return the file size in bytes."""
+    return save_torch_file(adapter_task_state(model), path, overwrite)
 
 
 def load_adapters(model: ModelM, path) -> None:
-    """Load a task's adapter file into a model that has adapters inserted at the same places.
-
-    Refuses a file saved for another base model, and names any missing or mis-shaped tensor.
-    """
-    _check_model(model)
-    load_task_file(model, path)
+    """Load an adapter task file into a model with adapters of the same size at the same
+    places, on the same base; each refusal names the difference."""
+    load_task_file(model, path, "adapters", adapter_config(model))

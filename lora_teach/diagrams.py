@@ -2,15 +2,18 @@
 
 The source notes promise three pictures they never draw ("Model M Architecture",
 "Back-propagation", "Model M Architecture With Adapters"); this module draws them, plus a
-close-up of one adapter and one LoRA layer. Everything is drawn with plain matplotlib patches,
-arrows and text, so you can read how each picture is built.
+close-up of one adapter and one LoRA layer. Every picture is drawn *from the object it shows*:
+the number of layers and the shapes come from the model's config, what is trained and what is
+frozen from its parameters' ``requires_grad``, and where LoRA or adapters sit from the modules
+actually inserted. Change the model and the picture follows.
 
 One colour code runs through every picture (the course's :data:`~lora_teach.plotting.COLORS`):
 
-* blue  = trained: these weights are updated by the optimizer,
+* blue  = trained: these weights are updated by the optimizer (AdamW),
 * grey  = frozen: the weights stay exactly as pretrained,
 * pink  = a new adapter module (trained), green = a new LoRA module (trained),
-* vermillion = the gradient of the loss (and the attention operation, which has no weights).
+* white with a black edge = an operation without weights (attention, the sum),
+* vermillion, dashed = the gradient of the loss flowing backwards.
 
 Each function returns its ``Figure`` (it never calls ``plt.show()``), drawn in the course style
 without changing the global matplotlib settings.
@@ -18,57 +21,133 @@ without changing the global matplotlib settings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib.pyplot as plt
 from matplotlib.colors import to_rgba
 from matplotlib.lines import Line2D
 from matplotlib.patches import (Arc, Ellipse, FancyArrowPatch, FancyBboxPatch, Patch, Polygon,
                                 Rectangle)
+from torch import nn
 
+from lora_teach.adapters import PLACES, BottleneckAdapter
+from lora_teach.checks import check_instance
+from lora_teach.lora import LoRALinear
+from lora_teach.lowrank import factorized_parameters
+from lora_teach.model import TASKS, ModelM
 from lora_teach.plotting import COLORS, COURSE_STYLE
-
-#: Methods :func:`draw_model_m` knows; :func:`draw_backpropagation` knows all but "pretrain".
-METHODS = ("pretrain", "full", "frozen", "adapters", "lora")
-BACKPROP_METHODS = ("full", "frozen", "adapters", "lora")
 
 #: Edge colour of a box for each role; its face is the same colour, made light (FILL_ALPHA).
 ROLE_COLORS = {
-    "trained": COLORS["full"],
-    "frozen": COLORS["noise"],
+    "trained": COLORS["trained"],
+    "frozen": COLORS["frozen"],
     "adapter": COLORS["adapter"],
     "lora": COLORS["lora"],
-    "op": COLORS["highlight"],   # an operation without weights (attention, +)
-    "unused": COLORS["noise"],   # a head that takes no part in this run
+    "op": COLORS["text"],        # an operation without weights (attention, +)
+    "unused": COLORS["frozen"],  # a head that takes no part in this run
     "data": COLORS["text"],      # inputs, outputs, the loss
 }
 FILL_ALPHA = 0.22
-GRADIENT = COLORS["highlight"]
+GRADIENT = COLORS["error"]   # the gradient is the error signal, sent backwards
 TOKENS = "[CLS] shares of Morgan rose [SEP] ..."
-
-_TITLES = {
-    "pretrain": "Model M, pretraining on MLM + NSP: every weight is trained",
-    "full": "Model M, full fine-tuning (NER or FPB): every weight is trained",
-    "frozen": "Model M, frozen encoder: only the task head is trained",
-    "adapters": "Model M with adapters (PEFT): adapters, LayerNorms and head trained",
-    "lora": "Model M with LoRA on $W_q$ and $W_v$: only B·A and the head trained",
-}
+MATRICES = ("W_q", "W_k", "W_v", "W_o", "ffn_in", "ffn_out")   # the weight matrices of a layer
+HEAD_LABELS = {"mlm": ("MLM", "masked\nwords"), "nsp": ("NSP", "next\nsentence?"),
+               "ner": ("NER", "tag per\ntoken"), "fpb": ("FPB", "sentence\nsentiment")}
 
 
 # ---------------------------------------------------------------------------
-# Checking the arguments
+# Reading the model: what the picture must show
 # ---------------------------------------------------------------------------
 
-def _check_positive_int(value, name: str) -> None:
-    """TypeError unless ``value`` is an int (a bool is not), ValueError unless it is >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r} of type "
-                        f"{type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
+@dataclass(frozen=True)
+class ModelView:
+    """What a picture of Model M shows, read off a (possibly wrapped) model object."""
+
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_ffn: int
+    vocab_size: int
+    roles: dict            # block -> "trained" | "frozen" ("W_q", "embeddings", "norms", ...)
+    heads: dict            # task -> "trained" | "unused"
+    lora: dict             # matrix name -> r, for the matrices wrapped with LoRA
+    adapters: dict         # place ("attention" / "output") -> bottleneck size m
+
+    @property
+    def encoder_trained(self) -> bool:
+        """True if every weight of the encoder is trained (pretraining, full fine-tuning)."""
+        return all(role == "trained" for role in self.roles.values())
 
 
-def _check_method(method, valid: tuple[str, ...]) -> None:
-    if method not in valid:
-        raise ValueError(f"method must be one of {', '.join(map(repr, valid))}; got {method!r}")
+def _role(parameters) -> str:
+    parameters = list(parameters)
+    return "trained" if parameters and all(p.requires_grad for p in parameters) else "frozen"
+
+
+def _matrix(layer, name: str) -> nn.Module:
+    block = layer.attention if name.startswith("W_") else layer.feed_forward
+    return getattr(block, name)
+
+
+def read_model(model: ModelM) -> ModelView:
+    """The facts a picture needs: shapes from the config, trained or frozen from
+    ``requires_grad``, LoRA and adapters from the modules present. All encoder layers must be
+    set up alike (as add_lora and add_adapters do)."""
+    check_instance(model, "model", ModelM)
+    views = []
+    for layer in model.layers:
+        roles, lora, adapters = {}, {}, {}
+        for name in MATRICES:
+            module = _matrix(layer, name)
+            if isinstance(module, LoRALinear):
+                lora[name] = module.r
+                module = module.base
+            roles[name] = _role(module.parameters())
+        roles["norms"] = _role(list(layer.attention_norm.parameters())
+                               + list(layer.output_norm.parameters()))
+        for place, attribute in PLACES.items():
+            module = getattr(layer, attribute)
+            if isinstance(module, BottleneckAdapter):
+                adapters[place] = module.config["bottleneck"]
+        views.append((roles, lora, adapters))
+    if any(view != views[0] for view in views):
+        raise ValueError("the encoder layers of this model are set up differently; the picture "
+                         "draws one layer for all of them")
+    roles, lora, adapters = views[0]
+    embeddings = [p for name, p in model.named_parameters()
+                  if name.split(".")[0] in ("token_embedding", "position_embedding",
+                                            "segment_embedding")]
+    roles = {"embeddings": _role(embeddings),
+             "embedding_norm": _role(model.embedding_norm.parameters()), **roles}
+    heads = {task: "trained" if _role(model.heads[task].parameters()) == "trained" else "unused"
+             for task in TASKS}
+    config = model.config
+    return ModelView(config.n_layers, config.d_model, config.n_heads, config.d_ffn,
+                     config.vocab_size, roles, heads, lora, adapters)
+
+
+def _names(matrices) -> str:
+    return ", ".join(f"${name}$" if name.startswith("W_") else name for name in matrices)
+
+
+def model_title(view: ModelView) -> str:
+    """A title that says what this model trains, e.g. "Model M with LoRA on W_q, W_v (r = 8)"."""
+    trained_heads = [HEAD_LABELS[t][0] for t, role in view.heads.items() if role == "trained"]
+    heads = " + ".join(trained_heads) or "no head"
+    if view.lora:
+        ranks = sorted(set(view.lora.values()))
+        r = ranks[0] if len(ranks) == 1 else ranks
+        return f"Model M with LoRA on {_names(view.lora)} (r = {r}): B·A and the {heads} head trained"
+    if view.adapters:
+        sizes = sorted(set(view.adapters.values()))
+        m = sizes[0] if len(sizes) == 1 else sizes
+        return f"Model M with adapters (m = {m}): adapters, LayerNorms and {heads} head trained"
+    if view.encoder_trained:
+        what = "pretraining on" if {"MLM", "NSP"} <= set(trained_heads) else "full fine-tuning,"
+        return f"Model M, {what} {heads}: every weight is trained"
+    if all(role == "frozen" for role in view.roles.values()):
+        return f"Model M, frozen encoder: only the {heads} head is trained"
+    return f"Model M: trained parts in blue, frozen in grey ({heads} head)"
 
 
 # ---------------------------------------------------------------------------
@@ -98,7 +177,7 @@ def _box(ax, x, y, w, h, label, role, gid=None, fontsize=8.5, label_dx=0.0):
                            linestyle="--" if role == "unused" else "-", gid=gid, zorder=2)
     ax.add_patch(patch)
     ax.text(x + label_dx, y, label, ha="center", va="center", fontsize=fontsize, gid=gid,
-            zorder=4, color=COLORS["noise"] if role == "unused" else COLORS["text"])
+            zorder=4, color=COLORS["frozen"] if role == "unused" else COLORS["text"])
     return patch
 
 
@@ -154,7 +233,7 @@ def _sum_node(ax, x, y, ry=3.5):
     return rx
 
 
-def _lock(ax, x, y, color=COLORS["noise"]):
+def _lock(ax, x, y, color=COLORS["frozen"]):
     """A small padlock (a body and an arc-shaped shackle): "these weights cannot change"."""
     ax.add_patch(Rectangle((x - 1.1, y - 2.2), 2.2, 2.2, facecolor=color, edgecolor=color,
                            zorder=4, gid="lock"))
@@ -166,137 +245,124 @@ def _lock(ax, x, y, color=COLORS["noise"]):
 # 1. Model M
 # ---------------------------------------------------------------------------
 
-def _roles(method: str) -> dict[str, str]:
-    """Which role (trained / frozen / ...) each kind of block plays under ``method``."""
-    everything = "trained" if method in ("pretrain", "full") else "frozen"
-    return {
-        "embeddings": everything,
-        "norm": "trained" if method in ("pretrain", "full", "adapters") else "frozen",
-        "weights": everything,  # W_q, W_k, W_v, W_o and the feed-forward
-        "pretrain_head": "trained" if method == "pretrain" else "unused",
-        "task_head": "unused" if method == "pretrain" else "trained",
-    }
-
-
-def draw_model_m(n_layers: int = 4, d_model: int = 128, n_heads: int = 4, d_ffn: int = 256,
-                 vocab_size: int | None = None, method: str = "full"):
+def draw_model_m(model: ModelM, title: str | None = None):
     """Model M, the small BERT-style encoder of the course, drawn from input tokens to heads.
 
     Left: the whole model, bottom to top: tokens, summed token + position + segment
-    embeddings, LayerNorm, a stack of ``n_layers`` encoder layers, and the four heads (MLM and
-    NSP for pretraining, NER and FPB for the fine-tuning tasks). Right: one encoder layer
-    opened up (post-LN, as in BERT), with its weight matrices and shapes.
+    embeddings, LayerNorm, the stack of encoder layers, and the four heads (MLM and NSP for
+    pretraining, NER and FPB for the fine-tuning tasks). Right: one encoder layer opened up
+    (post-LN, as in BERT), with its weight matrices and shapes.
 
-    ``method`` colours what is trained (blue) and what is frozen (grey), which is the whole
-    difference between the fine-tuning methods of the course:
-
-    * ``"pretrain"`` / ``"full"``: every weight is trained (MLM + NSP heads, or a task head);
-    * ``"frozen"``: the encoder is frozen, only the task head learns;
-    * ``"adapters"``: two new adapters per layer (pink), after the attention output projection
-      and after the feed-forward block; they, the LayerNorms and the head are trained;
-    * ``"lora"``: a new low-rank path B·A (green) beside ``W_q`` and ``W_v``; only those and the
-      head are trained.
+    Colours come from the model: blue where parameters are trained, grey where they are
+    frozen, pink adapters and green LoRA paths B·A where the model has them. A head that is
+    not trained in this run is drawn dashed.
     """
-    for name, value in (("n_layers", n_layers), ("d_model", d_model), ("n_heads", n_heads),
-                        ("d_ffn", d_ffn)):
-        _check_positive_int(value, name)
-    if vocab_size is not None:
-        _check_positive_int(vocab_size, "vocab_size")
-    if d_model % n_heads:
-        raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
-    _check_method(method, METHODS)
+    view = read_model(model)
     with plt.rc_context(COURSE_STYLE):
-        fig, ax = _canvas((7.5, 5.6), _TITLES[method])
-        roles = _roles(method)
-        _draw_model_stack(ax, roles, method, d_model, vocab_size)
-        _draw_encoder_layer(ax, roles, method, n_layers, d_model, n_heads, d_ffn)
-        legend = [("trained", "trained (updated)")]
-        if method not in ("pretrain", "full"):
+        fig, ax = _canvas((7.5, 5.6), title or model_title(view))
+        _draw_model_stack(ax, view)
+        _draw_encoder_layer(ax, view)
+        roles = set(view.roles.values())
+        legend = [("trained", "trained (updated by AdamW)")]
+        if "frozen" in roles:
             legend.append(("frozen", "frozen (not updated)"))
-        if method in ("adapters", "lora"):
-            new = "adapter" if method == "adapters" else "lora"
-            legend.append((new, f"new module: {'adapter' if new == 'adapter' else 'LoRA B·A'}"
-                                ", trained"))
-        legend.append(("unused", "head not used in this run"))
+        if view.adapters:
+            legend.append(("adapter", "new module: adapter, trained"))
+        if view.lora:
+            legend.append(("lora", "new module: LoRA B·A, trained"))
+        legend.append(("op", "operation without weights"))
+        legend.append(("unused", "head not trained in this run"))
         _legend(fig, legend)
     return fig
 
 
-def _draw_model_stack(ax, roles, method, d_model, vocab_size):
+def _draw_model_stack(ax, view: ModelView):
     """Left half of the Model M picture: tokens -> embeddings -> LayerNorm -> layers -> heads."""
     x = 23
     ax.text(x, 3, TOKENS, ha="center", va="center", fontsize=8, family="monospace", gid="tokens")
     _arrow(ax, (x, 5.5), (x, 10))
-    shape = f"vocab × d = {vocab_size:,} × {d_model:,}" if vocab_size else f"d_model = {d_model}"
+    shape = f"vocab × d = {view.vocab_size:,} × {view.d_model:,}"
     _box(ax, x, 16, 40, 12, f"embeddings: token + position + segment\n(summed)   {shape}",
-         roles["embeddings"], gid="embeddings")
+         view.roles["embeddings"], gid="embeddings")
     _arrow(ax, (x, 22), (x, 26))
-    _box(ax, x, 29.5, 40, 7, "LayerNorm", roles["norm"], gid="embedding_norm")
+    _box(ax, x, 29.5, 40, 7, "LayerNorm", view.roles["embedding_norm"], gid="embedding_norm")
     _arrow(ax, (x, 33), (x, 38))
-    extra = {"adapters": "\n(+ 2 adapters each)", "lora": "\n(+ LoRA on $W_q$, $W_v$)"}
+    if view.lora:
+        where = _names(view.lora) if len(view.lora) <= 3 else f"{len(view.lora)} matrices"
+        extra = f"\n(+ LoRA on {where})"
+    elif view.adapters:
+        extra = f"\n(+ {len(view.adapters)} adapter{'s' if len(view.adapters) > 1 else ''} each)"
+    else:
+        extra = ""
+    layer_role = "trained" if view.encoder_trained else "frozen"
     for shift in (2.4, 1.2):  # two shadows behind the box: "there are several of these"
         ax.add_patch(FancyBboxPatch((x - 17 + shift, 38 + shift), 34, 14,
                                     boxstyle="round,pad=0,rounding_size=1", facecolor="white",
-                                    edgecolor=ROLE_COLORS[roles["weights"]], linewidth=1.0))
-    _box(ax, x, 45, 34, 14, "encoder layer" + extra.get(method, ""), roles["weights"],
+                                    edgecolor=ROLE_COLORS[layer_role], linewidth=1.0))
+    _box(ax, x, 45, 34, 14, f"encoder layer × {view.n_layers}" + extra, layer_role,
          gid="encoder_stack")
-    heads = [("MLM", "masked\nwords", "pretrain_head"), ("NSP", "next\nsentence?", "pretrain_head"),
-             ("NER", "tag per\ntoken", "task_head"), ("FPB", "sentence\nsentiment", "task_head")]
-    for i, (name, what, kind) in enumerate(heads):
+    for i, task in enumerate(TASKS):
+        name, what = HEAD_LABELS[task]
         hx = 6.5 + i * 11
         _arrow(ax, (x, 54.4), (hx, 65))
-        _box(ax, hx, 72, 10.2, 14, f"{name}\n{what}", roles[kind], gid=f"head_{name}",
+        _box(ax, hx, 72, 10.2, 14, f"{name}\n{what}", view.heads[task], gid=f"head_{name}",
              fontsize=7.5)
     ax.text(12, 82, "pretraining heads", ha="center", fontsize=8, gid="label_pretrain")
     ax.text(34, 82, "task heads", ha="center", fontsize=8, gid="label_task")
 
 
-def _layer_rows(method, roles, d_model, n_heads, d_ffn):
-    """The sub-blocks of one encoder layer above W_q/W_k/W_v, bottom to top."""
+def _layer_rows(view: ModelView):
+    """The sub-blocks of one encoder layer above W_q/W_k/W_v, bottom to top:
+    (gid, label, role, height)."""
+    d, f, heads = view.d_model, view.d_ffn, view.n_heads
     rows = [("attention", f"multi-head self-attention (no weights)\n"
-                          f"{n_heads} heads × {d_model // n_heads} dims", "op", 8),
-            ("W_o", "$W_o$  output projection", roles["weights"], 5.5)]
-    if method == "adapters":
-        rows.append(("adapter_1", "adapter 1  (d → m → d)", "adapter", 5.5))
-    rows += [("add_norm_1", "add residual & LayerNorm", roles["norm"], 5.5),
-             ("ffn", f"feed-forward: Linear {d_model}→{d_ffn}, GELU,\nLinear {d_ffn}→{d_model}",
-              roles["weights"], 8)]
-    if method == "adapters":
-        rows.append(("adapter_2", "adapter 2  (d → m → d)", "adapter", 5.5))
-    rows.append(("add_norm_2", "add residual & LayerNorm", roles["norm"], 5.5))
+                          f"{heads} heads × {d // heads} dims", "op", 8),
+            ("W_o", f"$W_o$  output projection {d}→{d}", view.roles["W_o"], 5.5)]
+    if "attention" in view.adapters:
+        rows.append(("adapter_1", f"adapter 1  (d → m → d, m = {view.adapters['attention']})",
+                     "adapter", 5.5))
+    rows += [("add_norm_1", "add residual & LayerNorm", view.roles["norms"], 5.5),
+             ("ffn_in", f"feed-forward: ffn_in {d}→{f}, GELU", view.roles["ffn_in"], 5.5),
+             ("ffn_out", f"feed-forward: ffn_out {f}→{d}", view.roles["ffn_out"], 5.5)]
+    if "output" in view.adapters:
+        rows.append(("adapter_2", f"adapter 2  (d → m → d, m = {view.adapters['output']})",
+                     "adapter", 5.5))
+    rows.append(("add_norm_2", "add residual & LayerNorm", view.roles["norms"], 5.5))
     return rows
 
 
-def _draw_encoder_layer(ax, roles, method, n_layers, d_model, n_heads, d_ffn):
-    """Right half of the Model M picture: one encoder layer, expanded, with "× n_layers"."""
+def _draw_encoder_layer(ax, view: ModelView):
+    """Right half of the Model M picture: one encoder layer, expanded."""
     left, right, bottom, top = 50, 93, 4, 93
     ax.add_patch(FancyBboxPatch((left, bottom), right - left, top - bottom,
                                 boxstyle="round,pad=0,rounding_size=1.5", facecolor="none",
                                 edgecolor=COLORS["text"], linewidth=1.0, linestyle=":",
                                 gid="layer_close_up"))
     for y_from, y_to in ((52, top), (38, bottom)):  # zoom lines from the stack to this close-up
-        ax.plot([40, left], [y_from, y_to], color=COLORS["noise"], linewidth=0.8, linestyle=":")
-    ax.text((left + right) / 2, top + 3.5, f"one encoder layer, opened up (d_model = {d_model})",
+        ax.plot([40, left], [y_from, y_to], color=COLORS["frozen"], linewidth=0.8, linestyle=":")
+    ax.text((left + right) / 2, top + 3.5,
+            f"one of the {view.n_layers} encoder layers, opened up (d_model = {view.d_model})",
             ha="center", va="center", fontsize=8, style="italic", gid="layer_title")
-    ax.text(right + 1.5, 50, f"× {n_layers}", ha="left", va="center", fontsize=13,
-            fontweight="bold", gid="n_layers")
     x, res_x = 74, 53.5
-    # W_q, W_k, W_v side by side, each with a LoRA path B·A beside W_q and W_v under "lora".
+    # W_q, W_k, W_v side by side, each with its LoRA path B·A beside it when it has one.
     split_y, qkv_y = 11, 18
     _arrow(ax, (x, bottom), (x, split_y))
-    w_xs = ({"W_q": 58.5, "W_k": 72, "W_v": 80.5} if method == "lora"  # room for B·A
-            else {"W_q": 61, "W_k": 72, "W_v": 83})
+    w_xs = {"W_q": 58.5, "W_k": 70.5, "W_v": 82.5}
     for name, wx in w_xs.items():
         ax.plot([x, wx], [split_y, split_y], color=COLORS["text"], linewidth=1.3)
         _arrow(ax, (wx, split_y), (wx, qkv_y - 3))
-        _box(ax, wx, qkv_y, 6, 6, f"${name}$", roles["weights"], gid=name, fontsize=9)
+        _box(ax, wx, qkv_y, 6, 6, f"${name}$", view.roles[name], gid=name, fontsize=9)
         _arrow(ax, (wx, qkv_y + 3), (wx, 26))
-        if method == "lora" and name in ("W_q", "W_v"):
-            _box(ax, wx + 6, qkv_y, 5.2, 6, "B·A", "lora", gid=f"lora_{name[-1]}", fontsize=8)
-    rows = _layer_rows(method, roles, d_model, n_heads, d_ffn)
+        if name in view.lora:
+            _box(ax, wx + 6, qkv_y, 5.2, 6, "B·A", "lora", gid=f"lora_{name}", fontsize=8)
+    rows = _layer_rows(view)
     y, gap = 26, min(5.0, (top - 27 - sum(row[3] for row in rows)) / len(rows))
     for gid, label, role, h in rows:
-        _box(ax, x, y + h / 2, 36, h, label, role, gid=gid)
+        if gid in view.lora:   # a narrower box with its B·A beside it
+            _box(ax, x - 4, y + h / 2, 28, h, label.removeprefix("feed-forward: "), role, gid=gid)
+            _box(ax, x + 14.5, y + h / 2, 6, h, "B·A", "lora", gid=f"lora_{gid}", fontsize=8)
+        else:
+            _box(ax, x, y + h / 2, 36, h, label, role, gid=gid)
         if gid == "add_norm_1":  # residual from the layer's input
             _line(ax, [(x, split_y - 3), (res_x, split_y - 3), (res_x, y + h / 2),
                        (x - 18, y + h / 2)])
@@ -313,55 +379,78 @@ def _draw_encoder_layer(ax, roles, method, n_layers, d_model, n_heads, d_ffn):
 # 2. Back-propagation
 # ---------------------------------------------------------------------------
 
-_BACKPROP_TITLES = {
-    "full": "Back-propagation, full fine-tuning: every weight is updated",
-    "frozen": "Back-propagation, frozen encoder: only the head is updated",
-    "adapters": "Back-propagation with adapters: the gradient crosses frozen layers",
-    "lora": "Back-propagation with LoRA: the gradient crosses frozen weights",
-}
+UPDATE = "updated by AdamW from ∂L/∂W"
 
 
-def _backprop_status(method: str, block: str, below_all_trained: bool) -> tuple[str, str]:
-    """(role, status text) for one block of the back-propagation picture."""
-    if method == "full" or block == "head":
-        return "trained", "updated: W ← W − η · ∂L/∂W"
-    if below_all_trained:
-        return "frozen", ("frozen, and nothing below is trained: the\n"
-                          "gradient is not needed here (faint arrow)")
-    new = "adapters" if method == "adapters" else "LoRA B and A"
-    return "frozen", f"frozen: gradient passes through,\nweights unchanged; its {new} are updated"
+def _layer_status(view: ModelView) -> tuple[str, str]:
+    """(role, status text) of an encoder layer in the back-propagation picture."""
+    if view.encoder_trained:
+        return "trained", UPDATE
+    new = []
+    if view.lora:
+        new.append("its B·A")
+    if view.adapters:
+        new.append("its adapters")
+    if view.roles["norms"] == "trained":
+        new.append("its LayerNorms")
+    if not new:
+        return "frozen", "frozen: weights unchanged"
+    return "frozen", ("frozen: gradient passes through, weights\nunchanged; "
+                      + " and ".join(new) + " are updated")
 
 
-def draw_backpropagation(method: str = "full"):
-    """How the error travels back through Model M, and which weights it changes.
+def draw_backpropagation(model: ModelM, title: str | None = None):
+    """How the error travels back through this model, and which weights it changes.
 
     Forward (black, up): tokens -> embeddings -> encoder layers -> head -> prediction; the loss
     compares the prediction with the label. Backward (vermillion, dashed, down): the gradient
-    of the loss flows from the loss into every block below it. A *trained* block uses it to
-    update its weights; a *frozen* block (grey, padlock) only passes it on, its weights stay
-    as pretrained. With adapters or LoRA the gradient must still cross the frozen layers above
-    an adapter to reach it: freezing saves optimizer memory and storage, not the backward pass.
-    Below the lowest trained module nothing needs a gradient, so autograd may stop there
-    (drawn faint); with a frozen encoder that is everything under the head.
+    of the loss flows from the loss into every block below it. A *trained* block (blue) hands
+    its gradient to AdamW, which updates its weights; a *frozen* block (grey, padlock) only
+    passes the gradient on. With adapters or LoRA the gradient must still cross the frozen
+    layers above an adapter to reach it: freezing saves optimizer memory and storage, not the
+    backward pass. Below the lowest trained block nothing needs a gradient, so autograd stops
+    there (drawn faint).
     """
-    _check_method(method, BACKPROP_METHODS)
-    blocks = ["embeddings", "encoder layer 1", "encoder layer 2", "encoder layer 3", "head"]
-    lowest_trained = {"full": 0, "frozen": 4, "adapters": 1, "lora": 1}[method]
+    view = read_model(model)
+    trained_heads = [HEAD_LABELS[t][0] for t, role in view.heads.items() if role == "trained"]
+    layer_role, layer_status = _layer_status(view)
+    layer_learns = layer_role == "trained" or "updated" in layer_status
+    blocks = ([("embeddings", view.roles["embeddings"])]
+              + [(f"encoder layer {i + 1}", layer_role) for i in range(view.n_layers)]
+              + [("head", "trained" if trained_heads else "frozen")])
+    learns = [view.roles["embeddings"] == "trained"] + [layer_learns] * view.n_layers + [
+        bool(trained_heads)]
+    lowest = learns.index(True) if any(learns) else len(blocks)
+    if title is None:
+        title = ("Back-propagation: every weight is updated" if view.encoder_trained else
+                 "Back-propagation: the gradient crosses frozen weights" if lowest < len(blocks) - 1
+                 else "Back-propagation, frozen encoder: only the head is updated")
+    step = min(19.0, 76.0 / len(blocks))
     with plt.rc_context(COURSE_STYLE):
-        fig, ax = _canvas((7.0, 5.2), _BACKPROP_TITLES[method])
-        bx, w, h, step, fwd_x, grad_x = 27, 34, 9, 15, 17, 37
+        fig, ax = _canvas((7.0, 5.2), title)
+        bx, w, h, fwd_x, grad_x = 27, 34, min(9.0, step - 5), 17, 37
         ax.text(fwd_x, 2.5, "input tokens", ha="center", va="center", fontsize=8.5,
                 gid="tokens")
         _arrow(ax, (fwd_x, 5), (fwd_x, 12 - h / 2))
-        for i, block in enumerate(blocks):
+        for i, (block, role) in enumerate(blocks):
             y = 12 + step * i
-            role, status = _backprop_status(method, block, i < lowest_trained)
-            label = "task head (NER / FPB)" if block == "head" else block
-            has_new = method in ("adapters", "lora") and block.startswith("encoder")
+            if block == "head":
+                names = " + ".join(trained_heads) or "none trained"
+                label = f"{'heads' if len(trained_heads) > 1 else 'task head'} ({names})"
+                status = UPDATE if trained_heads else "frozen: weights unchanged"
+            elif block == "embeddings":
+                label = block
+                status = UPDATE if role == "trained" else "frozen: weights unchanged"
+            else:
+                label, status = block, layer_status
+            if i < lowest:
+                status = ("frozen, and nothing below is trained: the\n"
+                          "gradient is not needed here (faint arrow)")
+            has_new = block.startswith("encoder") and (view.lora or view.adapters)
             _box(ax, bx, y, w, h, label, role, gid=block, label_dx=-5 if has_new else 0)
             if has_new:  # the trained module inside the frozen layer, where the gradient arrives
-                new = "adapter" if method == "adapters" else "lora"
-                _box(ax, grad_x + 1, y, 10, h - 3.5, "adapters" if new == "adapter" else "B·A",
+                new = "lora" if view.lora else "adapter"
+                _box(ax, grad_x + 1, y, 10, h - 3.5, "B·A" if view.lora else "adapters",
                      new, gid=f"{new}_{i}", fontsize=7.5)
             if role == "frozen":
                 _lock(ax, bx + w / 2 + 3, y + 0.6)
@@ -369,7 +458,7 @@ def draw_backpropagation(method: str = "full"):
                     color=ROLE_COLORS["trained"] if role == "trained" else COLORS["text"],
                     gid=f"status_{block}")
             _arrow(ax, (grad_x, y + step - h / 2), (grad_x, y + h / 2), color=GRADIENT,
-                   dashed=True, gid=f"gradient:{block}", alpha=0.3 if i < lowest_trained else 1)
+                   dashed=True, gid=f"gradient:{block}", alpha=0.3 if i < lowest else 1)
             _arrow(ax, (fwd_x, y + h / 2), (fwd_x, y + step - h / 2))
         loss_y = 12 + step * len(blocks)
         ax.text(fwd_x - 1.5, loss_y - step / 2, "prediction", ha="right", va="center",
@@ -378,12 +467,13 @@ def draw_backpropagation(method: str = "full"):
         ax.text(bx + w / 2 + 7, loss_y, "label: the true answer", ha="left", va="center",
                 fontsize=8, gid="label")
         _arrow(ax, (bx + w / 2 + 6.5, loss_y), (bx + w / 2, loss_y))
-        legend = [("trained", "trained: weights updated")]
-        if method != "full":
+        legend = [("trained", "trained: AdamW updates it")]
+        if any(role == "frozen" for _, role in blocks):
             legend.append(("frozen", "frozen: weights unchanged"))
-        if method in ("adapters", "lora"):
-            new = "adapter" if method == "adapters" else "lora"
-            legend.append((new, "new module, trained"))
+        if view.lora:
+            legend.append(("lora", "new LoRA module, trained"))
+        if view.adapters:
+            legend.append(("adapter", "new adapter module, trained"))
         _legend(fig, legend, [
             Line2D([], [], color=COLORS["text"], label="forward pass"),
             Line2D([], [], color=GRADIENT, linestyle="--", label="gradient ∂L/∂(...)")])
@@ -394,17 +484,17 @@ def draw_backpropagation(method: str = "full"):
 # 3. One adapter, 4. one LoRA layer
 # ---------------------------------------------------------------------------
 
-def draw_adapter(d_model: int = 128, bottleneck: int = 16):
+def draw_adapter(adapter: BottleneckAdapter):
     """One Houlsby adapter close up: a bottleneck with its own skip connection.
 
     The input (size d) is projected down to m << d numbers, passed through a nonlinearity,
     projected back up to d and added to the input. Started with small weights the adapter is
     almost the identity, so the pretrained model is unchanged at the start of fine-tuning.
-    With biases it has 2md + d + m parameters (worked out for ``d_model`` and ``bottleneck``).
+    With biases it has 2md + d + m parameters, counted from the module itself.
     """
-    _check_positive_int(d_model, "d_model")
-    _check_positive_int(bottleneck, "bottleneck")
-    d, m = d_model, bottleneck
+    check_instance(adapter, "adapter", BottleneckAdapter)
+    d, m = adapter.down.in_features, adapter.down.out_features
+    count = sum(p.numel() for p in adapter.parameters())
     with plt.rc_context(COURSE_STYLE):
         fig, ax = _canvas((7.0, 5.0), "A Houlsby adapter: bottleneck plus skip connection")
         x, skip_x = 30, 8
@@ -413,7 +503,7 @@ def draw_adapter(d_model: int = 128, bottleneck: int = 16):
         _trapezoid(ax, x, 21, 34, 20, 14, f"down-projection\nd → m  ({d} → {m})", "adapter",
                    gid="down")
         _arrow(ax, (x, 28), (x, 34))
-        _box(ax, x, 38, 20, 8, "nonlinearity", "adapter", gid="nonlinearity")
+        _box(ax, x, 38, 20, 8, "GELU", "adapter", gid="nonlinearity")
         _arrow(ax, (x, 42), (x, 48))
         _trapezoid(ax, x, 55, 20, 34, 14, f"up-projection\nm → d  ({m} → {d})", "adapter",
                    gid="up")
@@ -428,7 +518,7 @@ def draw_adapter(d_model: int = 128, bottleneck: int = 16):
                  f"down: m·d weights + m biases\n"
                  f"up: d·m weights + d biases\n"
                  f"total: 2md + d + m\n"
-                 f"         = 2·{m}·{d} + {d} + {m} = {2 * m * d + d + m:,}\n\n"
+                 f"         = 2·{m}·{d} + {d} + {m} = {count:,}\n\n"
                  f"two per encoder layer: after the\n"
                  f"attention output and after the\n"
                  f"feed-forward block\n\n"
@@ -437,22 +527,23 @@ def draw_adapter(d_model: int = 128, bottleneck: int = 16):
                  f"pretrained model")
         ax.text(56, 46, notes, ha="left", va="center", fontsize=8.5, linespacing=1.35,
                 gid="parameters")
-        _legend(fig, [("adapter", "new adapter module, trained")])
+        _legend(fig, [("adapter", "new adapter module, trained"),
+                      ("op", "operation without weights")])
     return fig
 
 
-def draw_lora_layer(d: int = 128, k: int = 128, r: int = 8, alpha: int = 8):
+def draw_lora_layer(layer: LoRALinear):
     """A LoRA linear layer: the frozen pretrained path plus a trainable low-rank path.
 
     The input x (size k) goes through the frozen W0 (d × k) and, in parallel, through A
     (r × k, random init) and B (d × r, zero init), scaled by alpha / r. The two results are
     added: h = W0 x + (alpha/r) B A x. Because B starts at zero the layer starts exactly as the
     pretrained one; after training, B A can be merged into W0 so inference costs nothing extra.
+    Shapes, r and alpha are read from the layer.
     """
-    for name, value in (("d", d), ("k", k), ("r", r), ("alpha", alpha)):
-        _check_positive_int(value, name)
-    if r > min(d, k):
-        raise ValueError(f"r must be at most min(d, k) = {min(d, k)}, got {r}")
+    check_instance(layer, "layer", LoRALinear)
+    d, k, r = layer.base.out_features, layer.base.in_features, layer.r
+    alpha = f"{layer.alpha:g}"
     with plt.rc_context(COURSE_STYLE):
         fig, ax = _canvas((7.0, 5.0), "A LoRA layer: frozen W₀ plus a trainable low-rank path")
         x0, xs, xl, top = 19, 33.5, 48, 80  # W0 path, input and sum, LoRA path, the sum's y
@@ -476,7 +567,7 @@ def draw_lora_layer(d: int = 128, k: int = 128, r: int = 8, alpha: int = 8):
                 gid="output")
         notes = (f"trainable: A and B\n"
                  f"   r·(d + k) = {r}·({d} + {k})\n"
-                 f"                = {r * (d + k):,}\n"
+                 f"                = {factorized_parameters(d, k, r):,}\n"
                  f"frozen: W₀\n"
                  f"   d·k = {d}·{k} = {d * k:,}\n\n"
                  f"B = 0 at the start, so B A = 0:\n"
@@ -487,5 +578,6 @@ def draw_lora_layer(d: int = 128, k: int = 128, r: int = 8, alpha: int = 8):
                  f"one matrix again, no extra latency")
         ax.text(66, 47, notes, ha="left", va="center", fontsize=8.5, linespacing=1.35,
                 gid="notes")
-        _legend(fig, [("frozen", "frozen (pretrained)"), ("lora", "new LoRA module, trained")])
+        _legend(fig, [("frozen", "frozen (pretrained)"), ("lora", "new LoRA module, trained"),
+                      ("op", "operation without weights")])
     return fig

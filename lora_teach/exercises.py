@@ -8,13 +8,17 @@ returns a :class:`Feedback`. In a notebook the feedback prints as one line start
 
 from __future__ import annotations
 
+import functools
+import math
 import numbers
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import sympy
 
 from lora_teach import linalg
+from lora_teach.checks import is_int
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,55 @@ def _wrong(reason: str) -> Feedback:
     return Feedback(False, f"Not yet. {reason}")
 
 
+class ExerciseSetupError(ValueError):
+    """A mistake in how a notebook calls a checker (not in the student's answer)."""
+
+
+def _never_raises(checker):
+    """A student's answer must never produce a traceback: any answer the checker cannot
+    handle becomes feedback that says so. (A notebook that sets up an exercise wrongly
+    still gets an ExerciseSetupError.)"""
+    @functools.wraps(checker)
+    def safe(*args, **kwargs):
+        try:
+            return checker(*args, **kwargs)
+        except ExerciseSetupError:
+            raise
+        except Exception as problem:   # noqa: BLE001 - feedback instead of a traceback
+            return _wrong(f"Your answer could not be checked ({type(problem).__name__}: "
+                          f"{problem}). Give a plain number, list or matrix as the question asks.")
+    return safe
+
+
+def as_real(answer) -> tuple[float | None, str]:
+    """``(value, "")`` for an answer that is a finite real number (int, float, Fraction, numpy
+    or sympy number), else ``(None, reason)``."""
+    if isinstance(answer, (bool, np.bool_)):
+        return None, f"{answer} is a truth value, not a number"
+    if isinstance(answer, sympy.Basic):
+        if not answer.is_number:
+            return None, f"{answer} still contains a symbol; give a number"
+        answer = complex(answer) if not answer.is_real else float(answer)
+    if isinstance(answer, numbers.Complex) and not isinstance(answer, numbers.Real):
+        if answer.imag != 0:
+            return None, f"{answer} is a complex number; the answer is real"
+        answer = answer.real
+    if isinstance(answer, (numbers.Real, Fraction)):
+        value = float(answer)
+        if math.isnan(value):
+            return None, "NaN (not a number) cannot be the answer"
+        if math.isinf(value):
+            return None, "infinity cannot be the answer"
+        return value, ""
+    return None, f"it should be a number, got {type(answer).__name__}"
+
+
 def _is_integer(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+    """True for whole numbers given as ints (numpy ints included), or as sympy integers."""
+    return is_int(value) or (isinstance(value, sympy.Integer))
 
 
+@_never_raises
 def check_rank(answer, matrix) -> Feedback:
     """Check a claimed rank of ``matrix`` against the exact rank, explaining a miss."""
     if answer is None:
@@ -71,6 +120,7 @@ def check_rank(answer, matrix) -> Feedback:
                   f"the columns before it, with any real coefficients (not only integers).")
 
 
+@_never_raises
 def check_column_numbers(answer, expected: list[int], what: str = "pivot columns") -> Feedback:
     """Check a list of column numbers counted from 1 (as the notes write C1, C2, ...).
 
@@ -89,6 +139,8 @@ def check_column_numbers(answer, expected: list[int], what: str = "pivot columns
                       "you seem to have counted from 0.")
     missing = sorted(set(wanted) - set(given))
     extra = sorted(set(given) - set(wanted))
+    if not missing and not extra:
+        return _wrong(f"Your list names a column more than once; name each of the {what} once.")
     parts = []
     if missing:
         parts.append(f"missing {missing}")
@@ -97,6 +149,7 @@ def check_column_numbers(answer, expected: list[int], what: str = "pivot columns
     return _wrong(f"Your list of {what} is {', and '.join(parts)}.")
 
 
+@_never_raises
 def check_combination(coefficients, matrix, target: int, using: list[int]) -> Feedback:
     """Check coefficients c with  C_target = sum_i c_i C_{using[i]}  (0-based columns).
 
@@ -108,9 +161,12 @@ def check_combination(coefficients, matrix, target: int, using: list[int]) -> Fe
     if not isinstance(coefficients, (list, tuple)) or len(coefficients) != len(using):
         return _wrong(f"Give a list of {len(using)} coefficient(s), one for each of "
                       f"{', '.join(linalg.column_name(j) for j in using)}.")
-    if not all(isinstance(c, numbers.Number | sympy.Basic) and not isinstance(c, bool)
-               for c in coefficients):
-        return _wrong("Every coefficient must be a number.")
+    for c in coefficients:
+        if isinstance(c, sympy.Basic) and c.is_number and c.is_real:
+            continue
+        value, reason = as_real(c)
+        if value is None:
+            return _wrong(f"Every coefficient must be a real number: {reason}.")
     combination = dict(zip(using, coefficients))
     residual = linalg.relation_residual(matrix, target, combination)
     relation = linalg.format_relation(target, combination)
@@ -121,6 +177,7 @@ def check_combination(coefficients, matrix, target: int, using: list[int]) -> Fe
                   f"{[residual[i - 1] for i in broken]}.")
 
 
+@_never_raises
 def check_matrix(answer, expected, name: str = "matrix", atol: float = 0.0) -> Feedback:
     """Compare a matrix answer with the expected one: shape first, then entries."""
     if answer is None:
@@ -141,27 +198,32 @@ def check_matrix(answer, expected, name: str = "matrix", atol: float = 0.0) -> F
                   f"e.g. at (row, column) {first}.")
 
 
+@_never_raises
 def check_number(answer, expected: float, name: str = "answer", rel_tol: float = 1e-9) -> Feedback:
     """Compare a numeric answer with the expected value to a relative tolerance."""
     if answer is None:
         return NOT_ANSWERED
-    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
-        return _wrong(f"Your {name} should be a number, got {type(answer).__name__}.")
-    if np.isclose(float(answer), float(expected), rtol=rel_tol, atol=0.0):
+    value, reason = as_real(answer)
+    if value is None:
+        return _wrong(f"Your {name}: {reason}.")
+    if np.isclose(value, float(expected), rtol=rel_tol, atol=0.0):
         shown = f"{expected:,}" if float(expected).is_integer() else f"{expected:,.6g}"
         return _right(f"The {name} is {shown}.")
-    direction = "too high" if answer > expected else "too low"
-    ratio = float(answer) / float(expected) if expected else float("inf")
-    return _wrong(f"Your {name} {answer:,} is {direction} ({ratio:.3g}× the right value).")
+    direction = "too high" if value > expected else "too low"
+    ratio = value / float(expected) if expected else float("inf")
+    return _wrong(f"Your {name} {value:,.6g} is {direction} ({ratio:.3g}× the right value).")
 
 
+@_never_raises
 def check_tolerance(tol, matrix, wanted_rank: int) -> Feedback:
     """Check that ``tol`` makes the numerical rank of ``matrix`` equal ``wanted_rank``, and
     say which singular value the tolerance sits on the wrong side of if it does not."""
     if tol is None:
         return NOT_ANSWERED
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
-        return _wrong(f"A tolerance is a number >= 0; you gave {tol!r}.")
+    value, reason = as_real(tol)
+    if value is None or value < 0:
+        return _wrong(f"A tolerance is a number >= 0; {reason or f'you gave {tol!r}'}.")
+    tol = value
     sigma = linalg.singular_values(matrix)
     got = linalg.numerical_rank(matrix, tol=float(tol))
     if got == wanted_rank:
@@ -173,6 +235,7 @@ def check_tolerance(tol, matrix, wanted_rank: int) -> Feedback:
                   f"your tolerance. Go below it.")
 
 
+@_never_raises
 def check_one_entry_change(answer, original, wanted_rank: int) -> Feedback:
     """Check a copy of ``original`` in which exactly one entry changed, with the wanted rank."""
     if answer is None:
@@ -195,13 +258,14 @@ def check_one_entry_change(answer, original, wanted_rank: int) -> Feedback:
     return _wrong(f"Changing entry {changed[0]} gives rank {rank}, not {wanted_rank}.")
 
 
+@_never_raises
 def check_choice(answer, correct: str, options, explanation: str = "") -> Feedback:
     """Check a multiple-choice answer given as one of the strings in ``options``."""
     if answer is None:
         return NOT_ANSWERED
     options = list(options)
     if correct not in options:
-        raise ValueError(f"the correct answer {correct!r} is not among the options {options}")
+        raise ExerciseSetupError(f"the correct answer {correct!r} is not among the options {options}")
     if answer not in options:
         return _wrong(f"Answer with one of {options}; you gave {answer!r}.")
     if answer == correct:

@@ -179,6 +179,9 @@ def relation_residual(values, target: int, combination: dict[int, object]) -> sy
     claim holds; each nonzero entry is a row in which the claim breaks.
     """
     matrix = as_exact_matrix(values)
+    if not isinstance(combination, dict):
+        raise TypeError(f"combination must be a dict {{column: coefficient}}, "
+                        f"got {type(combination).__name__}")
     for j in [target, *combination]:
         if isinstance(j, bool) or not isinstance(j, numbers.Integral):
             raise TypeError(f"column index must be an integer, got {j!r}")

@@ -1,4 +1,4 @@
-"""LoRA: Low-Rank Adaptation (Hu et al. 2021) for Model M (notebook 05).
+"""LoRA: Low-Rank Adaptation (Hu et al. 2021), for Model M and for any PyTorch model.
 
 A LoRA layer keeps a pretrained linear layer W0 frozen and learns a low-rank update beside it:
 
@@ -6,77 +6,90 @@ A LoRA layer keeps a pretrained linear layer W0 frozen and learns a low-rank upd
 
 Because B starts at zero, the adapted model starts *exactly* as the pretrained one. After
 training, the update can be merged into the weight, W = W0 + (alpha / r) B A, so inference
-costs nothing extra; unmerging subtracts it again.
+costs nothing extra; unmerging subtracts it again (up to floating-point rounding).
+
+:func:`add_lora` wraps layers chosen by name, as Hugging Face PEFT's ``target_modules`` does:
+a target such as ``"W_q"`` (Model M) or ``"query"`` (BERT) matches every ``nn.Linear`` whose
+name is the target or ends with ``"." + target``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-import numbers
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
-from lora_teach.model import (ModelM, check_task, freeze_all_except, load_task_file,
-                              save_task_file, task_state)
+from lora_teach.checks import (check_bool, check_instance, check_int, check_names,
+                               check_real)
+from lora_teach.model import check_module_names, freeze_all_except
+from lora_teach.files import save_torch_file
+from lora_teach.taskfiles import load_task_file, task_state
 
-# Where each adaptable matrix lives inside an encoder layer.
-TARGETS = {
-    "W_q": ("attention", "W_q"),
-    "W_k": ("attention", "W_k"),
-    "W_v": ("attention", "W_v"),
-    "W_o": ("attention", "W_o"),
-    "ffn_in": ("feed_forward", "ffn_in"),
-    "ffn_out": ("feed_forward", "ffn_out"),
-}
+DEFAULT_ALPHA = 8.0   # as PEFT: alpha is fixed, not tied to r, so alpha / r shrinks as r grows
 
 
 class LoRALinear(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable low-rank update (alpha / r) * B A.
 
     Initialisation as in the paper's code and PEFT: A with Kaiming-uniform noise, B with zeros.
-    ``dropout`` applies to the LoRA branch's input only. ``alpha`` defaults to r (scaling 1).
+    A and B live on the base layer's device and in its dtype. ``dropout`` applies to the LoRA
+    branch's input only. ``generator`` seeds A (its values do not depend on device or dtype).
     """
 
-    def __init__(self, base: nn.Linear, r: int, alpha: float | None = None, dropout: float = 0.0):
+    def __init__(self, base: nn.Linear, r: int, alpha: float = DEFAULT_ALPHA,
+                 dropout: float = 0.0, generator: torch.Generator | None = None):
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"LoRA wraps an nn.Linear, got {type(base).__name__}")
-        if isinstance(r, bool) or not isinstance(r, numbers.Integral):
-            raise TypeError(f"r must be an integer, got {type(r).__name__}")
+        check_instance(base, "base", nn.Linear)
         largest = min(base.in_features, base.out_features)
+        r = check_int(r, "r")
         if not 1 <= r <= largest:
             raise ValueError(f"r must be between 1 and min(d_in, d_out) = {largest} for this "
                              f"{base.out_features}x{base.in_features} layer, got {r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.alpha = check_real(alpha, "alpha", minimum=0, include_minimum=False)
+        dropout = check_real(dropout, "dropout", minimum=0, maximum=1, include_maximum=False)
         self.base = base
-        for parameter in self.base.parameters():
-            parameter.requires_grad = False
-        self.r = int(r)
-        self.alpha = float(r if alpha is None else alpha)
-        self.scaling = self.alpha / self.r
-        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.base.requires_grad_(False)
+        self.r = r
+        self.scaling = self.alpha / r
+        weight = base.weight
+        A = torch.empty(r, base.in_features)
+        nn.init.kaiming_uniform_(A, a=math.sqrt(5), generator=generator)
+        self.lora_A = nn.Parameter(A.to(device=weight.device, dtype=weight.dtype))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, device=weight.device,
+                                               dtype=weight.dtype))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
         self.enabled = True
+
+    @property
+    def config(self) -> dict:
+        """What defines this layer's function besides its tensors: r, alpha and dropout."""
+        p = self.dropout.p if isinstance(self.dropout, nn.Dropout) else 0.0
+        return {"r": self.r, "alpha": self.alpha, "dropout": p}
 
     def delta_weight(self) -> torch.Tensor:
         """The update this layer adds to W0: (alpha / r) B A, of rank at most r."""
         return self.scaling * (self.lora_B @ self.lora_A)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged and self.training:
+            raise RuntimeError("this LoRA layer is merged into its weight, so training it would "
+                               "change nothing but the head: call unmerge_lora(model) first")
         out = self.base(x)
         if self.enabled and not self.merged:
-            out = out + self.scaling * (self.dropout(x) @ self.lora_A.T @ self.lora_B.T)
+            out = out + self.scaling * F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)
         return out
 
     @torch.no_grad()
     def merge(self) -> None:
         """Fold the update into the weight: W = W0 + (alpha / r) B A (no extra work at inference)."""
-        if not self.merged and self.enabled:
+        if not self.enabled:
+            raise ValueError("this LoRA layer is switched off, so merging would add an update the "
+                             "model does not use; switch it on first (set_lora_enabled)")
+        if not self.merged:
             self.base.weight += self.delta_weight()
             self.merged = True
 
@@ -87,39 +100,89 @@ class LoRALinear(nn.Module):
             self.base.weight -= self.delta_weight()
             self.merged = False
 
+    def extra_repr(self) -> str:
+        return f"r={self.r}, alpha={self.alpha:g}, scaling={self.scaling:g}"
+
+
+def named_lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
+    """Every LoRA layer in a model with its module name."""
+    check_instance(model, "model", nn.Module)
+    return [(name, module) for name, module in model.named_modules()
+            if isinstance(module, LoRALinear)]
+
 
 def lora_layers(model: nn.Module) -> list[LoRALinear]:
-    """All LoRA layers in a model."""
-    return [module for module in model.modules() if isinstance(module, LoRALinear)]
+    """Every LoRA layer in a model."""
+    return [layer for _, layer in named_lora_layers(model)]
 
 
-def add_lora(model: ModelM, r: int, task: str, targets=("W_q", "W_v"), alpha: float | None = None,
-             dropout: float = 0.0, seed: int = 0) -> list[str]:
-    """Wrap the ``targets`` of every layer with LoRA (in place), freeze everything else except
-    the ``task`` head, and return the names of the trainable parameters."""
-    if not isinstance(model, ModelM):
-        raise TypeError(f"expected a ModelM, got {type(model).__name__}")
-    if lora_layers(model):
-        raise ValueError("this model is already wrapped with LoRA; start from a fresh copy of the base")
-    if isinstance(targets, str):
-        targets = (targets,)
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown or not targets:
-        raise ValueError(f"unknown LoRA target(s) {unknown}; choose from {list(TARGETS)}")
-    check_task(task)
-    with torch.random.fork_rng():   # seeded A matrices, without disturbing the caller's random state
-        torch.manual_seed(seed)
-        for layer in model.layers:
-            for target in targets:
-                block_name, attribute = TARGETS[target]
-                block = getattr(layer, block_name)
-                setattr(block, attribute, LoRALinear(getattr(block, attribute), r, alpha, dropout))
-    return freeze_all_except(model, [f"heads.{task}."] + [
-        name for name, _ in model.named_parameters() if "lora_" in name])
+def matches_target(name: str, target: str) -> bool:
+    """True if the module ``name`` is what ``target`` names: the name itself, or its last
+    parts ("layers.0.attention.W_q" matches "W_q" and "attention.W_q")."""
+    return name == target or name.endswith("." + target)
+
+
+def find_targets(model: nn.Module, targets) -> list[str]:
+    """Names of the ``nn.Linear`` modules that ``targets`` select, checking that each target
+    selects at least one linear layer."""
+    check_instance(model, "model", nn.Module)
+    targets = check_names(targets, "targets")
+    modules = dict(model.named_modules())
+    linear = [name for name, module in modules.items() if isinstance(module, nn.Linear)]
+    chosen = []
+    for target in targets:
+        hits = [name for name in modules if matches_target(name, target)]
+        if not hits:
+            endings = sorted({name.rsplit(".", 1)[-1] for name in linear})
+            raise ValueError(f"no module is named {target!r}; the linear layers of this model "
+                             f"end in {endings}")
+        for name in hits:
+            if not isinstance(modules[name], nn.Linear):
+                raise TypeError(f"target {target!r} selects {name!r}, a "
+                                f"{type(modules[name]).__name__}; LoRA wraps nn.Linear layers")
+        chosen += [name for name in hits if name not in chosen]
+    return chosen
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+def add_lora(model: nn.Module, targets, r: int, alpha: float = DEFAULT_ALPHA,
+             dropout: float = 0.0, seed: int = 0, train_also=()) -> list[str]:
+    """Wrap the ``targets`` (module names, as PEFT's target_modules) with LoRA in place, freeze
+    everything else except the modules named in ``train_also`` (e.g. a task head), and return
+    the names of the trainable parameters.
+
+    All or nothing: every target is checked, and every LoRA layer built, before the model is
+    changed; on any error the model is left as it was.
+    """
+    already = [name for name, _ in named_lora_layers(model)]
+    if already:
+        raise ValueError(f"this model already has LoRA layers ({already[0]}, ...); start from a "
+                         f"fresh copy of the base model")
+    names = find_targets(model, targets)
+    train_also = check_module_names(model, train_also, "train_also") if train_also else ()
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
+    was_trainable = {p: p.requires_grad for p in model.parameters()}
+    wrapped = {}
+    for name in names:
+        try:
+            wrapped[name] = LoRALinear(model.get_submodule(name), r, alpha, dropout, generator)
+        except (TypeError, ValueError) as problem:
+            for parameter, flag in was_trainable.items():   # LoRALinear froze its base
+                parameter.requires_grad_(flag)
+            raise type(problem)(f"{name}: {problem}") from None
+    for name, layer in wrapped.items():
+        layer.train(layer.base.training)   # a new module starts in training mode: match the model
+        _set_module(model, name, layer)
+    lora_names = [name for name, _ in model.named_parameters() if ".lora_" in name]
+    return freeze_all_except(model, lora_names + list(train_also))
 
 
 def merge_lora(model: nn.Module) -> None:
-    """Merge every LoRA layer's update into its weight."""
+    """Merge every LoRA layer's update into its weight (in place)."""
     for layer in lora_layers(model):
         layer.merge()
 
@@ -130,29 +193,57 @@ def unmerge_lora(model: nn.Module) -> None:
         layer.unmerge()
 
 
+def merged_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every LoRA layer replaced by a plain ``nn.Linear`` holding
+    W0 + (alpha / r) B A: what you deploy. The original model is not changed. (PEFT's
+    ``merge_and_unload`` does the same in place.)"""
+    if not lora_layers(model):
+        raise ValueError("this model has no LoRA layers to merge")
+    merged = copy.deepcopy(model)
+    for name, layer in named_lora_layers(merged):
+        if layer.enabled and not layer.merged:
+            layer.merge()
+        _set_module(merged, name, layer.base)
+    return merged
+
+
 def set_lora_enabled(model: nn.Module, enabled: bool) -> None:
     """Switch every (unmerged) LoRA update on or off; off gives back the pretrained model."""
-    if any(layer.merged for layer in lora_layers(model)):
+    check_bool(enabled, "enabled")
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("this model has no LoRA layers")
+    if any(layer.merged for layer in layers):
         raise ValueError("unmerge LoRA before switching it off, or the update stays in the weights")
-    for layer in lora_layers(model):
-        layer.enabled = bool(enabled)
+    for layer in layers:
+        layer.enabled = enabled
 
 
-def lora_state(model: ModelM) -> dict:
-    """What a task needs on disk: the LoRA matrices, the task head and the base fingerprint."""
-    if any(layer.merged for layer in lora_layers(model)):
+def lora_config(model: nn.Module) -> dict[str, dict]:
+    """r, alpha and dropout of every LoRA layer, by module name (what a task file records)."""
+    return {name: layer.config for name, layer in named_lora_layers(model)}
+
+
+def lora_task_state(model: nn.Module) -> dict:
+    """What :func:`save_lora` writes: A, B and any other trainable tensors (the task head),
+    the LoRA configuration and the base's fingerprint."""
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("this model has no LoRA layers, so there is no LoRA task to save")
+    if any(layer.merged for layer in layers):
         raise ValueError("unmerge LoRA before saving: the file holds A and B, not merged weights")
-    return task_state(model)
+    return task_state(model, "lora", lora_config(model))
 
 
-def save_lora(model: ModelM, path) -> int:
-    """Save the task's LoRA matrices and head; return the file size in bytes."""
-    lora_state(model)  # refuses a merged model
-    return save_task_file(model, path)
+def save_lora(model: nn.Module, path, overwrite: bool = False) -> int:
+    """Save the LoRA matrices and any other trainable tensors (the task head) with the LoRA
+    configuration and the base's fingerprint; return the file size in bytes."""
+    return save_torch_file(lora_task_state(model), path, overwrite)
 
 
-def load_lora(model: ModelM, path) -> None:
-    """Load a task's LoRA file into a model wrapped with LoRA at the same targets and rank."""
+def load_lora(model: nn.Module, path) -> None:
+    """Load a LoRA task file into a model wrapped with LoRA at the same layers, with the same
+    r, alpha and dropout, on the same base; each refusal names the difference."""
     if any(layer.merged for layer in lora_layers(model)):
         raise ValueError("unmerge LoRA before loading another task")
-    load_task_file(model, path)
+    load_task_file(model, path, "lora", lora_config(model))

@@ -8,27 +8,33 @@ values that were dropped. These are the facts LoRA's update Delta W = B A is bui
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from lora_teach.checks import check_int, check_real
 from lora_teach.linalg import as_float_array
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 def _check_rank(r, d: int, k: int) -> int:
-    r = _check_positive_int(r, "r")
+    r = check_int(r, "r", minimum=1)
     if r > min(d, k):
         raise ValueError(f"r = {r} is larger than min(d, k) = {min(d, k)} for a {d}x{k} matrix; "
                          f"no matrix of that shape has rank above {min(d, k)}")
     return r
+
+
+def dense_parameters(d: int, k: int) -> int:
+    """Numbers stored by a dense d x k matrix: d * k."""
+    return check_int(d, "d", minimum=1) * check_int(k, "k", minimum=1)
+
+
+def factorized_parameters(d: int, k: int, r: int) -> int:
+    """Numbers stored by a rank-r factorisation B A (B is d x r, A is r x k): r (d + k).
+
+    The one place the course writes this formula: LoRA's trainable count, the storage of a
+    truncated SVD and the diagrams all use it.
+    """
+    d, k = check_int(d, "d", minimum=1), check_int(k, "k", minimum=1)
+    return _check_rank(r, d, k) * (d + k)
 
 
 def break_even_rank(d: int, k: int) -> float:
@@ -37,15 +43,13 @@ def break_even_rank(d: int, k: int) -> float:
     A rank-r factorisation stores fewer numbers than the dense matrix only when r is below
     this; for a square d x d matrix it is d / 2.
     """
-    d, k = _check_positive_int(d, "d"), _check_positive_int(k, "k")
+    d, k = check_int(d, "d", minimum=1), check_int(k, "k", minimum=1)
     return d * k / (d + k)
 
 
 def storage_fraction(d: int, k: int, r: int) -> float:
     """Numbers stored by a rank-r factorisation as a fraction of the dense matrix: r(d+k)/(dk)."""
-    d, k = _check_positive_int(d, "d"), _check_positive_int(k, "k")
-    r = _check_rank(r, d, k)
-    return r * (d + k) / (d * k)
+    return factorized_parameters(d, k, r) / dense_parameters(d, k)
 
 
 def truncated_svd(values, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,9 +76,14 @@ def best_rank_r_factors(values, r: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_singular_values(singular_values) -> np.ndarray:
-    sigma = np.asarray(singular_values, dtype=float)
+    try:
+        sigma = np.asarray(singular_values, dtype=float)
+    except (TypeError, ValueError) as problem:
+        raise TypeError(f"singular values must be real numbers ({problem})") from None
     if sigma.ndim != 1 or sigma.size == 0:
         raise ValueError(f"singular values must be a non-empty 1-D sequence, got shape {sigma.shape}")
+    if not np.all(np.isfinite(sigma)):
+        raise ValueError("singular values must be finite; got NaN or infinity")
     if np.any(sigma < 0) or np.any(np.diff(sigma) > 0):
         raise ValueError("singular values must be >= 0 and sorted largest first")
     return sigma
@@ -86,7 +95,7 @@ def eckart_young_error(singular_values, r: int, norm: str = "fro") -> float:
     Frobenius norm: sqrt(sigma_{r+1}^2 + ... + sigma_n^2). Spectral norm ("2"): sigma_{r+1}.
     """
     sigma = _check_singular_values(singular_values)
-    r = _check_positive_int(r, "r") if r != 0 else 0
+    r = check_int(r, "r", minimum=0)
     if r > sigma.size:
         raise ValueError(f"r = {r} exceeds the number of singular values ({sigma.size})")
     rest = sigma[r:]
@@ -97,20 +106,11 @@ def eckart_young_error(singular_values, r: int, norm: str = "fro") -> float:
     raise ValueError(f"norm must be 'fro' or '2', got {norm!r}")
 
 
-def energy_kept(singular_values, r: int) -> float:
-    """Share of the squared Frobenius norm that the top r singular values hold (0..1)."""
-    sigma = _check_singular_values(singular_values)
-    r = _check_positive_int(r, "r")
-    total = np.sum(sigma ** 2)
-    return float(np.sum(sigma[:r] ** 2) / total) if total > 0 else 1.0
-
-
 def rank_for_energy(singular_values, fraction: float) -> int:
     """Smallest r whose top-r singular values keep at least ``fraction`` of the energy."""
     sigma = _check_singular_values(singular_values)
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
-        raise TypeError(f"fraction must be a number, got {type(fraction).__name__}")
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    check_real(fraction, "fraction", minimum=0, maximum=1, include_minimum=False)
+    if not np.any(sigma > 0):
+        raise ValueError("every singular value is zero: the zero matrix has no energy to keep")
     cumulative = np.cumsum(sigma ** 2) / np.sum(sigma ** 2)
     return int(np.searchsorted(cumulative, fraction - 1e-12) + 1)

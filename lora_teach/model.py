@@ -10,14 +10,14 @@ Shapes used throughout: B = batch size, T = sequence length, d = d_model.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import pathlib
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_names
 
 TASKS = ("mlm", "nsp", "ner", "fpb")
 
@@ -38,10 +38,7 @@ class ModelConfig:
 
     def __post_init__(self):
         for name, value in asdict(self).items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+            check_int(value, name, minimum=1)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model = {self.d_model} must be divisible by "
                              f"n_heads = {self.n_heads}")
@@ -116,8 +113,7 @@ class ModelM(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if not isinstance(config, ModelConfig):
-            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+        check_instance(config, "config", ModelConfig)
         self.config = config
         d = config.d_model
         self.token_embedding = nn.Embedding(config.vocab_size, d)
@@ -134,11 +130,18 @@ class ModelM(nn.Module):
 
     def encode(self, input_ids, segment_ids=None, attention_mask=None) -> torch.Tensor:
         """Hidden states (B, T, d) for token ids (B, T)."""
+        check_instance(input_ids, "input_ids", torch.Tensor)
+        if input_ids.dtype != torch.long:
+            raise TypeError(f"input_ids must hold token ids (torch.long), got {input_ids.dtype}")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}")
         length = input_ids.shape[1]
         if length > self.config.max_len:
-            raise ValueError(f"sequence length {length} exceeds max_len = {self.config.max_len}")
+            raise ValueError(f"sequence length {length} exceeds max_len = {self.config.max_len}; "
+                             f"encode the text with max_len={self.config.max_len} to truncate it")
+        if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}); was the input "
+                             f"encoded with this model's tokenizer?")
         if segment_ids is None:
             segment_ids = torch.zeros_like(input_ids)
         if attention_mask is None:
@@ -153,8 +156,7 @@ class ModelM(nn.Module):
 
     def forward(self, task: str, input_ids, segment_ids=None, attention_mask=None) -> torch.Tensor:
         """Logits for ``task``: (B, T, classes) for mlm/ner, (B, classes) for nsp/fpb."""
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+        check_choice(task, "task", TASKS)
         hidden = self.encode(input_ids, segment_ids, attention_mask)
         if task in ("nsp", "fpb"):
             hidden = hidden[:, 0]  # the [CLS] position summarises the input
@@ -163,18 +165,16 @@ class ModelM(nn.Module):
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (only those with requires_grad when ``trainable_only``)."""
+    check_instance(model, "model", nn.Module)
+    check_bool(trainable_only, "trainable_only")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def check_task(task: str) -> None:
-    """Raise a ValueError naming ``task`` if Model M has no head for it."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {list(TASKS)}")
 
 
 def reset_head(model: ModelM, task: str, seed: int) -> None:
     """Give ``task``'s head fresh, seeded random weights (a new task starts untrained)."""
-    check_task(task)
+    check_instance(model, "model", ModelM)
+    check_choice(task, "task", TASKS)
+    check_int(seed, "seed", minimum=0)
     generator = torch.Generator().manual_seed(seed)
     head = model.heads[task]
     bound = 1 / math.sqrt(head.in_features)
@@ -183,77 +183,36 @@ def reset_head(model: ModelM, task: str, seed: int) -> None:
         head.bias.zero_()
 
 
-def freeze_all_except(model: ModelM, keep) -> list[str]:
-    """Freeze every parameter whose name does not start with one of the prefixes in ``keep``.
+def in_module(name: str, prefix: str) -> bool:
+    """True if the parameter or module ``name`` lies inside the module ``prefix``:
+    "heads.ner.weight" lies in "heads.ner" and in "heads", not in "heads.n"."""
+    prefix = prefix.rstrip(".")
+    return name == prefix or name.startswith(prefix + ".")
 
-    Returns the names left trainable, so a notebook can show what a method trains, e.g.
-    ``freeze_all_except(model, ["heads.ner"])`` for the frozen-encoder baseline.
+
+def check_module_names(model: nn.Module, names, argument: str) -> tuple[str, ...]:
+    """``names`` as a tuple of module names, each holding at least one parameter of ``model``
+    (``argument`` names the argument in the error message)."""
+    check_instance(model, "model", nn.Module)
+    names = check_names(names, argument)
+    parameters = [name for name, _ in model.named_parameters()]
+    for prefix in names:
+        if not any(in_module(name, prefix) for name in parameters):
+            raise ValueError(f"{argument} names {prefix!r}, but no parameter lies in a module "
+                             f"of that name")
+    return names
+
+
+def freeze_all_except(model: nn.Module, keep) -> list[str]:
+    """Freeze every parameter outside the modules named in ``keep``; return the trainable names.
+
+    A notebook can then show what a method trains, e.g. ``freeze_all_except(model,
+    ["heads.ner"])`` for the frozen-encoder baseline.
     """
-    if isinstance(keep, str):
-        keep = [keep]
-    names = [name for name, _ in model.named_parameters()]
-    for prefix in keep:
-        if not any(name.startswith(prefix) for name in names):
-            raise ValueError(f"no parameter name starts with {prefix!r}")
+    keep = check_module_names(model, keep, "keep")
     trainable = []
     for name, parameter in model.named_parameters():
-        parameter.requires_grad = any(name.startswith(prefix) for prefix in keep)
+        parameter.requires_grad = any(in_module(name, prefix) for prefix in keep)
         if parameter.requires_grad:
             trainable.append(name)
     return trainable
-
-
-# ---------------------------------------------------------------------------
-# Task files: what a parameter-efficient method stores per task
-# ---------------------------------------------------------------------------
-
-def base_fingerprint(model: ModelM) -> str:
-    """A short hash of the weights no task changes (embeddings, attention and feed-forward
-    matrices): it says which base model a task file belongs to.
-
-    Names are taken without a LoRA wrapper's ``.base`` part, so a wrapped model and the plain
-    base give the same fingerprint (as long as LoRA is not merged into the weights).
-    """
-    digest = hashlib.sha256()
-    for name, parameter in sorted(model.named_parameters()):
-        if any(part in name for part in ("adapter", "lora_", "norm", "heads.")):
-            continue
-        digest.update(name.replace(".base.", ".").encode())
-        digest.update(parameter.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def task_state(model: ModelM) -> dict:
-    """The trainable tensors (what a task changed) plus the fingerprint of the frozen base."""
-    tensors = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-    return {"tensors": tensors, "base": base_fingerprint(model)}
-
-
-def save_task_file(model: ModelM, path) -> int:
-    """Save :func:`task_state` to ``path``; return the file's size in bytes."""
-    path = pathlib.Path(path)
-    torch.save(task_state(model), path)
-    return path.stat().st_size
-
-
-def load_task_file(model: ModelM, path) -> None:
-    """Copy a task file's tensors into ``model`` after checking that they belong to it.
-
-    Refuses a file saved for another base model, and names any tensor that the model lacks or
-    whose shape differs.
-    """
-    saved = torch.load(pathlib.Path(path), map_location="cpu", weights_only=True)
-    if saved["base"] != base_fingerprint(model):
-        raise ValueError(f"this file was trained on another base model (fingerprint "
-                         f"{saved['base']}, this model {base_fingerprint(model)})")
-    parameters = dict(model.named_parameters())
-    for name, tensor in saved["tensors"].items():
-        if name not in parameters:
-            raise ValueError(f"the file holds {name!r}, which this model does not have; "
-                             f"add the same modules at the same places first")
-        if parameters[name].shape != tensor.shape:
-            raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)} in the file but "
-                             f"{tuple(parameters[name].shape)} in the model")
-    with torch.no_grad():
-        for name, tensor in saved["tensors"].items():
-            parameters[name].copy_(tensor)

@@ -12,24 +12,26 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lora_teach.checks import check_real
 from lora_teach.linalg import as_float_array, column_name
 
-# Colour roles shared by all notebooks (colour-blind friendly "Okabe-Ito" palette).
+# One palette for the whole course (Okabe-Ito, safe for colour-blind readers), one meaning
+# per colour. Every figure that uses a colour says what it means in its legend.
 COLORS = {
-    "pivot": "#0072B2",       # independent columns, the base / pretrained model
-    "dependent": "#E69F00",   # dependent columns, things built from others
-    "noise": "#999999",       # rounding error, frozen weights, discarded parts
-    "highlight": "#D55E00",   # what the reader should look at: a broken claim, a gradient
-    "full": "#0072B2",        # full fine-tuning
-    "adapter": "#CC79A7",     # adapters
-    "lora": "#009E73",        # LoRA
-    "text": "#222222",
+    "pivot": "#56B4E9",       # sky blue: independent (pivot) columns
+    "dependent": "#E69F00",   # orange: dependent columns, built from the pivot columns
+    "trained": "#0072B2",     # blue: trained weights; full fine-tuning, which trains them all
+    "frozen": "#999999",      # grey: frozen weights, the frozen encoder, discarded parts, noise
+    "adapter": "#CC79A7",     # pink: adapters
+    "lora": "#009E73",        # green: LoRA
+    "error": "#D55E00",       # vermillion: an error: a broken claim, the gradient of the loss
+    "text": "#222222",        # near-black: text, reference lines, operations without weights
 }
 
 COURSE_STYLE = {
     "figure.figsize": (6.4, 3.6),
-    "figure.dpi": 80,
-    "savefig.dpi": 80,
+    "figure.dpi": 120,
+    "savefig.dpi": 120,
     "font.size": 10,
     "axes.titlesize": 11,
     "axes.titleweight": "bold",
@@ -37,12 +39,20 @@ COURSE_STYLE = {
     "axes.spines.right": False,
     "axes.grid": True,
     "grid.alpha": 0.3,
-    "axes.prop_cycle": matplotlib.cycler(color=[COLORS["pivot"], COLORS["dependent"],
+    "axes.prop_cycle": matplotlib.cycler(color=[COLORS["trained"], COLORS["dependent"],
                                                 COLORS["lora"], COLORS["adapter"],
-                                                COLORS["highlight"], COLORS["noise"]]),
+                                                COLORS["pivot"], COLORS["frozen"]]),
     "legend.frameon": False,
     "image.cmap": "viridis",
 }
+
+
+def _figure_and_axes(ax, **subplots):
+    """The figure and axes to draw on: ``ax`` if given, else a new figure (``subplots`` are
+    passed to ``plt.subplots``)."""
+    if ax is None:
+        return plt.subplots(**subplots)
+    return ax.figure, ax
 
 
 def use_course_style() -> None:
@@ -56,6 +66,20 @@ def _vector3(vector, name: str) -> np.ndarray:
         raise ValueError(f"vector {name!r} must have 3 entries to be drawn in 3-D, "
                          f"got shape {array.shape}")
     return array
+
+
+def plane_extent(u, v, vectors) -> tuple[float, float]:
+    """The range of s and t to shade the plane s u + t v over, so that every vector lying in
+    the plane is drawn on it: each one's coefficients (s, t) are found and covered."""
+    basis = np.column_stack([u, v])
+    inside = []
+    for w in vectors:
+        coefficients = np.linalg.lstsq(basis, w, rcond=None)[0]
+        if np.allclose(basis @ coefficients, w):
+            inside.append(coefficients)
+    low = min([0.0] + [c.min() for c in inside])
+    high = max([1.5] + [1.1 * c.max() for c in inside])
+    return low, high
 
 
 def plot_vectors_and_plane(vectors: dict, plane: tuple[str, str] | None = None):
@@ -74,11 +98,12 @@ def plot_vectors_and_plane(vectors: dict, plane: tuple[str, str] | None = None):
         if len(plane) != 2 or missing:
             raise ValueError(f"plane must name two of the vectors {list(arrays)}, got {plane}")
         u, v = arrays[plane[0]], arrays[plane[1]]
-        s, t = np.meshgrid(np.linspace(0, 1.5, 8), np.linspace(0, 1.5, 8))
+        low, high = plane_extent(u, v, arrays.values())
+        s, t = np.meshgrid(np.linspace(low, high, 8), np.linspace(low, high, 8))
         points = s[..., None] * u + t[..., None] * v
         ax.plot_surface(points[..., 0], points[..., 1], points[..., 2],
                         color=COLORS["pivot"], alpha=0.15, linewidth=0)
-    colors = [COLORS["pivot"], COLORS["pivot"], COLORS["dependent"], COLORS["highlight"]]
+    colors = [COLORS["pivot"], COLORS["pivot"], COLORS["dependent"], COLORS["error"]]
     for k, (name, array) in enumerate(arrays.items()):
         color = colors[min(k, len(colors) - 1)]
         ax.quiver(0, 0, 0, *array, color=color, linewidth=2, arrow_length_ratio=0.08)
@@ -93,10 +118,7 @@ def plot_matrix(values, pivots=None, title: str | None = None, ax=None):
     """Heatmap of a matrix with every entry written in, pivot columns boxed in blue and
     dependent columns in orange (pass ``pivots`` as 0-based column indices)."""
     matrix = as_float_array(values)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(0.75 * matrix.shape[1] + 1.6, 0.6 * matrix.shape[0] + 1.2))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, figsize=(0.75 * matrix.shape[1] + 1.6, 0.6 * matrix.shape[0] + 1.2))
     ax.imshow(matrix, cmap="Greys", alpha=0.35)
     ax.grid(False)
     for (i, j), value in np.ndenumerate(matrix):
@@ -130,15 +152,21 @@ def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=
     """
     if not isinstance(series, dict) or not series:
         raise TypeError("series must be a non-empty dict mapping labels to singular values")
-    if ax is None:
-        fig, ax = plt.subplots()
-    else:
-        fig = ax.figure
-    positive = [np.asarray(s, float)[np.asarray(s, float) > 0] for s in series.values()]
-    floor = min([p.min() for p in positive if p.size] + ([tol] if tol else [])) / 100
-    markers = "os^Dv"
-    for k, (label, values) in enumerate(series.items()):
+    arrays = {}
+    for label, values in series.items():
         values = np.asarray(values, dtype=float)
+        if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise ValueError(f"series {label!r} must be a non-empty 1-D list of finite "
+                             f"singular values >= 0")
+        arrays[label] = values
+    if tol is not None:
+        tol = check_real(tol, "tol", minimum=0, include_minimum=False)
+    fig, ax = _figure_and_axes(ax)
+    positive = [values[values > 0] for values in arrays.values()]
+    smallest = [p.min() for p in positive if p.size] + ([tol] if tol else [])
+    floor = min(smallest) / 100 if smallest else 1e-16   # an all-zero spectrum: any floor will do
+    markers = "os^Dv"
+    for k, (label, values) in enumerate(arrays.items()):
         zeros = int(np.sum(values <= 0))
         shown = np.where(values > 0, values, floor)
         if zeros:
@@ -146,7 +174,7 @@ def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=
         ax.semilogy(np.arange(1, len(values) + 1), shown, marker=markers[k % 5],
                     linestyle="-", label=label)
     if tol is not None:
-        ax.axhline(tol, color=COLORS["highlight"], linestyle="--", label=f"tolerance = {tol:.0e}")
+        ax.axhline(tol, color=COLORS["text"], linestyle="--", label=f"tolerance = {tol:.0e}")
     ax.set(xlabel="index i", ylabel="singular value σᵢ (log scale)")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend(fontsize=8)
@@ -163,16 +191,13 @@ def plot_storage_fraction(sizes, ranks=None, ax=None):
     sizes = [int(d) for d in sizes]
     if not sizes or min(sizes) < 2:
         raise ValueError(f"sizes must be a non-empty list of layer sizes >= 2, got {sizes}")
-    if ax is None:
-        fig, ax = plt.subplots()
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax)
     ranks = np.arange(1, max(sizes) // 2 + 1) if ranks is None else np.asarray(ranks)
     for d in sizes:
         r = ranks[ranks <= d // 2]
         line, = ax.loglog(r, 2 * r / d, label=f"d = k = {d:,}")
         ax.plot([d / 2], [1.0], marker="o", color=line.get_color())
-    ax.axhline(1.0, color=COLORS["highlight"], linestyle="--", label="break-even: no saving")
+    ax.axhline(1.0, color=COLORS["text"], linestyle="--", label="break-even: no saving")
     ax.set(xlabel="rank r (log scale)", ylabel="numbers stored / dense (log scale)")
     ax.legend(fontsize=8)
     return fig
@@ -196,8 +221,8 @@ def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray"):
     return fig
 
 
-METHOD_COLORS = {"full fine-tuning": COLORS["full"], "adapters": COLORS["adapter"],
-                 "LoRA": COLORS["lora"], "frozen encoder": COLORS["noise"]}
+METHOD_COLORS = {"full fine-tuning": COLORS["trained"], "adapters": COLORS["adapter"],
+                 "LoRA": COLORS["lora"], "frozen encoder": COLORS["frozen"]}
 
 
 def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title=None, ax=None):
@@ -212,10 +237,7 @@ def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title
     for label, values in series.items():
         if len(values) != len(groups):
             raise ValueError(f"series {label!r} has {len(values)} values for {len(groups)} groups")
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(groups) + 1.5), 3.6))
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax, figsize=(max(5.0, 0.9 * len(groups) + 1.5), 3.6))
     width = 0.8 / len(series)
     x = np.arange(len(groups))
     for i, (label, values) in enumerate(series.items()):
@@ -251,10 +273,7 @@ def plot_loss_curves(curves: dict, window: int = 20, title=None, ax=None):
     """
     if not isinstance(curves, dict) or not curves:
         raise TypeError("curves must be a non-empty dict mapping labels to loss lists")
-    if ax is None:
-        fig, ax = plt.subplots()
-    else:
-        fig = ax.figure
+    fig, ax = _figure_and_axes(ax)
     for label, losses in curves.items():
         color = next((c for m, c in METHOD_COLORS.items() if label.startswith(m)), None)
         style = "--" if "FPB" in label else "-"

@@ -1,27 +1,34 @@
 """The pretrained Model M that the course ships, and the recipe that made it.
 
-``load_model_m()`` loads the checkpoint in ``lora_teach/data/model_m.pt`` (weights only: no
-pickled code is executed) together with its tokenizer and the MLM/NSP accuracy recorded when
-it was made. ``make checkpoint`` (``python -m lora_teach.pretrained``) re-runs the recipe:
-a few minutes on a 2-core CPU, deterministic for a given seed and thread count.
+``load_model_m()`` checks the checkpoint ``lora_teach/checkpoints/model_m.pt`` against the
+sha256 recorded beside it (``model_m.pt.sha256``), then loads it in ``weights_only`` mode (no
+pickled code runs) together with its tokenizer and the MLM/NSP accuracy recorded when it was
+made. ``make checkpoint`` (``python -m lora_teach.pretrained``) re-runs the recipe, a few
+minutes on a 2-core CPU, and records the new file's sha256.
 """
 
 from __future__ import annotations
 
 import pathlib
-from dataclasses import asdict
 import random
 import time
+from dataclasses import asdict, fields
 
-import torch
-
-from lora_teach import data, training
+from lora_teach import corpus, training
+from lora_teach.batching import encode_pretraining
+from lora_teach.checks import check_instance
+from lora_teach.files import load_torch_file, save_atomically, save_torch_file, sha256_of
+from lora_teach.metrics import evaluate_pretraining
 from lora_teach.model import ModelConfig, ModelM
+from lora_teach.reproducibility import set_seed
 from lora_teach.tokenizer import WordTokenizer, make_nsp_pairs
 
-CHECKPOINT = pathlib.Path(__file__).parent / "data" / "model_m.pt"
+CHECKPOINT = pathlib.Path(__file__).parent / "checkpoints" / "model_m.pt"
+REMEDY = ("restore the shipped file (git checkout lora_teach/checkpoints) or re-make it with "
+          "`make checkpoint`")
 
 # The recipe, kept in one place so the notebook can show it and `make checkpoint` can rerun it.
+# Model M's shape is ModelConfig's defaults; the vocabulary size comes from the corpus.
 RECIPE = {
     "seed": 0,
     "n_documents": 600,
@@ -30,63 +37,90 @@ RECIPE = {
     "steps": 3000,
     "batch_size": 64,
     "lr": 2e-3,
-    "model": {"d_model": 64, "n_heads": 4, "d_ffn": 128, "n_layers": 2, "max_len": 48},
 }
 
 
 def pretraining_data(recipe: dict = RECIPE):
     """Tokenizer, training pairs and held-out pairs for MLM + NSP, from the generated corpus."""
-    corpus = data.make_pretraining_corpus(seed=recipe["seed"], n_documents=recipe["n_documents"])
-    tokenizer = WordTokenizer.from_corpus(sentence for document in corpus for sentence in document)
-    n_eval = int(len(corpus) * recipe["eval_share"])
-    eval_documents, train_documents = corpus[:n_eval], corpus[n_eval:]
+    documents = corpus.make_pretraining_corpus(seed=recipe["seed"],
+                                               n_documents=recipe["n_documents"])
+    tokenizer = WordTokenizer.from_corpus(sentence for document in documents
+                                          for sentence in document)
+    n_eval = int(len(documents) * recipe["eval_share"])
+    eval_documents, train_documents = documents[:n_eval], documents[n_eval:]
     train_pairs = []
     for round_ in range(recipe["nsp_rounds"]):
         train_pairs += make_nsp_pairs(train_documents, random.Random(recipe["seed"] + round_))
     eval_pairs = make_nsp_pairs(eval_documents, random.Random(recipe["seed"] + 1000))
-    return (tokenizer, training.encode_pretraining(train_pairs, tokenizer),
-            training.encode_pretraining(eval_pairs, tokenizer))
+    return (tokenizer, encode_pretraining(train_pairs, tokenizer),
+            encode_pretraining(eval_pairs, tokenizer))
 
 
 def pretrain_model_m(recipe: dict = RECIPE) -> tuple[ModelM, WordTokenizer, dict]:
     """Pretrain Model M on MLM + NSP following ``recipe``; return model, tokenizer and info."""
-    training.set_seed(recipe["seed"])
+    set_seed(recipe["seed"])
     tokenizer, train_set, eval_set = pretraining_data(recipe)
-    model = ModelM(ModelConfig(vocab_size=tokenizer.vocab_size, **recipe["model"]))
+    model = ModelM(ModelConfig(vocab_size=tokenizer.vocab_size))
     start = time.perf_counter()
-    result = training.train(model, "pretrain", train_set, steps=recipe["steps"],
-                            lr=recipe["lr"], batch_size=recipe["batch_size"],
-                            seed=recipe["seed"], label="pretraining Model M")
+    result = training.train(model, training.PRETRAIN, train_set, steps=recipe["steps"],
+                            lr=recipe["lr"], batch_size=recipe["batch_size"], seed=recipe["seed"])
     info = {"recipe": recipe, "seconds": round(time.perf_counter() - start, 1),
-            "final_loss": round(sum(result.losses[-100:]) / 100, 4),
-            **training.evaluate_pretraining(model, eval_set, seed=recipe["seed"])}
+            "final_loss": round(result.final_loss(100), 4),
+            **evaluate_pretraining(model, eval_set, seed=recipe["seed"])}
     return model, tokenizer, info
 
 
-def save_model_m(model: ModelM, tokenizer: WordTokenizer, info: dict, path=CHECKPOINT) -> None:
-    """Save weights, config, vocabulary and info as plain tensors and Python values."""
+def _hash_file(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def save_model_m(model: ModelM, tokenizer: WordTokenizer, info: dict, path=CHECKPOINT,
+                 overwrite: bool = False) -> int:
+    """Save weights, config, vocabulary and info as plain tensors and Python values, and the
+    file's sha256 beside it; refuses to replace a file unless ``overwrite=True``."""
+    check_instance(model, "model", ModelM)
+    check_instance(tokenizer, "tokenizer", WordTokenizer)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model's "
+                         f"embedding has {model.config.vocab_size} rows")
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": asdict(model.config), "state_dict": model.state_dict(),
-                "vocab": tokenizer.to_dict(), "info": info}, path)
+    size = save_torch_file({"config": asdict(model.config), "state_dict": model.state_dict(),
+                            "vocab": tokenizer.to_dict(), "info": info}, path, overwrite)
+    digest = sha256_of(path) + "\n"
+    save_atomically(lambda temporary: pathlib.Path(temporary).write_text(digest),
+                    _hash_file(path), overwrite=True)
+    return size
 
 
 def load_model_m(path=CHECKPOINT) -> tuple[ModelM, WordTokenizer, dict]:
-    """Load the shipped (or another saved) Model M safely: ``weights_only=True``."""
+    """Load the shipped (or another saved) Model M after checking its sha256."""
     path = pathlib.Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no Model M checkpoint at {path.name}; run `make checkpoint`")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = ModelM(ModelConfig(**saved["config"]))
+        raise FileNotFoundError(f"no Model M checkpoint at {path}; {REMEDY}")
+    recorded = _hash_file(path)
+    if not recorded.exists():
+        raise FileNotFoundError(f"{recorded} is missing, so {path.name} cannot be checked; {REMEDY}")
+    if sha256_of(path) != recorded.read_text().strip():
+        raise ValueError(f"{path} does not match its recorded sha256 (the file is damaged or "
+                         f"was replaced); {REMEDY}")
+    saved = load_torch_file(path, "Model M checkpoint")
+    if not isinstance(saved, dict) or set(saved) != {"config", "state_dict", "vocab", "info"}:
+        raise ValueError(f"{path} is not a Model M checkpoint; {REMEDY}")
+    known = {f.name for f in fields(ModelConfig)}
+    model = ModelM(ModelConfig(**{k: v for k, v in saved["config"].items() if k in known}))
     model.load_state_dict(saved["state_dict"])
+    tokenizer = WordTokenizer.from_dict(saved["vocab"])
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} ids but the model's "
+                         f"embedding has {model.config.vocab_size} rows; {REMEDY}")
     model.eval()
-    return model, WordTokenizer.from_dict(saved["vocab"]), saved["info"]
+    return model, tokenizer, saved["info"]
 
 
 def main() -> None:
-    """Re-make the shipped checkpoint (``make checkpoint``)."""
+    """Re-make the shipped checkpoint and its recorded sha256 (``make checkpoint``)."""
     model, tokenizer, info = pretrain_model_m()
-    save_model_m(model, tokenizer, info)
+    save_model_m(model, tokenizer, info, overwrite=True)
     print(f"saved {CHECKPOINT.name}: MLM accuracy {info['mlm_accuracy']:.3f}, "
           f"NSP accuracy {info['nsp_accuracy']:.3f}, {info['seconds']} s")
 

@@ -22,22 +22,15 @@ compilers report errors ("bad.conll:7: ..."), so the line can be found and fixed
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from lora_teach.data import ENTITY_TYPES, SENTIMENTS, Example, entity_spans, tags_for_span
+from lora_teach.checks import check_instance
+from lora_teach.files import read_lines
+from lora_teach.labels import ENTITY_TYPES, SENTIMENTS, Example, entity_spans, tags_for_span
 
 _TAG = re.compile(r"^(O|[BI]-\S+)$")
 # A word-level split for raw text: numbers such as 1,500 or 13.1, words with inner - or ',
 # and every other non-space character (punctuation) as its own token.
 _WORD = re.compile(r"\d+(?:[.,]\d+)*|\w+(?:[-']\w+)*|[^\w\s]")
-
-
-def _lines(path, encoding: str):
-    """(1-based line number, line without its line ending) for each line of the file."""
-    path = Path(path)
-    with path.open(encoding=encoding, newline=None) as handle:
-        for number, line in enumerate(handle, start=1):
-            yield number, line.rstrip("\r\n")
 
 
 # ---------------------------------------------------------------------------
@@ -54,9 +47,7 @@ def read_conll(path, encoding: str = "utf-8") -> list[tuple[list[str], list[str]
     sentences = []
     tokens: list[str] = []
     tags: list[str] = []
-    for number, line in _lines(path, encoding):
-        if line.startswith("\ufeff"):      # a byte-order mark at the start of the file
-            line = line[1:]
+    for number, line in read_lines(path, encoding):
         columns = line.split()
         if not columns:
             if tokens:
@@ -133,8 +124,8 @@ def read_phrasebank(path, encoding: str = "latin-1") -> list[tuple[str, str]]:
     addresses, "@ EUR 5"). Blank lines are skipped.
     """
     pairs = []
-    for number, line in _lines(path, encoding):
-        text = line.strip().lstrip("\ufeff")
+    for number, line in read_lines(path, encoding):
+        text = line.strip()
         if not text:
             continue
         sentence, separator, label = text.rpartition("@")
@@ -158,8 +149,7 @@ def split_words(text: str) -> list[str]:
     PhraseBank sentences are already spaced ("EUR 13.1 mn ."), so this mostly splits at spaces;
     it also separates punctuation that touches a word ("rose." -> "rose", ".").
     """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    check_instance(text, "text", str)
     return _WORD.findall(text)
 
 

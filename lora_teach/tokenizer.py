@@ -16,24 +16,19 @@ so NER tags line up with the inputs without any sub-word bookkeeping.
 
 from __future__ import annotations
 
-import json
-import numbers
 import random
 from collections import Counter
-from pathlib import Path
 
 import torch
+
+from lora_teach.checks import check_int, check_instance, check_real, is_int
+from lora_teach.labels import IGNORE_INDEX
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(5)
-IGNORE_INDEX = -100   # label value that torch's cross_entropy skips by default
 
 _FORMAT = "lora_teach.WordTokenizer"
-
-
-def _is_int(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
 
 
 def _as_tokens(tokens, what: str = "tokens") -> list[str]:
@@ -46,14 +41,6 @@ def _as_tokens(tokens, what: str = "tokens") -> list[str]:
         if not isinstance(word, str):
             raise TypeError(f"{what} must be strings, got {word!r} ({type(word).__name__})")
     return words
-
-
-def _check_max_len(max_len, smallest: int, what: str) -> None:
-    if not _is_int(max_len):
-        raise TypeError(f"max_len must be an int, got {type(max_len).__name__}")
-    if max_len < smallest:
-        raise ValueError(f"max_len={max_len} is too small: {what} needs at least {smallest} "
-                         f"positions (the special tokens plus one word per sentence)")
 
 
 class WordTokenizer:
@@ -78,10 +65,7 @@ class WordTokenizer:
         Order: the special tokens, then words by falling frequency, ties alphabetically, so the
         same corpus always gives the same ids.
         """
-        if not _is_int(min_count):
-            raise TypeError(f"min_count must be an int, got {type(min_count).__name__}")
-        if min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        check_int(min_count, "min_count", minimum=1)
         if isinstance(sentences, str):
             raise TypeError("sentences must be a list of tokenised sentences, got one string")
         counts: Counter[str] = Counter()
@@ -124,7 +108,7 @@ class WordTokenizer:
             ids = ids.tolist()
         words = []
         for i in ids:
-            if not _is_int(i):
+            if not is_int(i):
                 raise TypeError(f"ids must be integers, got {i!r}")
             if not 0 <= i < self.vocab_size:
                 raise ValueError(f"id {i} is out of range for a vocabulary of {self.vocab_size}")
@@ -133,41 +117,7 @@ class WordTokenizer:
             words.append(self.id_to_token[i])
         return words
 
-    # --- model inputs ---------------------------------------------------------
-
-    def _pad(self, ids: list[int], segments: list[int], max_len: int):
-        n_pad = max_len - len(ids)
-        return (ids + [PAD_ID] * n_pad, segments + [0] * n_pad,
-                [1] * len(ids) + [0] * n_pad)
-
-    def encode_single(self, tokens, max_len: int) -> tuple[list[int], list[int], list[int]]:
-        """``[CLS] tokens [SEP]`` padded to ``max_len``: (input_ids, segment_ids, attention_mask).
-
-        A sentence that does not fit is cut at the end (its last words are dropped), so
-        [SEP] always closes the input.
-        """
-        _check_max_len(max_len, 3, "[CLS] sentence [SEP]")
-        ids = self.encode(tokens)[: max_len - 2]
-        return self._pad([CLS_ID, *ids, SEP_ID], [0] * (len(ids) + 2), max_len)
-
-    def encode_pair(self, a, b, max_len: int) -> tuple[list[int], list[int], list[int]]:
-        """``[CLS] a [SEP] b [SEP]`` padded to ``max_len``; segment ids 0 for a, 1 for b.
-
-        When the pair is too long, words are dropped from the end of the *longer* sentence,
-        one at a time (BERT's "longest first" rule), so both sentences keep a share.
-        """
-        _check_max_len(max_len, 5, "[CLS] a [SEP] b [SEP]")
-        ids_a, ids_b = self.encode(a), self.encode(b)
-        while len(ids_a) + len(ids_b) > max_len - 3:
-            if len(ids_a) > len(ids_b):
-                ids_a.pop()
-            else:
-                ids_b.pop()
-        ids = [CLS_ID, *ids_a, SEP_ID, *ids_b, SEP_ID]
-        segments = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
-        return self._pad(ids, segments, max_len)
-
-    # --- saving ---------------------------------------------------------------
+    # --- saving (the checkpoint stores the vocabulary as a plain dict) ----------
 
     def to_dict(self) -> dict:
         """A JSON-ready description: the format name and the vocabulary in id order."""
@@ -182,20 +132,6 @@ class WordTokenizer:
         if data.get("version") != 1:
             raise ValueError(f"unsupported WordTokenizer version {data.get('version')!r}")
         return cls(data["vocab"])
-
-    def save(self, path) -> None:
-        """Write the tokenizer to ``path`` as JSON (UTF-8)."""
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=0) + "\n",
-                              encoding="utf-8")
-
-    @classmethod
-    def load(cls, path) -> "WordTokenizer":
-        """Read a tokenizer written by :meth:`save`."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not a JSON file ({error})") from error
-        return cls.from_dict(data)
 
 
 # ---------------------------------------------------------------------------
@@ -219,18 +155,13 @@ def mask_tokens(input_ids: torch.Tensor, vocab_size: int, generator: torch.Gener
     [batch, seq], in a few tensor operations; ``input_ids`` itself is not changed. All
     randomness comes from ``generator``, so a seeded generator gives the same masks.
     """
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"input_ids must be a torch tensor, got {type(input_ids).__name__}")
+    check_instance(input_ids, "input_ids", torch.Tensor)
     if input_ids.dtype != torch.long:
         raise TypeError(f"input_ids must be a LongTensor (torch.long), got {input_ids.dtype}")
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    if isinstance(mask_prob, bool) or not isinstance(mask_prob, numbers.Real):
-        raise TypeError(f"mask_prob must be a number, got {type(mask_prob).__name__}")
-    if not 0 < mask_prob < 1:
-        raise ValueError(f"mask_prob must be strictly between 0 and 1, got {mask_prob}")
-    if not _is_int(vocab_size):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    check_instance(generator, "generator", torch.Generator)
+    check_real(mask_prob, "mask_prob", minimum=0, maximum=1, include_minimum=False,
+               include_maximum=False)
+    check_int(vocab_size, "vocab_size", minimum=1)
     special = sorted({int(i) for i in special_ids})
     if not all(0 <= i < vocab_size for i in special + [mask_id]):
         raise ValueError(f"special_ids {special} and mask_id {mask_id} must be ids below "
@@ -273,8 +204,7 @@ def make_nsp_pairs(documents, rng: random.Random) -> list[NSPPair]:
     the real next sentence (label 1); otherwise it is a random sentence from a *different*
     document (label 0), so the model must tell "continues the story" from "something else".
     """
-    if not isinstance(rng, random.Random):
-        raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
+    check_instance(rng, "rng", random.Random)
     if isinstance(documents, str):
         raise TypeError("documents must be a list of documents (lists of sentences)")
     docs = []

@@ -1,26 +1,27 @@
-"""Shared test settings.
+"""Fixtures shared by the unit tests: a tiny Model M and small generated data."""
 
-Thread counts are fixed *before* any notebook kernel starts (kernels inherit this process's
-environment), so the stored outputs were made and are compared under the same conditions.
-``setdefault`` keeps a value the caller chose, e.g. ``OMP_NUM_THREADS=1 make test``.
-"""
+import matplotlib
+import pytest
+import torch
 
-import os
+from helpers import TINY
+from lora_teach import corpus
+from lora_teach.model import ModelM
+from lora_teach.tokenizer import WordTokenizer
 
-for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(variable, "2")
-os.environ.setdefault("PYTHONHASHSEED", "0")
-# Stored outputs were computed on a CPU; a GPU gives different last digits.
-os.environ.setdefault("LORA_TEACH_DEVICE", "cpu")
+matplotlib.use("Agg")   # the tests draw figures without a screen
 
-import matplotlib  # noqa: E402  (after the environment is set)
 
-matplotlib.use("Agg")
+@pytest.fixture
+def tiny_base():
+    """A seeded tiny Model M in eval mode (a fresh one for every test)."""
+    torch.manual_seed(0)
+    return ModelM(TINY).eval()
 
-# The notes' 4x5 example exactly as printed, used by several test modules.
-NOTES_W = [
-    [1, 7, 2, 8, 5],
-    [2, 10, 4, 12, 10],
-    [3, 15, 12, 18, 27],
-    [4, 12, 16, 16, 36],
-]
+
+@pytest.fixture(scope="session")
+def small_task():
+    """Small generated splits and a tokenizer that knows their words."""
+    splits = corpus.make_task_splits(seed=0, n_train=64, n_val=16, n_test=16)
+    tokenizer = WordTokenizer.from_corpus(e.tokens for split in splits.values() for e in split)
+    return splits, tokenizer

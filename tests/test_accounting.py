@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lora_teach import accounting
+from lora_teach import accounting, lowrank
 from lora_teach.accounting import MODELS, TransformerShape
 
 MB = 10**6  # decimal megabyte (SI), as in "35 MB"; 1 MiB = 2**20 bytes would be 4.9% larger
@@ -102,15 +102,15 @@ def test_model_m_is_within_5_percent_of_500m():
     ("gpt2-medium", 4, 393_216),
 ])
 def test_lora_counts_from_the_paper_tables(name, r, expected):
-    assert accounting.lora_parameters(MODELS[name], r, ("q", "v")) == expected
+    assert accounting.lora_parameters(MODELS[name], r, ("W_q", "W_v")) == expected
 
 
 @pytest.mark.parametrize("name", ["roberta-base", "gpt2-medium", "gpt3-175b", "llama2-7b"])
 @pytest.mark.parametrize("r", [1, 4, 8, 64])
-@pytest.mark.parametrize("targets", [("q",), ("q", "v"), ("q", "k", "v", "o")])
+@pytest.mark.parametrize("targets", [("W_q",), ("W_q", "W_v"), ("W_q", "W_k", "W_v", "W_o")])
 def test_lora_matches_the_paper_formula(name, r, targets):
     shape = MODELS[name]
-    l_hat = shape.layers * len(targets)
+    l_hat = shape.n_layers * len(targets)
     assert accounting.lora_parameters(shape, r, targets) == 2 * l_hat * shape.d_model * r
 
 
@@ -121,13 +121,13 @@ def test_gpt2_medium_printed_figure_is_a_known_mismatch():
 
 
 def test_lora_on_rectangular_llama_matrices():
-    # gate is 11008 x 4096: r * (4096 + 11008) per layer.
-    assert accounting.lora_parameters(MODELS["llama2-7b"], 8, ("gate",)) == 32 * 8 * (4096 + 11_008)
+    # the SwiGLU gate is 11008 x 4096: r * (4096 + 11008) per layer.
+    assert accounting.lora_parameters(MODELS["llama2-7b"], 8, ("ffn_gate",)) == 32 * 8 * (4096 + 11_008)
 
 
 def test_gpt3_full_finetuning_vs_lora_r4():
     full = total("gpt3-175b")
-    lora = accounting.lora_parameters(MODELS["gpt3-175b"], 4, ("q", "v"))
+    lora = accounting.lora_parameters(MODELS["gpt3-175b"], 4, ("W_q", "W_v"))
     ratio = full / lora
     # The paper's "10,000x" is a round figure: the arithmetic gives about 9,250x at r = 4
     # (r = 1 clears 10,000x easily).
@@ -137,7 +137,7 @@ def test_gpt3_full_finetuning_vs_lora_r4():
 
 def test_gpt3_checkpoints_350gb_vs_35mb_in_fp16():
     full_bytes = 2 * total("gpt3-175b")
-    lora_bytes = 2 * accounting.lora_parameters(MODELS["gpt3-175b"], 4, ("q", "v"))
+    lora_bytes = 2 * accounting.lora_parameters(MODELS["gpt3-175b"], 4, ("W_q", "W_v"))
     assert abs(full_bytes - 350e9) / 350e9 < 0.01
     assert abs(lora_bytes / MB - 35) / 35 < 0.10  # 37.7 MB (36.0 MiB)
 
@@ -171,68 +171,68 @@ def test_bert_large_adapter_share_is_a_few_percent():
 # --- dense vs factorised -----------------------------------------------------
 
 def test_notes_example_4x5_at_rank_2():
-    assert accounting.dense_parameters(4, 5) == 20
-    assert accounting.factorized_parameters(4, 5, 2) == 18
+    assert lowrank.dense_parameters(4, 5) == 20
+    assert lowrank.factorized_parameters(4, 5, 2) == 18
 
 
 @given(d=st.integers(1, 5000), k=st.integers(1, 5000), data=st.data())
 def test_factorised_is_smaller_exactly_below_the_break_even_rank(d, k, data):
     r = data.draw(st.integers(1, min(d, k)))
-    smaller = accounting.factorized_parameters(d, k, r) < accounting.dense_parameters(d, k)
+    smaller = lowrank.factorized_parameters(d, k, r) < lowrank.dense_parameters(d, k)
     assert smaller == (r < Fraction(d * k, d + k))
 
 
 def test_full_rank_factorisation_never_saves():
-    assert accounting.factorized_parameters(4, 5, 4) > accounting.dense_parameters(4, 5)
+    assert lowrank.factorized_parameters(4, 5, 4) > lowrank.dense_parameters(4, 5)
 
 
 # --- bad input ---------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", [2.0, "3", True, None])
 def test_counts_must_be_ints(bad):
-    with pytest.raises(TypeError, match="k must be an int"):
-        accounting.dense_parameters(4, bad)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        lowrank.dense_parameters(4, bad)
 
 
 @pytest.mark.parametrize("bad", [0, -3])
 def test_counts_must_be_positive(bad):
-    with pytest.raises(ValueError, match=r"d must be an int >= 1"):
-        accounting.dense_parameters(bad, 4)
+    with pytest.raises(ValueError, match=r"d must be >= 1"):
+        lowrank.dense_parameters(bad, 4)
 
 
 @pytest.mark.parametrize("r", [5, 100])
 def test_rank_above_min_dimension_is_rejected_with_the_range(r):
-    with pytest.raises(ValueError, match=r"between 1 and min\(d, k\) = 4.*cannot exceed"):
-        accounting.factorized_parameters(4, 5, r)
+    with pytest.raises(ValueError, match=r"larger than min\(d, k\) = 4.*no matrix of that shape"):
+        lowrank.factorized_parameters(4, 5, r)
 
 
 def test_rank_zero_and_non_int_rank():
-    with pytest.raises(ValueError, match="r must be an int >= 1"):
-        accounting.factorized_parameters(4, 5, 0)
-    with pytest.raises(TypeError, match="r must be an int"):
+    with pytest.raises(ValueError, match="r must be >= 1"):
+        lowrank.factorized_parameters(4, 5, 0)
+    with pytest.raises(TypeError, match="r must be an integer"):
         accounting.lora_parameters(MODELS["bert-base"], 2.5)
 
 
 def test_lora_rank_above_d_model_is_rejected():
-    with pytest.raises(ValueError, match="between 1 and min"):
+    with pytest.raises(ValueError, match="larger than min"):
         accounting.lora_parameters(MODELS["bert-base"], 769)
 
 
 def test_unknown_architecture_lists_known_ones():
-    with pytest.raises(ValueError, match=r"unknown architecture 't5'.*bert, gpt, llama"):
+    with pytest.raises(ValueError, match=r"architecture must be one of \['bert', 'gpt', 'llama'\], got 't5'"):
         TransformerShape("x", 1, 8, 32, 2, 10, 0, "t5")
 
 
 def test_d_model_must_be_divisible_by_heads():
-    with pytest.raises(ValueError, match="divisible by heads"):
+    with pytest.raises(ValueError, match="divisible by n_heads"):
         TransformerShape("x", 1, 10, 32, 3, 10, 0, "bert")
 
 
 @pytest.mark.parametrize("field, index, bad, error", [
-    ("layers", 1, 0, ValueError),
+    ("n_layers", 1, 0, ValueError),
     ("d_model", 2, 8.0, TypeError),
-    ("vocab", 5, True, TypeError),
-    ("max_positions", 6, -1, ValueError),
+    ("vocab_size", 5, True, TypeError),
+    ("max_len", 6, -1, ValueError),
 ])
 def test_shape_fields_are_checked(field, index, bad, error):
     args = ["x", 1, 8, 32, 2, 10, 0, "bert"]
@@ -242,19 +242,27 @@ def test_shape_fields_are_checked(field, index, bad, error):
 
 
 def test_unknown_lora_target_names_it_and_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"'gate'.*q, k, v, o, ffn_in, ffn_out"):
-        accounting.lora_parameters(MODELS["bert-base"], 8, ("q", "gate"))
-    with pytest.raises(ValueError, match=r"'ffn_in'.*gate, up, down"):
-        accounting.lora_parameters(MODELS["llama2-7b"], 8, ("ffn_in",))
+    with pytest.raises(ValueError, match=r"\['ffn_gate'\].*'W_q', 'W_k', 'W_v', 'W_o', 'ffn_in', 'ffn_out'"):
+        accounting.lora_parameters(MODELS["bert-base"], 8, ("W_q", "ffn_gate"))
+    with pytest.raises(ValueError, match=r"\['q'\]"):
+        accounting.lora_parameters(MODELS["llama2-7b"], 8, ("q",))
 
 
 def test_lora_targets_must_be_a_sequence_of_distinct_names():
-    with pytest.raises(TypeError, match="tuple or list"):
-        accounting.lora_parameters(MODELS["bert-base"], 8, "q")
-    with pytest.raises(ValueError, match="twice"):
-        accounting.lora_parameters(MODELS["bert-base"], 8, ("q", "q"))
+    with pytest.raises(TypeError, match="list or tuple"):
+        accounting.lora_parameters(MODELS["bert-base"], 8, "W_q")
+    with pytest.raises(ValueError, match="more than once"):
+        accounting.lora_parameters(MODELS["bert-base"], 8, ("W_q", "W_q"))
     with pytest.raises(ValueError, match="empty"):
         accounting.lora_parameters(MODELS["bert-base"], 8, ())
+
+
+def test_targets_are_named_as_in_model_m():
+    from lora_teach.model import ModelConfig, ModelM
+    layer = ModelM(ModelConfig(vocab_size=10)).layers[0]
+    names = {name.rsplit(".", 1)[-1] for name, m in layer.named_modules()
+             if isinstance(m, __import__("torch").nn.Linear)}
+    assert names == set(accounting.weight_matrix_shapes(MODELS["bert-base"]))
 
 
 @pytest.mark.parametrize("m", [0, 1025])
@@ -266,7 +274,7 @@ def test_bottleneck_must_be_between_1_and_d_model(m):
 def test_shape_must_be_a_transformer_shape():
     for function in (accounting.transformer_parameters, accounting.weight_matrix_shapes):
         with pytest.raises(TypeError, match="TransformerShape"):
-            function({"layers": 12})
+            function({"n_layers": 12})
     with pytest.raises(TypeError, match="TransformerShape"):
         accounting.lora_parameters("bert-base", 8)
     with pytest.raises(TypeError, match="TransformerShape"):
@@ -275,7 +283,7 @@ def test_shape_must_be_a_transformer_shape():
 
 def test_weight_matrix_shapes_are_out_by_in():
     assert accounting.weight_matrix_shapes(MODELS["llama2-7b"]) == {
-        "q": (4096, 4096), "k": (4096, 4096), "v": (4096, 4096), "o": (4096, 4096),
-        "gate": (11_008, 4096), "up": (11_008, 4096), "down": (4096, 11_008)}
+        "W_q": (4096, 4096), "W_k": (4096, 4096), "W_v": (4096, 4096), "W_o": (4096, 4096),
+        "ffn_gate": (11_008, 4096), "ffn_in": (11_008, 4096), "ffn_out": (4096, 11_008)}
     assert accounting.weight_matrix_shapes(MODELS["bert-base"])["ffn_in"] == (3072, 768)
     assert accounting.weight_matrix_shapes(MODELS["bert-base"])["ffn_out"] == (768, 3072)

@@ -44,6 +44,20 @@ def test_environment_yml_pins_the_same_versions():
     assert environment_pins() == pyproject_pins()
 
 
-def test_environment_yml_uses_the_same_python():
+def test_environment_yml_uses_a_supported_python():
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
-    assert "python=3.11" in environment["dependencies"]
+    python = next(d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11,<3.14"
+    assert python.removeprefix("python=") in ("3.11", "3.12", "3.13")
+
+
+def test_the_makefile_supports_the_same_pythons_as_pyproject():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "SUPPORTED := 3.11 3.12 3.13" in makefile
+
+
+def test_the_licence_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")

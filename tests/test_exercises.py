@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lora_teach import exercises, linalg
-from conftest import NOTES_W
+from helpers import NOTES_W
 
 
 def test_unanswered_exercise_says_so():
@@ -82,3 +82,53 @@ def test_check_choice():
     assert "one of ['NER', 'FPB']" in exercises.check_choice("ner", "NER", options).message
     with pytest.raises(ValueError, match="not among the options"):
         exercises.check_choice("NER", "POS", options)
+
+
+# --- checkers never raise on a student's answer (regressions from issue 9) -----------------
+
+WEIRD_ANSWERS = [float("nan"), float("inf"), -float("inf"), 2 + 1j, "three", [1, 2.5], {"a": 1},
+                 object(), np.array([1.0, 2.0]), np.float64("nan")]
+
+
+@pytest.mark.parametrize("answer", WEIRD_ANSWERS, ids=[f"answer{i}" for i in range(len(WEIRD_ANSWERS))])
+def test_no_checker_raises_on_any_answer(answer):
+    import sympy
+    calls = [
+        lambda a: exercises.check_rank(a, NOTES_W),
+        lambda a: exercises.check_column_numbers(a, [0, 1]),
+        lambda a: exercises.check_combination(a, NOTES_W, target=3, using=[0, 1]),
+        lambda a: exercises.check_combination([a, 1], NOTES_W, target=3, using=[0, 1]),
+        lambda a: exercises.check_matrix(a, [[1, 2]]),
+        lambda a: exercises.check_number(a, 3),
+        lambda a: exercises.check_tolerance(a, NOTES_W, 2),
+        lambda a: exercises.check_one_entry_change(a, NOTES_W, 3),
+        lambda a: exercises.check_choice(a, "A", ["A", "B"]),
+        lambda a: exercises.check_number(sympy.Symbol("x") if isinstance(a, str) else a, 3),
+    ]
+    for call in calls:
+        feedback = call(answer)
+        assert isinstance(feedback, exercises.Feedback) and not feedback.correct
+        assert feedback.message.startswith("Not yet.") and feedback.message.rstrip().endswith(".")
+
+
+@pytest.mark.parametrize("answer", [3, 3.0, np.int64(3), np.float32(3), __import__("fractions").Fraction(3, 1)])
+def test_numbers_of_any_type_are_understood(answer):
+    import sympy
+    assert exercises.check_number(answer, 3).correct
+    assert exercises.check_number(sympy.Rational(6, 2), 3).correct
+    assert exercises.check_number(sympy.sqrt(9), 3).correct
+
+
+def test_complex_with_zero_imaginary_part_is_a_real_number():
+    assert exercises.check_number(3 + 0j, 3).correct
+
+
+def test_a_repeated_column_gets_a_sentence_not_an_empty_list():
+    # regression: "Your list of pivot columns is ." when only a repeat was wrong
+    message = exercises.check_column_numbers([1, 1, 2], [0, 1]).message
+    assert "more than once" in message and " is ." not in message
+
+
+def test_a_wrongly_set_up_exercise_still_raises_for_the_author():
+    with pytest.raises(exercises.ExerciseSetupError):
+        exercises.check_choice("A", "C", ["A", "B"])

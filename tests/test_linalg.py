@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lora_teach import linalg
-from conftest import NOTES_W
+from helpers import NOTES_W
 
 
 # --- the notes' example -----------------------------------------------------

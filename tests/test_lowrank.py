@@ -47,7 +47,6 @@ def test_best_rank_r_factors_rebuild_a_rank_r_matrix_exactly():
 
 def test_energy_helpers():
     sigma = np.array([3.0, 2.0, 1.0])
-    assert lowrank.energy_kept(sigma, 1) == pytest.approx(9 / 14)
     assert lowrank.rank_for_energy(sigma, 9 / 14) == 1
     assert lowrank.rank_for_energy(sigma, 0.9) == 2
     assert lowrank.rank_for_energy(sigma, 1.0) == 3
@@ -65,7 +64,18 @@ def test_energy_helpers():
     (lambda: lowrank.eckart_young_error([2, 1], 1, norm="max"), ValueError, "norm"),
     (lambda: lowrank.rank_for_energy([2, 1], 1.5), ValueError, "fraction"),
     (lambda: lowrank.rank_for_energy([2, 1], "all"), TypeError, "fraction"),
-    (lambda: lowrank.energy_kept([], 1), ValueError, "non-empty"),
+    (lambda: lowrank.rank_for_energy([], 0.9), ValueError, "non-empty"),
+    # regressions: NaN or inf singular values, r beyond the spectrum, r = 0.0 or False,
+    # and 0/0 on an all-zero spectrum were accepted
+    (lambda: lowrank.eckart_young_error([2, float("nan")], 1), ValueError, "finite"),
+    (lambda: lowrank.rank_for_energy([float("inf"), 1], 0.9), ValueError, "finite"),
+    (lambda: lowrank.eckart_young_error([2, 1], 0.0), TypeError, "r must be an integer"),
+    (lambda: lowrank.eckart_young_error([2, 1], False), TypeError, "r must be an integer"),
+    (lambda: lowrank.eckart_young_error([2, 1], -1), ValueError, "r must be >= 0"),
+    (lambda: lowrank.rank_for_energy([0.0, 0.0], 0.9), ValueError, "every singular value is zero"),
+    (lambda: lowrank.rank_for_energy(["a", "b"], 0.9), TypeError, "real numbers"),
+    (lambda: lowrank.truncated_svd([[1, 2], [3, 4]], 3), ValueError, "larger than min"),
+    (lambda: lowrank.factorized_parameters(4, 5, 0.0), TypeError, "r must be an integer"),
 ])
 def test_bad_input_is_named(call, error, message):
     with pytest.raises(error, match=message):

@@ -51,8 +51,12 @@ def test_freeze_all_except_leaves_only_the_named_parameters_trainable(model):
     trainable = freeze_all_except(model, ["heads.ner"])
     assert trainable == ["heads.ner.weight", "heads.ner.bias"]
     assert count_parameters(model, trainable_only=True) == CONFIG.d_model * 7 + 7
-    with pytest.raises(ValueError, match="no parameter name starts with 'heads.xyz'"):
+    with pytest.raises(ValueError, match="keep names 'heads.xyz', but no parameter lies"):
         freeze_all_except(model, ["heads.xyz"])
+    with pytest.raises(ValueError, match="keep names 'heads.n', but no parameter lies"):
+        freeze_all_except(model, ["heads.n"])   # a module path, not a string prefix
+    with pytest.raises(TypeError, match="keep must be a list or tuple"):
+        freeze_all_except(model, "heads.ner")
 
 
 def test_reset_head_is_seeded(model):
@@ -75,7 +79,7 @@ def test_bad_config_is_named(kwargs, error, message):
 
 
 def test_bad_calls_are_named(model):
-    with pytest.raises(ValueError, match="unknown task 'pos'"):
+    with pytest.raises(ValueError, match="task must be one of"):
         model("pos", torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="exceeds max_len"):
         model("ner", torch.zeros(1, 20, dtype=torch.long))
@@ -83,4 +87,12 @@ def test_bad_calls_are_named(model):
         model("ner", torch.zeros(3, dtype=torch.long))
     with pytest.raises(TypeError, match="ModelConfig"):
         ModelM({"vocab_size": 5})
+    with pytest.raises(TypeError, match="torch.long"):
+        model("ner", torch.zeros(1, 3))
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 50\)"):
+        model("ner", torch.full((1, 3), 50))
+    with pytest.raises(TypeError, match="input_ids must be a torch.Tensor"):
+        model("ner", [[1, 2, 3]])
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        reset_head(model, "ner", seed=-2)
     assert set(TASKS) == set(model.heads)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lora_teach import plotting
-from conftest import NOTES_W
+from helpers import NOTES_W
 
 
 def test_course_style_sets_shared_rcparams():
@@ -48,7 +48,17 @@ def test_plot_vectors_and_plane_checks_its_input():
     with pytest.raises(ValueError, match="ragged"):
         plotting.plot_matrix([[1, 2], [3]])
     matplotlib.pyplot.close("all")
-    assert np.isfinite(plotting.COURSE_STYLE["figure.figsize"][0])
+
+
+def test_the_plane_reaches_every_vector_that_lies_in_it():
+    # regression: the plane stopped at t = 1.5, so c = a + 2b stuck out of it
+    fig = plotting.plot_vectors_and_plane({"a": [1, 0, 1], "b": [0, 1, 1], "c": [1, 2, 3]},
+                                          plane=("a", "b"))
+    low, high = plotting.plane_extent([1, 0, 1], [0, 1, 1], [[1, 2, 3], [0, 0, 1]])
+    assert low == 0 and high >= 2   # c = 1 a + 2 b is covered; d = (0, 0, 1) is not in the plane
+    assert plotting.plane_extent([1, 0, 1], [0, 1, 1], [[-1, 0, -1]])[0] == pytest.approx(-1)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["a", "b", "c"]
+    matplotlib.pyplot.close(fig)
 
 
 def test_plot_storage_fraction_marks_break_even():
@@ -89,5 +99,16 @@ def test_plot_loss_curves_colours_by_method_and_dashes_fpb():
     fig = plotting.plot_loss_curves({"LoRA, NER": [3, 2, 1], "full fine-tuning, FPB": [2, 1, 0.5]})
     lines = fig.axes[0].get_lines()
     assert lines[0].get_color() == plotting.COLORS["lora"] and lines[0].get_linestyle() == "-"
-    assert lines[1].get_color() == plotting.COLORS["full"] and lines[1].get_linestyle() == "--"
+    assert lines[1].get_color() == plotting.COLORS["trained"] and lines[1].get_linestyle() == "--"
     matplotlib.pyplot.close(fig)
+
+
+def test_plot_singular_values_draws_an_all_zero_spectrum():
+    # regression: an all-zero spectrum crashed with "min() arg is an empty sequence"
+    fig = plotting.plot_singular_values({"zero matrix": [0.0, 0.0, 0.0]})
+    assert "3 exact zeros drawn at bottom" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="finite singular values"):
+        plotting.plot_singular_values({"bad": [1.0, float("nan")]})
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        plotting.plot_singular_values({"ok": [1.0]}, tol=0)

@@ -132,5 +132,43 @@ def test_phrasebank_to_examples():
 def test_split_words_separates_punctuation():
     assert readers.split_words("Sales fell 13.1 % , it's said.") == [
         "Sales", "fell", "13.1", "%", ",", "it's", "said", "."]
-    with pytest.raises(TypeError, match="string"):
+    with pytest.raises(TypeError, match="text must be a str"):
         readers.split_words(["Sales"])
+
+
+# --- encodings and real-format data end to end ------------------------------------------
+
+def test_a_non_utf8_conll_file_names_file_line_and_byte(tmp_path):
+    # regression: a Latin-1 file gave a bare UnicodeDecodeError with no file or line
+    path = write(tmp_path, "latin.conll", "EU B-ORG\nZürich B-LOC\n", encoding="latin-1")
+    with pytest.raises(ValueError, match=r"latin.conll:2: byte 0xfc at offset 10 is not valid utf-8"):
+        readers.read_conll(path)
+    assert readers.read_conll(path, encoding="latin-1")[0][0] == ["EU", "Zürich"]
+
+
+def test_real_format_files_with_a_200_word_sentence_feed_training(tmp_path):
+    # regression: encode_task had no truncation, so the readers could not feed training
+    import torch
+
+    from lora_teach import batching, training
+    from lora_teach.model import ModelConfig, ModelM
+    from lora_teach.tokenizer import WordTokenizer
+
+    long_words = [f"w{i % 37}" for i in range(200)]
+    conll = CONLL_2003 + "\n" + "".join(f"{w} NN O O\n" for w in long_words) + "Acme NNP B-NP B-ORG\n"
+    phrasebank = ("Operating profit rose to EUR 13.1 mn .@positive\n"
+                  "Sales fell sharply in Finland .@negative\n"
+                  + " ".join(long_words) + " .@neutral\n")
+    ner = readers.conll_to_examples(readers.read_conll(write(tmp_path, "real.conll", conll)))
+    fpb = readers.phrasebank_to_examples(readers.read_phrasebank(
+        write(tmp_path, "real.txt", phrasebank, encoding="latin-1")))
+    assert max(len(e.tokens) for e in ner) == 201 and max(len(e.tokens) for e in fpb) == 201
+    tokenizer = WordTokenizer.from_corpus(e.tokens for e in ner + fpb)
+    torch.manual_seed(0)
+    model = ModelM(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_heads=2,
+                               d_ffn=32, n_layers=1, max_len=48))
+    for task, examples in (("ner", ner), ("fpb", fpb)):
+        data = batching.encode_task(examples, tokenizer, task, max_len=model.config.max_len)
+        assert data.truncated == 1 and data.input_ids.shape[1] == 48
+        result = training.train(model, task, data, steps=3, lr=1e-3, batch_size=2)
+        assert len(result.losses) == 3 and all(loss == loss for loss in result.losses)   # no NaN

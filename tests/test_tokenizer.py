@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lora_teach import data
-from lora_teach.tokenizer import (CLS, MASK, PAD, SEP, UNK, WordTokenizer, make_nsp_pairs,
-                                  mask_tokens)
+from lora_teach import corpus as data
+from lora_teach.tokenizer import (CLS, CLS_ID, MASK, PAD, PAD_ID, SEP, SEP_ID, UNK, WordTokenizer,
+                                  make_nsp_pairs, mask_tokens)
 
 SMALL_CORPUS = [["profit", "rose", "."], ["profit", "fell", "."], ["sales", "rose", "."]]
 
@@ -73,51 +73,14 @@ def test_round_trip_property(words, draw):
 
 def test_decode_can_skip_special_tokens_and_takes_tensors():
     tok = WordTokenizer.from_corpus(SMALL_CORPUS)
-    ids, _, _ = tok.encode_single(["sales", "fell"], max_len=8)
+    ids = [CLS_ID] + tok.encode(["sales", "fell"]) + [SEP_ID, PAD_ID]
     assert tok.decode(torch.tensor(ids), skip_special=True) == ["sales", "fell"]
     with pytest.raises(ValueError, match="out of range"):
         tok.decode([tok.vocab_size])
 
 
-# --- model inputs -----------------------------------------------------------
-
-def test_encode_single_adds_cls_sep_and_padding():
+def test_bad_input_is_refused():
     tok = WordTokenizer.from_corpus(SMALL_CORPUS)
-    ids, segments, mask = tok.encode_single(["sales", "rose", "."], max_len=8)
-    assert tok.decode(ids) == [CLS, "sales", "rose", ".", SEP, PAD, PAD, PAD]
-    assert segments == [0] * 8
-    assert mask == [1, 1, 1, 1, 1, 0, 0, 0]
-
-
-def test_encode_single_truncates_but_keeps_sep():
-    tok = WordTokenizer.from_corpus(SMALL_CORPUS)
-    ids, segments, mask = tok.encode_single(["profit", "rose", "profit", "fell", "."], max_len=4)
-    assert tok.decode(ids) == [CLS, "profit", "rose", SEP]
-    assert mask == [1, 1, 1, 1] and len(segments) == 4
-
-
-def test_encode_pair_segments_and_padding():
-    tok = WordTokenizer.from_corpus(SMALL_CORPUS)
-    ids, segments, mask = tok.encode_pair(["profit", "rose"], ["sales", "fell", "."], max_len=10)
-    assert tok.decode(ids) == [CLS, "profit", "rose", SEP, "sales", "fell", ".", SEP, PAD, PAD]
-    assert segments == [0, 0, 0, 0, 1, 1, 1, 1, 0, 0]
-    assert mask == [1] * 8 + [0, 0]
-
-
-def test_encode_pair_truncates_the_longer_sentence_first():
-    tok = WordTokenizer.from_corpus(SMALL_CORPUS)
-    a = ["profit", "rose", "profit", "fell", "sales", "rose"]
-    ids, segments, mask = tok.encode_pair(a, ["sales", "fell"], max_len=8)
-    assert tok.decode(ids) == [CLS, "profit", "rose", "profit", SEP, "sales", "fell", SEP]
-    assert segments == [0, 0, 0, 0, 0, 1, 1, 1] and mask == [1] * 8
-
-
-def test_too_small_max_len_and_bad_input_are_refused():
-    tok = WordTokenizer.from_corpus(SMALL_CORPUS)
-    with pytest.raises(ValueError, match="max_len"):
-        tok.encode_single(["profit"], max_len=2)
-    with pytest.raises(ValueError, match="max_len"):
-        tok.encode_pair(["profit"], ["rose"], max_len=4)
     with pytest.raises(TypeError, match="split it first"):
         tok.encode("profit rose")
     with pytest.raises(ValueError, match="empty corpus"):
@@ -128,17 +91,10 @@ def test_too_small_max_len_and_bad_input_are_refused():
         WordTokenizer(["profit", "rose"])
 
 
-def test_save_and_load_round_trip(tmp_path, tokenizer):
-    path = tmp_path / "tokenizer.json"
-    tokenizer.save(path)
-    loaded = WordTokenizer.load(path)
-    assert loaded == tokenizer
-    assert WordTokenizer.from_dict(tokenizer.to_dict()).token_to_id == tokenizer.token_to_id
+def test_dict_round_trip(tokenizer):
+    assert WordTokenizer.from_dict(tokenizer.to_dict()) == tokenizer
     with pytest.raises(ValueError, match="not a saved WordTokenizer"):
         WordTokenizer.from_dict({"vocab": tokenizer.id_to_token})
-    (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(ValueError, match="broken.json"):
-        WordTokenizer.load(tmp_path / "broken.json")
 
 
 # --- masked language modelling -----------------------------------------------

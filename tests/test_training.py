@@ -1,65 +1,13 @@
-"""Tests for lora_teach.training: metrics, the loop, measurements and encoding."""
+"""Tests for lora_teach.training: the shared loop trains exactly what requires gradients."""
 
 import pytest
 import torch
 
-from lora_teach import data, training
+from lora_teach import batching, training
+from lora_teach.batching import EncodedData
+from lora_teach.labels import IGNORE_INDEX
 from lora_teach.model import ModelConfig, ModelM, freeze_all_except
-from lora_teach.tokenizer import WordTokenizer
 
-
-# --- metrics -------------------------------------------------------------------------
-
-def test_entity_scores_need_exact_span_and_type():
-    gold = [["B-PER", "I-PER", "O"], ["O", "B-ORG", "O"], ["B-LOC", "O", "O"]]
-    predicted = [["B-PER", "I-PER", "O"],   # right
-                 ["O", "B-ORG", "I-ORG"],   # span too long: wrong
-                 ["B-ORG", "O", "O"]]       # wrong type
-    scores = training.entity_scores(predicted, gold)
-    assert scores["precision"] == pytest.approx(1 / 3)
-    assert scores["recall"] == pytest.approx(1 / 3)
-    assert scores["f1"] == pytest.approx(1 / 3)
-    assert training.entity_scores(gold, gold)["f1"] == 1.0
-    assert training.entity_scores([["O"] * 3] * 3, gold)["f1"] == 0.0
-
-
-def test_accuracy_and_macro_f1():
-    gold = torch.tensor([0, 0, 1, 2, training.IGNORE])
-    predicted = torch.tensor([0, 1, 1, 2, 0])
-    assert training.accuracy(predicted, gold) == pytest.approx(3 / 4)
-    # class 0: P=1, R=1/2 -> 2/3; class 1: P=1/2, R=1 -> 2/3; class 2: 1
-    assert training.macro_f1(predicted[:4], gold[:4], 3) == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
-    with pytest.raises(ValueError, match="shape"):
-        training.accuracy(predicted[:2], gold)
-    with pytest.raises(ValueError, match="no labelled positions"):
-        training.accuracy(torch.tensor([1]), torch.tensor([training.IGNORE]))
-
-
-# --- encoding ---------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def small_task():
-    splits = data.make_task_splits(seed=0, n_train=64, n_val=16, n_test=16)
-    tokenizer = WordTokenizer.from_corpus(e.tokens for split in splits.values() for e in split)
-    return splits, tokenizer
-
-
-def test_encode_task_lines_up_tags_with_words(small_task):
-    splits, tokenizer = small_task
-    ner = training.encode_task(splits["train"], tokenizer, "ner")
-    example = splits["train"][0]
-    n = len(example.tokens)
-    assert ner.labels[0, 0] == training.IGNORE and ner.labels[0, n + 1] == training.IGNORE
-    assert [data.TAGS[i] for i in ner.labels[0, 1:n + 1]] == list(example.tags)
-    assert tokenizer.decode(ner.input_ids[0, 1:n + 1].tolist()) == list(example.tokens)
-    fpb = training.encode_task(splits["train"], tokenizer, "fpb")
-    assert fpb.labels.shape == (64,)
-    assert data.SENTIMENTS[fpb.labels[0]] == example.sentiment
-    with pytest.raises(ValueError, match="'ner' or 'fpb'"):
-        training.encode_task(splits["train"], tokenizer, "pos")
-
-
-# --- the loop and measurements ----------------------------------------------------------
 
 def make_model(tokenizer, seed=0):
     torch.manual_seed(seed)
@@ -67,68 +15,101 @@ def make_model(tokenizer, seed=0):
                               d_ffn=32, n_layers=1))
 
 
-def test_training_lowers_the_loss_and_is_repeatable(small_task):
+@pytest.fixture(scope="module")
+def data(small_task):
     splits, tokenizer = small_task
-    dataset = training.encode_task(splits["train"], tokenizer, "fpb")
+    return {(task, part): batching.encode_task(splits[part], tokenizer, task)
+            for task in ("ner", "fpb") for part in ("train", "validation")}
+
+
+def test_training_lowers_the_loss_and_is_repeatable(small_task, data):
+    _, tokenizer = small_task
     runs = []
     for _ in range(2):
         model = make_model(tokenizer)
-        result = training.train(model, "fpb", dataset, steps=60, lr=3e-3, batch_size=16, seed=1)
+        result = training.train(model, "fpb", data["fpb", "train"], steps=60, lr=3e-3,
+                                batch_size=16, seed=1)
         runs.append((result.losses, model.heads["fpb"].weight.detach().clone()))
     assert sum(runs[0][0][-10:]) < sum(runs[0][0][:10])
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+    assert result.settings == {"task": "fpb", "steps": 60, "lr": 3e-3, "batch_size": 16,
+                               "weight_decay": 0.01, "seed": 1}
+    assert result.final_loss(10) == pytest.approx(sum(result.losses[-10:]) / 10)
 
 
-def test_only_trainable_parameters_change_and_optimizer_state_is_measured(small_task):
-    splits, tokenizer = small_task
-    dataset = training.encode_task(splits["train"], tokenizer, "ner")
+def test_same_result_whatever_the_thread_count(small_task, data):
+    _, tokenizer = small_task
+    losses = []
+    for threads in (1, 2):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            model = make_model(tokenizer)
+            losses.append(training.train(model, "ner", data["ner", "train"], steps=8, lr=1e-3).losses)
+        finally:
+            torch.set_num_threads(previous)
+    assert losses[0] == losses[1]
+
+
+def test_only_trainable_parameters_change_and_optimizer_state_is_measured(small_task, data):
+    _, tokenizer = small_task
     model = make_model(tokenizer)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     freeze_all_except(model, ["heads.ner"])
-    result = training.train(model, "ner", dataset, steps=5, batch_size=8)
+    result = training.train(model, "ner", data["ner", "train"], steps=5, lr=1e-3, batch_size=8)
     for name, parameter in model.named_parameters():
         assert torch.equal(parameter, before[name]) != name.startswith("heads.ner")
     n_head = model.heads["ner"].weight.numel() + model.heads["ner"].bias.numel()
-    assert result.trainable_parameters == training.trainable_parameters(model) == n_head
+    assert result.trainable_parameters == n_head
     assert result.optimizer_state_bytes == 2 * 4 * n_head   # two float32 moments per parameter
-    memory = training.training_memory_bytes(model)
-    assert memory["optimizer_state"] == result.optimizer_state_bytes
-    assert memory["gradients"] == 4 * n_head
-    assert memory["total"] == memory["parameters"] + memory["gradients"] + memory["optimizer_state"]
 
 
-def test_saved_bytes_grow_with_what_is_saved(small_task):
+def test_validation_loss_is_recorded_when_asked(small_task, data):
     _, tokenizer = small_task
     model = make_model(tokenizer)
-    freeze_all_except(model, ["heads.fpb"])
-    head_only = training.saved_bytes(training.trainable_state(model))
-    everything = training.saved_bytes(model.state_dict())
-    head_floats = 4 * sum(t.numel() for t in training.trainable_state(model).values())
-    assert head_floats <= head_only < everything
+    result = training.train(model, "fpb", data["fpb", "train"], steps=10, lr=1e-3,
+                            validation_data=data["fpb", "validation"], validate_every=4)
+    assert [step for step, _ in result.validation] == [4, 8, 10]
+    assert result.validation[-1][1] == pytest.approx(
+        training.mean_loss(model, "fpb", data["fpb", "validation"]))
 
 
-def test_train_refuses_bad_requests(small_task):
-    splits, tokenizer = small_task
-    dataset = training.encode_task(splits["train"], tokenizer, "fpb")
+def test_schedule_warms_up_then_decays_to_zero():
+    factors = [training.warmup_then_decay(step, 100) for step in range(100)]
+    assert factors[0] < factors[5] == 1.0 and factors[-1] < 0.02
+    assert max(factors) == 1.0 and all(a >= b for a, b in zip(factors[5:], factors[6:]))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"steps": 0}, ValueError, "steps must be >= 1"),
+    ({"steps": 2.5}, TypeError, "steps must be an integer"),
+    ({"lr": 0}, ValueError, "lr must be > 0"),
+    ({"lr": float("nan")}, ValueError, "lr must be a finite number"),
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+    ({"task": "pos"}, ValueError, "task must be one of"),
+    # regression: a task and dataset mismatch gave a bare torch shape error
+    ({"task": "ner"}, ValueError, "task 'ner' needs a label per token"),
+    ({"validation_data": "val"}, TypeError, "data must be a EncodedData"),
+])
+def test_train_refuses_bad_requests(small_task, data, kwargs, error, message):
+    _, tokenizer = small_task
+    arguments = {"task": "fpb", "data": data["fpb", "train"], "steps": 1, "lr": 1e-3, **kwargs}
+    with pytest.raises(error, match=message):
+        training.train(make_model(tokenizer), **arguments)
+
+
+def test_train_refuses_empty_or_unlabelled_data_and_frozen_models(small_task, data):
+    # regression: training on empty data gave NaN losses
+    _, tokenizer = small_task
+    fpb = data["fpb", "train"]
+    empty = EncodedData(fpb.input_ids[:0], fpb.segment_ids[:0], fpb.attention_mask[:0], fpb.labels[:0])
+    with pytest.raises(ValueError, match="empty"):
+        training.train(make_model(tokenizer), "fpb", empty, steps=1, lr=1e-3)
+    unlabelled = EncodedData(fpb.input_ids, fpb.segment_ids, fpb.attention_mask,
+                             torch.full_like(fpb.labels, IGNORE_INDEX))
+    with pytest.raises(ValueError, match="nothing to learn"):
+        training.train(make_model(tokenizer), "fpb", unlabelled, steps=1, lr=1e-3)
     model = make_model(tokenizer)
-    with pytest.raises(ValueError, match="steps and batch_size"):
-        training.train(model, "fpb", dataset, steps=0)
-    for parameter in model.parameters():
-        parameter.requires_grad = False
+    model.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        training.train(model, "fpb", dataset, steps=1)
-
-
-def test_default_device_can_be_forced(monkeypatch):
-    monkeypatch.setenv("LORA_TEACH_DEVICE", "cpu")
-    assert training.default_device() == torch.device("cpu")
-
-
-def test_forward_latency_and_linear_call_count(small_task):
-    _, tokenizer = small_task
-    model = make_model(tokenizer)
-    assert training.forward_latency(model, batch_size=2, length=5, repeats=3) > 0
-    # 1 layer: W_q, W_k, W_v, W_o, ffn_in, ffn_out, then the fpb head
-    assert training.count_sequential_linear_calls(model, "fpb") == 7
-    with pytest.raises(ValueError, match=">= 1"):
-        training.forward_latency(model, batch_size=0, length=5)
+        training.train(model, "fpb", fpb, steps=1, lr=1e-3)

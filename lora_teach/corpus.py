@@ -43,133 +43,15 @@ touched, so the same seed always gives the same data.
 
 from __future__ import annotations
 
-import numbers
 import random
 import zlib
-from dataclasses import dataclass
 
-ENTITY_TYPES = ("PER", "ORG", "LOC")
-SENTIMENTS = ("negative", "neutral", "positive")
-TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
+from lora_teach.checks import check_int, is_int
+from lora_teach.labels import ENTITY_TYPES, SENTIMENTS, Example, tags_for_span
 
 HELD_OUT_FRACTION = 0.25   # share of the names kept out of the training split
 MAX_TOKENS = 20            # generated sentences are 6..20 tokens long (final "." included)
 MIN_TOKENS = 6
-
-
-# ---------------------------------------------------------------------------
-# One labelled sentence
-# ---------------------------------------------------------------------------
-
-def tags_for_span(length: int, entity_type: str, span: tuple[int, int]) -> tuple[str, ...]:
-    """BIO tags for a sentence of ``length`` tokens with one entity at ``span`` (end exclusive).
-
-    The first word of the entity gets ``B-<type>``, the following words ``I-<type>``, every other
-    word ``O``: "shares of New York Bancorp" would be O O B-ORG I-ORG I-ORG.
-    """
-    start, end = span
-    tags = ["O"] * length
-    tags[start] = f"B-{entity_type}"
-    for i in range(start + 1, end):
-        tags[i] = f"I-{entity_type}"
-    return tuple(tags)
-
-
-def entity_spans(tags) -> list[tuple[str, int, int]]:
-    """All entities in a BIO tag sequence as ``(type, start, end)``, end exclusive.
-
-    An ``I-X`` that does not continue an ``X`` entity starts a new one (the lenient reading
-    used by most NER scorers), so the function never fails on imperfect tags.
-    """
-    spans: list[tuple[str, int, int]] = []
-    for i, tag in enumerate(tags):
-        if tag == "O":
-            continue
-        prefix, kind = tag.split("-", 1)
-        continues = (prefix == "I" and spans and spans[-1][0] == kind and spans[-1][2] == i)
-        if continues:
-            spans[-1] = (kind, spans[-1][1], i + 1)
-        else:
-            spans.append((kind, i, i + 1))
-    return spans
-
-
-@dataclass(frozen=True)
-class Example:
-    """One sentence with both of Model M's task labels.
-
-    ``tags`` are BIO tags (one per token, from :data:`TAGS`); ``entity_type`` and
-    ``entity_span`` (start, end exclusive) name the sentence's entity; ``sentiment`` is one of
-    :data:`SENTIMENTS`. Generated sentences hold exactly one entity. Examples read from real
-    files may lack a label: a CoNLL sentence has no sentiment and may hold no entity (or several;
-    then type and span describe the first), a PhraseBank sentence has no entity. The missing
-    labels are ``None``.
-    """
-
-    tokens: tuple[str, ...]
-    tags: tuple[str, ...]
-    entity_type: str | None
-    entity_span: tuple[int, int] | None
-    sentiment: str | None
-
-    def __post_init__(self):
-        object.__setattr__(self, "tokens", tuple(self.tokens))
-        object.__setattr__(self, "tags", tuple(self.tags))
-        if self.entity_span is not None:
-            object.__setattr__(self, "entity_span", tuple(self.entity_span))
-        _check_example(self)
-
-    @property
-    def text(self) -> str:
-        """The sentence as one string (tokens joined by spaces)."""
-        return " ".join(self.tokens)
-
-    @property
-    def entity(self) -> tuple[str, ...] | None:
-        """The entity's words, e.g. ('Maria', 'Lopez'), or None when there is none."""
-        if self.entity_span is None:
-            return None
-        start, end = self.entity_span
-        return self.tokens[start:end]
-
-
-def _check_example(example: Example) -> None:
-    """Raise a ValueError/TypeError if the fields of ``example`` contradict each other."""
-    tokens, tags = example.tokens, example.tags
-    if not tokens:
-        raise ValueError("an Example needs at least one token")
-    for token in tokens:
-        if not isinstance(token, str) or not token:
-            raise TypeError(f"tokens must be non-empty strings, got {token!r}")
-    if len(tags) != len(tokens):
-        raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags; "
-                         f"every token needs exactly one tag")
-    for i, tag in enumerate(tags):
-        if tag not in TAGS:
-            raise ValueError(f"tag {i} is {tag!r}; tags must be one of {TAGS}")
-        if tag.startswith("I-") and (i == 0 or tags[i - 1][2:] != tag[2:]):
-            raise ValueError(f"tag {i} is {tag!r} but does not continue a {tag[2:]} entity "
-                             f"(BIO: an entity starts with B-)")
-    if example.sentiment is not None and example.sentiment not in SENTIMENTS:
-        raise ValueError(f"sentiment must be one of {SENTIMENTS} or None, "
-                         f"got {example.sentiment!r}")
-    if (example.entity_type is None) != (example.entity_span is None):
-        raise ValueError("entity_type and entity_span must both be given or both be None")
-    if example.entity_type is None:
-        return
-    if example.entity_type not in ENTITY_TYPES:
-        raise ValueError(f"entity_type must be one of {ENTITY_TYPES}, "
-                         f"got {example.entity_type!r}")
-    span = example.entity_span
-    if len(span) != 2 or not all(_is_int(i) for i in span):
-        raise TypeError(f"entity_span must be two integers (start, end), got {span!r}")
-    if (example.entity_type, span[0], span[1]) not in entity_spans(tags):
-        raise ValueError(f"entity_span {span} with type {example.entity_type} does not match "
-                         f"an entity in the tags {tags}")
-
-
-def _is_int(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
 
 
 # ---------------------------------------------------------------------------
@@ -256,7 +138,7 @@ def name_split(seed: int = 0) -> dict[str, tuple[tuple[str, ...], ...]]:
     each group is split separately, so every type (and every kind of ambiguous name) has
     both seen and held-out names. Both lists are sorted.
     """
-    _check_seed(seed)
+    check_int(seed, "seed")
     types_of: dict[tuple[str, ...], list[str]] = {}
     for entity_type in ENTITY_TYPES:
         for name in NAMES[entity_type]:
@@ -551,18 +433,6 @@ def _sentence(rng, name, entity_type, sentiment, build) -> Example:
 # Task splits and pretraining corpus
 # ---------------------------------------------------------------------------
 
-def _check_seed(seed) -> None:
-    if not _is_int(seed):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-
-
-def _check_size(value, name: str) -> None:
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
 def in_pretraining_pool(tokens) -> bool:
     """True if this sentence may be used for pretraining, False if it is reserved for the tasks.
 
@@ -606,9 +476,9 @@ def make_task_splits(seed: int = 0, n_train: int = 2000, n_val: int = 400,
     * Test is drawn first, then validation, then train, each from its own random stream:
       changing ``n_train`` leaves validation and test unchanged.
     """
-    _check_seed(seed)
+    check_int(seed, "seed")
     for value, name in ((n_train, "n_train"), (n_val, "n_val"), (n_test, "n_test")):
-        _check_size(value, name)
+        check_int(value, name, minimum=1)
     split = name_split(seed)
     seen, held_out = set(split["seen"]), set(split["held_out"])
     by_type = {t: {"seen": [n for n in NAMES[t] if n in seen],
@@ -644,10 +514,10 @@ def make_pretraining_corpus(seed: int = 0, n_documents: int = 600,
     tokenizer built from the corpus knows every word of the tasks. No sentence repeats, and
     none can be a task sentence (see :func:`in_pretraining_pool`).
     """
-    _check_seed(seed)
-    _check_size(n_documents, "n_documents")
+    check_int(seed, "seed")
+    check_int(n_documents, "n_documents", minimum=1)
     if (not isinstance(sentences_per_document, (tuple, list)) or len(sentences_per_document) != 2
-            or not all(_is_int(v) for v in sentences_per_document)):
+            or not all(is_int(v) for v in sentences_per_document)):
         raise TypeError(f"sentences_per_document must be a pair of ints (low, high), "
                         f"got {sentences_per_document!r}")
     low, high = sentences_per_document

@@ -1,0 +1,16 @@
+"""pytest settings for the whole repository (unit tests and notebooks alike).
+
+Thread counts are fixed *before* any notebook kernel starts (kernels inherit this process's
+environment), so stored outputs are made and compared under the same settings; ``setdefault``
+keeps a value the caller chose, e.g. ``OMP_NUM_THREADS=1 make test``. The plugin in
+``tests/nbval_tolerance.py`` lets nbval compare results of float training within the
+tolerance a cell states.
+"""
+
+import os
+
+for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(variable, "2")
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+pytest_plugins = ["tests.nbval_tolerance"]

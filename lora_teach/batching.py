@@ -1,0 +1,114 @@
+"""From labelled sentences to the tensors Model M reads, and from tensors to batches.
+
+A task's examples become one :class:`EncodedData`: equal-length rows of token ids, segment
+ids, an attention mask and labels. The tokenizer is word-level, so word i of a sentence is
+token i + 1 (after [CLS]) and NER tags line up with tokens one to one; [CLS], [SEP] and
+padding get the label :data:`~lora_teach.labels.IGNORE_INDEX`, which losses and metrics skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lora_teach.checks import check_choice, check_instance, check_int
+from lora_teach.labels import IGNORE_INDEX, SENTIMENTS, TAGS, Example
+from lora_teach.model import ModelConfig
+from lora_teach.tokenizer import CLS_ID, PAD_ID, SEP_ID, WordTokenizer
+
+TASK_LABELS = {"ner": TAGS, "fpb": SENTIMENTS}   # the classes of each fine-tuning task
+
+
+@dataclass
+class EncodedData:
+    """Equal-length tensors for one task: ``labels`` is (N,) per sentence or (N, T) per token.
+
+    ``truncated`` counts the examples that were cut to fit the model's maximum length.
+    """
+
+    input_ids: torch.Tensor
+    segment_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    truncated: int = 0
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def batch(self, index) -> tuple[torch.Tensor, ...]:
+        """The rows ``index`` (a slice or a tensor of row numbers) of all four tensors."""
+        return (self.input_ids[index], self.segment_ids[index],
+                self.attention_mask[index], self.labels[index])
+
+    @property
+    def per_token(self) -> bool:
+        """True when there is a label per token (NER, MLM), False for one per input."""
+        return self.labels.dim() == 2
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    length = max(len(row) for row in rows)
+    return torch.tensor([row + [value] * (length - len(row)) for row in rows])
+
+
+def encode_task(examples, tokenizer: WordTokenizer, task: str,
+                max_len: int = ModelConfig.max_len) -> EncodedData:
+    """Tensors for NER (a tag per word) or FPB (a sentiment per sentence).
+
+    A sentence longer than ``max_len - 2`` words (room for [CLS] and [SEP]) is cut at the end,
+    as BERT's tokenizers do; ``EncodedData.truncated`` says how many were cut. Real corpora
+    have such sentences, Model M's position table has ``max_len`` rows.
+    """
+    check_choice(task, "task", TASK_LABELS)
+    check_instance(tokenizer, "tokenizer", WordTokenizer)
+    check_int(max_len, "max_len", minimum=3)
+    if isinstance(examples, (str, bytes)) or not hasattr(examples, "__iter__"):
+        raise TypeError(f"examples must be a list of Example objects, got {type(examples).__name__}")
+    examples = list(examples)
+    if not examples:
+        raise ValueError("no examples to encode")
+    words = max_len - 2
+    ids, labels, truncated = [], [], 0
+    for number, example in enumerate(examples):
+        check_instance(example, f"examples[{number}]", Example)
+        if task == "fpb" and example.sentiment is None:
+            raise ValueError(f"examples[{number}] has no sentiment label, so it cannot be used "
+                             f"for FPB: {example.text[:60]!r}")
+        truncated += len(example.tokens) > words
+        ids.append([CLS_ID] + tokenizer.encode(example.tokens[:words]) + [SEP_ID])
+        if task == "ner":
+            labels.append([IGNORE_INDEX] + [TAGS.index(t) for t in example.tags[:words]]
+                          + [IGNORE_INDEX])
+        else:
+            labels.append(SENTIMENTS.index(example.sentiment))
+    input_ids = _pad(ids, PAD_ID)
+    label_tensor = _pad(labels, IGNORE_INDEX) if task == "ner" else torch.tensor(labels)
+    return EncodedData(input_ids, torch.zeros_like(input_ids), input_ids != PAD_ID,
+                       label_tensor, truncated)
+
+
+def encode_pretraining(pairs, tokenizer: WordTokenizer,
+                       max_len: int = ModelConfig.max_len) -> EncodedData:
+    """Tensors for NSP pairs ``[CLS] a [SEP] b [SEP]``; labels are the NSP labels (1 = next).
+
+    MLM masks are drawn fresh for every batch during pretraining (see ``training``). A pair
+    longer than ``max_len`` loses words from the end of its longer sentence first (BERT's
+    "longest first" rule).
+    """
+    check_instance(tokenizer, "tokenizer", WordTokenizer)
+    check_int(max_len, "max_len", minimum=5)
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no sentence pairs to encode")
+    ids, segments, truncated = [], [], 0
+    for first, second, _ in pairs:
+        a, b = tokenizer.encode(first), tokenizer.encode(second)
+        truncated += len(a) + len(b) > max_len - 3
+        while len(a) + len(b) > max_len - 3:
+            (a if len(a) > len(b) else b).pop()
+        ids.append([CLS_ID] + a + [SEP_ID] + b + [SEP_ID])
+        segments.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
+    input_ids = _pad(ids, PAD_ID)
+    return EncodedData(input_ids, _pad(segments, 0), input_ids != PAD_ID,
+                       torch.tensor([label for _, _, label in pairs]), truncated)
