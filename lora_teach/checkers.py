@@ -1,9 +1,11 @@
-"""Exercise checkers: tell the student whether an answer is right and, if not, what is wrong.
+"""How an answer is judged: right or not, and if not, what is wrong with it.
 
-Each checker computes the expected answer from the problem itself (never a stored answer) and
-returns a :class:`Feedback`. In a notebook the feedback prints as one line starting with
-"Correct" or "Not yet", followed by the reason; "Not answered yet" when the answer is still
-``None``. Checkers never raise on a wrong answer: a wrong type is feedback too.
+Every checker returns a :class:`Feedback`. Feedback names the usual slips: too few digits, a
+unit slip (bytes, MB, GB, GiB), a factor of two, a percent given as a fraction, an
+off-by-one, a transposed shape. :func:`judge_function` runs a student's function on cases of
+its own and says which case fails and how. A checker never raises on an answer: whatever the
+student types gets a sentence back. The exercises of the course, which use these checkers,
+are in :mod:`lora_teach.exercises`.
 """
 
 from __future__ import annotations
@@ -38,16 +40,16 @@ class Feedback:
 NOT_ANSWERED = Feedback(False, "Not answered yet: replace None with your answer and run the cell.")
 
 
+class ExerciseSetupError(ValueError):
+    """A mistake in how a notebook calls a checker (not in the student's answer)."""
+
+
 def _right(reason: str) -> Feedback:
     return Feedback(True, f"Correct. {reason}")
 
 
 def _wrong(reason: str) -> Feedback:
     return Feedback(False, f"Not yet. {reason}")
-
-
-class ExerciseSetupError(ValueError):
-    """A mistake in how a notebook calls a checker (not in the student's answer)."""
 
 
 def _never_raises(checker):
@@ -65,6 +67,10 @@ def _never_raises(checker):
                           f"{problem}). Give a plain number, list or matrix as the question asks.")
     return safe
 
+
+# ---------------------------------------------------------------------------
+# Reading an answer
+# ---------------------------------------------------------------------------
 
 def as_real(answer) -> tuple[float | None, str]:
     """``(value, "")`` for an answer that is a finite real number (int, float, Fraction, numpy
@@ -91,8 +97,140 @@ def as_real(answer) -> tuple[float | None, str]:
 
 def _is_integer(value) -> bool:
     """True for whole numbers given as ints (numpy ints included), or as sympy integers."""
-    return is_int(value) or (isinstance(value, sympy.Integer))
+    return is_int(value) or isinstance(value, sympy.Integer)
 
+
+def _significant(value: float) -> int:
+    """How many significant digits a typed number carries (trailing zeros of an integer
+    excluded): 3.16 -> 3, 3.2 -> 2, 4.1e9 -> 2."""
+    if value == 0:
+        return 1
+    text = f"{abs(value):.15g}"
+    mantissa = text.split("e")[0].replace(".", "").lstrip("0")
+    return max(1, len(mantissa.rstrip("0")))
+
+
+UNIT_SLIPS = {   # ratio answer / expected -> what the student probably did, by expected unit
+    "bytes": {1e-3: "kB", 1e-6: "MB", 1e-9: "GB", 2.0 ** -20: "MiB", 2.0 ** -30: "GiB"},
+    "GB": {1e9: "bytes", 1e3: "MB", 1e-3: "TB", 1e9 / 2 ** 30: "GiB"},
+    "MB": {1e6: "bytes", 1e-3: "GB", 1e6 / 2 ** 20: "MiB"},
+}
+
+
+def judge_number(answer, expected: float, name: str, significant: int | None = None,
+                 unit: str | None = None, hints: dict | None = None,
+                 integer: bool = False) -> Feedback:
+    """Compare a numeric answer with ``expected``.
+
+    ``significant``: the precision the question asks for (an integer answer must be exact).
+    ``unit``: the unit asked for, so that an answer in another unit is recognised.
+    ``hints``: ``{ratio of answer to expected: what that slip means}`` for slips particular
+    to this exercise, e.g. ``{0.5: "one adapter per layer instead of two"}``.
+    """
+    if answer is None:
+        return NOT_ANSWERED
+    value, reason = as_real(answer)
+    if value is None:
+        return _wrong(f"Your {name}: {reason}.")
+    shown = f"{expected:,.0f}" if integer else f"{expected:,.{significant or 6}g}"
+    if integer or significant is None:
+        close = value == expected if integer else math.isclose(value, expected, rel_tol=1e-9)
+    else:   # within half a unit of the last digit asked for
+        unit_of_last_digit = 10.0 ** (math.floor(math.log10(abs(expected))) - significant + 1)
+        close = abs(value - expected) <= 0.5 * unit_of_last_digit * (1 + 1e-9)
+    if close:
+        return _right(f"The {name} is {shown}{' ' + unit if unit else ''}.")
+    ratio = value / expected if expected else math.inf
+    slips = {2.0: "twice the right value", 0.5: "half the right value",
+             100.0: "a percentage where a fraction is asked (or the other way round)",
+             0.01: "a fraction where a percentage is asked (or the other way round)",
+             **(hints or {})}   # an exercise's own explanation of a ratio comes first
+    for factor, slip in slips.items():
+        if math.isclose(ratio, factor, rel_tol=2e-3):
+            return _wrong(f"Your {name} is {ratio:g}× the right value: {slip}.")
+    for factor, other in UNIT_SLIPS.get(unit, {}).items():
+        if math.isclose(ratio, factor, rel_tol=2e-3):
+            return _wrong(f"Your {name} looks like it is in {other}; the question asks for {unit}.")
+    if integer and not float(value).is_integer():
+        return _wrong(f"The {name} is a whole number; you gave {value:g}.")
+    if integer and abs(value - expected) == 1:
+        return _wrong(f"Your {name} is off by one ({value:,.0f}): count the ends of the range "
+                      f"again.")
+    if significant and math.isclose(value, expected, rel_tol=0.05):
+        digits = _significant(value)
+        if digits < significant:
+            return _wrong(f"Close, but give {significant} significant digits; you gave {digits}.")
+        return _wrong(f"Close: your {name} {value:,.{significant + 1}g} is within 5% but not "
+                      f"right to {significant} significant digits. Check your rounding or "
+                      f"an intermediate step.")
+    direction = "too high" if value > expected else "too low"
+    return _wrong(f"Your {name} {value:,.6g} is {direction}.")
+
+
+def judge_choice(answer, correct: str, options: dict) -> Feedback:
+    """A multiple-choice answer; ``options`` maps each option to the reason it is (or is
+    not) the answer, so a wrong choice is told why it is wrong."""
+    if answer is None:
+        return NOT_ANSWERED
+    if correct not in options:
+        raise ExerciseSetupError(f"the correct answer {correct!r} is not among the options "
+                                 f"{list(options)}")
+    if answer not in options:
+        return _wrong(f"Answer with one of {list(options)}; you gave {answer!r}.")
+    reason = options[answer][:1].upper() + options[answer][1:]
+    if answer == correct:
+        return _right(reason if reason.endswith(".") else reason + ".")
+    return _wrong(f"Not {answer!r}. {reason}{'' if reason.endswith('.') else '.'}")
+
+
+def judge_function(student, cases, run_reference, compare, name: str) -> Feedback:
+    """Run the student's function on each case and compare with the reference.
+
+    ``cases`` is a list of ``(description, arguments)``; ``run_reference(*arguments)`` gives
+    the expected result and ``compare(expected, got)`` returns None or what differs.
+    """
+    if student is None:
+        return NOT_ANSWERED
+    if not callable(student):
+        return _wrong(f"Define a function and pass it, e.g. exercises.check(..., {name}); you "
+                      f"passed a {type(student).__name__}.")
+    for description, arguments in cases:
+        try:
+            got = student(*arguments)
+        except Exception as problem:   # noqa: BLE001 - a bug in the student's code is feedback
+            return _wrong(f"On {description}, your function raised {type(problem).__name__}: "
+                          f"{problem}")
+        if got is None:
+            return Feedback(False, "Not answered yet: your function returns None; write its "
+                                   "body and run the cell.")
+        problem = compare(run_reference(*arguments), got)
+        if problem:
+            return _wrong(f"On {description}: {problem}")
+    return _right(f"Your function agrees with the reference on all {len(cases)} cases.")
+
+
+def compare_arrays(expected, got, atol: float = 1e-6) -> str | None:
+    """None when ``got`` is an array of the expected shape and values, else what differs."""
+    expected = np.asarray(expected, dtype=float)
+    try:
+        got = np.asarray(got.detach() if hasattr(got, "detach") else got, dtype=float)
+    except (TypeError, ValueError):
+        return f"you returned a {type(got).__name__}, not an array of numbers"
+    if got.shape != expected.shape:
+        if got.shape == expected.shape[::-1]:
+            return f"your result has shape {got.shape}, the transpose of the expected {expected.shape}"
+        return f"your result has shape {got.shape}, expected {expected.shape}"
+    if not np.all(np.isfinite(got)):
+        return "your result holds NaN or infinity"
+    worst = float(np.max(np.abs(got - expected))) if got.size else 0.0
+    if worst > atol * max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0):
+        return f"the largest difference from the expected values is {worst:.3g}"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Rank and linear independence (notebook 01)
+# ---------------------------------------------------------------------------
 
 @_never_raises
 def check_rank(answer, matrix) -> Feedback:
@@ -116,8 +254,9 @@ def check_rank(answer, matrix) -> Feedback:
         relation = linalg.format_relation(target, combination)
         return _wrong(f"Too high: you counted a dependent column as independent. "
                       f"For example {relation}.")
-    return _wrong(f"Too low: {rank} columns are independent. Check each column against only "
-                  f"the columns before it, with any real coefficients (not only integers).")
+    return _wrong("Too low: more columns are independent than you counted. Check each column "
+                  "against only the columns before it, with any real coefficients (not only "
+                  "integers).")
 
 
 @_never_raises
@@ -178,6 +317,51 @@ def check_combination(coefficients, matrix, target: int, using: list[int]) -> Fe
 
 
 @_never_raises
+def check_relation_repair(answer, original, target: int, combination: dict) -> Feedback:
+    """Check a copy of ``original`` changed in as few entries as possible so that the column
+    relation  C_target = sum c_j C_j  holds in every row."""
+    if answer is None:
+        return NOT_ANSWERED
+    given, start = linalg.as_exact_matrix(answer), linalg.as_exact_matrix(original)
+    if given.shape != start.shape:
+        return _wrong(f"Keep the shape {start.rows}×{start.cols}; yours is {given.rows}×{given.cols}.")
+    relation = linalg.format_relation(target, combination)
+    residual = linalg.relation_residual(given, target, combination)
+    changed = [(i + 1, j + 1) for i in range(start.rows) for j in range(start.cols)
+               if given[i, j] != start[i, j]]
+    fewest = sum(1 for entry in linalg.relation_residual(start, target, combination) if entry != 0)
+    if any(entry != 0 for entry in residual):
+        rows = [i + 1 for i, entry in enumerate(residual) if entry != 0]
+        return _wrong(f"{relation} still fails in row(s) {rows}.")
+    if len(changed) > fewest:
+        return _wrong(f"{relation} now holds, but you changed {len(changed)} entries "
+                      f"{changed}; {fewest} are enough (one per row where it failed).")
+    rank = linalg.exact_rank(given)
+    return _right(f"You changed {changed}, the fewest possible, and {relation} holds in every "
+                  f"row. The rank is still {rank}: the other relations decide that.")
+
+
+@_never_raises
+def check_tolerance(tol, matrix, wanted_rank: int) -> Feedback:
+    """Check that ``tol`` makes the numerical rank of ``matrix`` equal ``wanted_rank``, and
+    say which singular value the tolerance sits on the wrong side of if it does not."""
+    if tol is None:
+        return NOT_ANSWERED
+    value, reason = as_real(tol)
+    if value is None or value < 0:
+        return _wrong(f"A tolerance is a number >= 0; {reason or f'you gave {tol!r}'}.")
+    sigma = linalg.singular_values(matrix)
+    got = linalg.numerical_rank(matrix, tol=value)
+    if got == wanted_rank:
+        return _right(f"With tol = {value:.0e}, {got} singular values lie above it.")
+    if got > wanted_rank:
+        return _wrong(f"Too small: σ{got} = {sigma[got - 1]:.1e} is above your tolerance, so "
+                      f"noise counts as a direction. Go above it.")
+    return _wrong(f"Too large: σ{got + 1} = {sigma[got]:.1e} is a real direction but is below "
+                  f"your tolerance. Go below it.")
+
+
+@_never_raises
 def check_matrix(answer, expected, name: str = "matrix", atol: float = 0.0) -> Feedback:
     """Compare a matrix answer with the expected one: shape first, then entries."""
     if answer is None:
@@ -188,7 +372,8 @@ def check_matrix(answer, expected, name: str = "matrix", atol: float = 0.0) -> F
         return _wrong(f"Your {name} is not a usable matrix: {problem}.")
     wanted = linalg.as_float_array(expected)
     if given.shape != wanted.shape:
-        return _wrong(f"Your {name} has shape {given.shape[0]}×{given.shape[1]}, "
+        transposed = " (the transpose?)" if given.shape == wanted.shape[::-1] else ""
+        return _wrong(f"Your {name} has shape {given.shape[0]}×{given.shape[1]}{transposed}, "
                       f"but it should be {wanted.shape[0]}×{wanted.shape[1]}.")
     wrong = np.argwhere(np.abs(given - wanted) > atol)
     if len(wrong) == 0:
@@ -210,64 +395,13 @@ def check_number(answer, expected: float, name: str = "answer", rel_tol: float =
         shown = f"{expected:,}" if float(expected).is_integer() else f"{expected:,.6g}"
         return _right(f"The {name} is {shown}.")
     direction = "too high" if value > expected else "too low"
-    ratio = value / float(expected) if expected else float("inf")
-    return _wrong(f"Your {name} {value:,.6g} is {direction} ({ratio:.3g}× the right value).")
+    return _wrong(f"Your {name} {value:,.6g} is {direction}.")
 
 
 @_never_raises
-def check_tolerance(tol, matrix, wanted_rank: int) -> Feedback:
-    """Check that ``tol`` makes the numerical rank of ``matrix`` equal ``wanted_rank``, and
-    say which singular value the tolerance sits on the wrong side of if it does not."""
-    if tol is None:
-        return NOT_ANSWERED
-    value, reason = as_real(tol)
-    if value is None or value < 0:
-        return _wrong(f"A tolerance is a number >= 0; {reason or f'you gave {tol!r}'}.")
-    tol = value
-    sigma = linalg.singular_values(matrix)
-    got = linalg.numerical_rank(matrix, tol=float(tol))
-    if got == wanted_rank:
-        return _right(f"With tol = {tol:.0e}, {got} singular values lie above it.")
-    if got > wanted_rank:
-        return _wrong(f"Too small: σ{got} = {sigma[got - 1]:.1e} is above your tolerance, so "
-                      f"noise counts as a direction. Go above it.")
-    return _wrong(f"Too large: σ{got + 1} = {sigma[got]:.1e} is a real direction but is below "
-                  f"your tolerance. Go below it.")
-
-
-@_never_raises
-def check_one_entry_change(answer, original, wanted_rank: int) -> Feedback:
-    """Check a copy of ``original`` in which exactly one entry changed, with the wanted rank."""
-    if answer is None:
-        return NOT_ANSWERED
-    try:
-        given = linalg.as_exact_matrix(answer)
-    except (TypeError, ValueError) as problem:
-        return _wrong(f"Your matrix is not usable: {problem}.")
-    start = linalg.as_exact_matrix(original)
-    if given.shape != start.shape:
-        return _wrong(f"Keep the shape {start.rows}×{start.cols}; yours is "
-                      f"{given.rows}×{given.cols}.")
-    changed = [(i + 1, j + 1) for i in range(start.rows) for j in range(start.cols)
-               if given[i, j] != start[i, j]]
-    if len(changed) != 1:
-        return _wrong(f"Change exactly one entry; you changed {len(changed)} {changed[:5]}.")
-    rank = linalg.exact_rank(given)
-    if rank == wanted_rank:
-        return _right(f"Changing entry {changed[0]} gives rank {rank}.")
-    return _wrong(f"Changing entry {changed[0]} gives rank {rank}, not {wanted_rank}.")
-
-
-@_never_raises
-def check_choice(answer, correct: str, options, explanation: str = "") -> Feedback:
-    """Check a multiple-choice answer given as one of the strings in ``options``."""
-    if answer is None:
-        return NOT_ANSWERED
-    options = list(options)
-    if correct not in options:
-        raise ExerciseSetupError(f"the correct answer {correct!r} is not among the options {options}")
-    if answer not in options:
-        return _wrong(f"Answer with one of {options}; you gave {answer!r}.")
-    if answer == correct:
-        return _right(explanation or f"It is {correct!r}.")
-    return _wrong(f"{answer!r} is not it. Look again at the numbers above.")
+def check_choice(answer, correct: str, options) -> Feedback:
+    """A multiple-choice answer, one of ``options`` (a list, or a dict option -> reason)."""
+    if not isinstance(options, dict):
+        options = {option: f"It is {option!r}." if option == correct else
+                   "That is not it; look again at the numbers above." for option in options}
+    return judge_choice(answer, correct, options)

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from helpers import NOTES_W, TINY, tiny_ids
-from lora_teach import (accounting, adapters, batching, checks, corpus, costs, diagrams, files,
-                        labels, linalg, lora, lowrank, metrics, plotting, readers, taskfiles,
-                        tokenizer, training)
+from lora_teach import (accounting, adapters, batching, checks, corpus, costs, diagrams,
+                        experiments, files, labels, linalg, lora, lowrank, metrics, plotting,
+                        readers, taskfiles, tokenizer, training)
 from lora_teach.model import ModelM, count_parameters, freeze_all_except, reset_head
 
 BAD_VALUES = {"None": None, "text": "text", "negative": -1, "nan": math.nan, "empty": [],
@@ -85,6 +85,8 @@ def _calls(w):
                                     task="ner", max_len=48)),
         (batching.encode_pretraining, dict(pairs=[(("a",), ("b",), 1)], tokenizer=w["words"],
                                            max_len=48)),
+        (lambda **kw: next(batching.batch_order(**kw)), dict(
+            data=w["fpb"], batch_size=4, generator=torch.Generator(), by_length=True)),
         (metrics.accuracy, dict(predicted=[0, 1], gold=[0, 0])),
         (metrics.macro_f1, dict(predicted=[0, 1], gold=[0, 0], n_classes=2)),
         (metrics.entity_scores, dict(predicted_tags=[["O"]], gold_tags=[["O"]])),
@@ -96,7 +98,16 @@ def _calls(w):
         (training.mean_loss, dict(model=w["model"], task="fpb", data=w["fpb"], batch_size=4)),
         (costs.training_memory_bytes, dict(model=w["base"], optimizer_moments=2)),
         (costs.saved_bytes, dict(state={"x": torch.ones(1)})),
-        (costs.count_sequential_linear_calls, dict(model=w["base"], task="fpb")),
+        (costs.count_matrix_products, dict(model=w["base"], task="fpb")),
+        (costs.deployed_parameters, dict(model=w["base"], task="ner", with_head=True)),
+        (metrics.binomial_interval, dict(successes=3, trials=10, z=1.96)),
+        (training.parameter_groups, dict(model=w["wrapped"], lr=1e-3, lr_scale={"lora_B": 2.0})),
+        (plotting.plot_attention, dict(weights=np.eye(3), tokens=["a", "b", "c"], title="t")),
+        (plotting.plot_train_validation, dict(curves={"LoRA": ([1.0, 0.5], [(2, 0.7)])}, window=2)),
+        (plotting.plot_learning_rate_sweep, dict(points={"LoRA": [(1e-3, 0.5), (1e-2, 0.7)]},
+                                                 chosen={"LoRA": 1e-2})),
+        (plotting.plot_scores_with_spread, dict(summaries={("LoRA", "ner"): experiments.Summary((0.5, 0.6))},
+                                                groups=["ner"])),
         (costs.forward_latency, dict(models={"m": w["base"]}, batch_size=1, length=4,
                                      repeats=1, warmup=0, task="fpb")),
         (costs.step_times, dict(models={"m": w["model"]}, task="fpb", data=w["fpb"], steps=1,
@@ -169,7 +180,8 @@ def _bad_calls(world):
                 yield function, valid, argument, value
 
 
-def test_every_public_helper_refuses_bad_input_clearly(tmp_path):
+def test_every_public_helper_refuses_bad_input_clearly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # a path like "text" is valid: whatever gets saved lands here
     world = _world(tmp_path)
     failures, bad_calls = [], 0
     for function, valid, argument, value in _bad_calls(world):
@@ -208,7 +220,8 @@ def test_the_sweep_covers_every_public_function_that_takes_arguments(tmp_path):
         "adapter_task_state", "load_adapters", "weight_matrix_shapes", "published_mismatches",
         "as_exact_matrix", "as_float_array", "pivot_columns", "dependent_columns",
         "singular_values", "default_tolerance", "use_course_style", "plane_extent",
-        "read_model", "model_title", "evaluate_pretraining"}
+        "read_model", "model_title", "evaluate_pretraining", "batch_order",
+        "check_module_names"}
     missing = []
     for module in modules:
         for name, value in vars(module).items():

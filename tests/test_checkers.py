@@ -1,9 +1,9 @@
-"""Tests for lora_teach.exercises: right answers pass, wrong ones get a specific reason."""
+"""Tests for lora_teach.checkers: right answers pass, wrong ones get a specific reason."""
 
 import numpy as np
 import pytest
 
-from lora_teach import exercises, linalg
+from lora_teach import checkers as exercises, linalg
 from helpers import NOTES_W
 
 
@@ -63,25 +63,67 @@ def test_check_tolerance_points_at_the_singular_value_on_the_wrong_side():
     assert "Too large" in exercises.check_tolerance(sigma2 * 2, noisy, 2).message
 
 
-def test_check_one_entry_change():
-    corrected = (np.array([[1, 7], [2, 10], [3, 15], [4, 12]]) @ np.array(
-        [[1, 0, 2, 1, 1], [0, 1, 0, 1, 2]])).tolist()
-    changed = [row[:] for row in corrected]
-    changed[0][2] += 1
-    assert exercises.check_one_entry_change(changed, corrected, 3).correct
-    assert "exactly one" in exercises.check_one_entry_change(corrected, corrected, 3).message
-    both = [row[:] for row in changed]
-    both[1][1] += 1
-    assert "you changed 2" in exercises.check_one_entry_change(both, corrected, 3).message
+def test_check_relation_repair_counts_the_fewest_changes():
+    repaired = [row[:] for row in NOTES_W]
+    repaired[2][2], repaired[3][2] = 6, 8          # C3 = 2·C1 in rows 3 and 4
+    feedback = exercises.check_relation_repair(repaired, NOTES_W, 2, {0: 2, 1: 0})
+    assert feedback.correct and "the fewest possible" in feedback.message and "rank is still 3" in feedback.message
+    wasteful = [row[:] for row in repaired]
+    wasteful[0][0], wasteful[0][2] = 5, 10          # row 1 changed too, though it already held
+    assert "2 are enough" in exercises.check_relation_repair(wasteful, NOTES_W, 2, {0: 2, 1: 0}).message
+    half = [row[:] for row in NOTES_W]
+    half[2][2] = 6
+    assert "still fails in row(s) [4]" in exercises.check_relation_repair(half, NOTES_W, 2, {0: 2, 1: 0}).message
 
 
-def test_check_choice():
-    options = ["NER", "FPB"]
-    assert exercises.check_choice("NER", "NER", options, "because").message == "Correct. because"
-    assert not exercises.check_choice("FPB", "NER", options)
+def test_check_choice_explains_each_option():
+    options = {"NER": "because it lost more", "FPB": "it lost less"}
+    assert exercises.check_choice("NER", "NER", options).message == "Correct. Because it lost more."
+    assert exercises.check_choice("FPB", "NER", options).message == "Not yet. Not 'FPB'. It lost less."
     assert "one of ['NER', 'FPB']" in exercises.check_choice("ner", "NER", options).message
     with pytest.raises(ValueError, match="not among the options"):
         exercises.check_choice("NER", "POS", options)
+
+
+@pytest.mark.parametrize("answer, message", [
+    (4_109_015_040, "Correct. The state is 4,109,015,040 bytes."),
+    (4_109_015_040 / 1e9, "looks like it is in GB"),
+    (4_109_015_040 / 2 ** 30, "looks like it is in GiB"),
+    (4_109_015_040 / 1e6, "looks like it is in MB"),
+    (2 * 4_109_015_040, "2× the right value"),
+    (4_109_015_041, "off by one"),
+    (4_109_015_040.5, "whole number"),
+    (3e9, "too low"),
+])
+def test_judge_number_names_the_usual_slips(answer, message):
+    feedback = exercises.judge_number(answer, 4_109_015_040, "state", unit="bytes", integer=True)
+    assert message in feedback.message
+
+
+@pytest.mark.parametrize("answer, message", [
+    (3.16, "Correct"), (3.162, "Correct"), (3.2, "give 3 significant digits; you gave 2"),
+    (3.17, "within 5% but not right to 3 significant digits"), (316.2, "percentage"),
+    (0.0316, "a fraction where a percentage"), (1.0, "too low"),
+])
+def test_judge_number_wants_the_precision_it_asks_for(answer, message):
+    assert message in exercises.judge_number(answer, 10 ** 0.5, "error", significant=3).message
+
+
+def test_judge_function_names_the_failing_case():
+    cases = [("two", (2,)), ("minus three", (-3,))]
+    square = lambda x: x * x   # noqa: E731
+    compare = lambda expected, got: None if expected == got else f"expected {expected}, got {got}"   # noqa: E731
+    assert exercises.judge_function(square, cases, square, compare, "f").correct
+    wrong = exercises.judge_function(lambda x: x * abs(x), cases, square, compare, "f")
+    assert wrong.message == "Not yet. On minus three: expected 9, got -9"
+    crash = exercises.judge_function(lambda x: x / 0, cases, square, compare, "f")
+    assert "On two, your function raised ZeroDivisionError" in crash.message
+    assert "Define a function" in exercises.judge_function(4, cases, square, compare, "f").message
+
+
+def test_compare_arrays_recognises_a_transpose():
+    assert "transpose" in exercises.compare_arrays(np.zeros((2, 3)), np.zeros((3, 2)))
+    assert exercises.compare_arrays(np.ones((2, 3)), np.ones((2, 3))) is None
 
 
 # --- checkers never raise on a student's answer (regressions from issue 9) -----------------
@@ -101,7 +143,7 @@ def test_no_checker_raises_on_any_answer(answer):
         lambda a: exercises.check_matrix(a, [[1, 2]]),
         lambda a: exercises.check_number(a, 3),
         lambda a: exercises.check_tolerance(a, NOTES_W, 2),
-        lambda a: exercises.check_one_entry_change(a, NOTES_W, 3),
+        lambda a: exercises.check_relation_repair(a, NOTES_W, 2, {0: 2, 1: 0}),
         lambda a: exercises.check_choice(a, "A", ["A", "B"]),
         lambda a: exercises.check_number(sympy.Symbol("x") if isinstance(a, str) else a, 3),
     ]

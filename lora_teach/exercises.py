@@ -1,0 +1,387 @@
+"""The exercises of the course, by id, and :func:`check`, which judges an answer to one.
+
+A notebook cell reads ``exercises.check("03.1", my_bytes)``: the checker finds the exercise,
+computes the expected answer itself (from the exercise's definition, and from the notebook
+objects passed in when the answer depends on a training run), and returns a
+:class:`~lora_teach.checkers.Feedback`. Nothing in the student's cell reveals the answer.
+
+Each exercise has a kind: *reasoning* (work something out), *construction* (build an object
+with a property) or *coding* (write a function; the checker runs it on cases of its own).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lora_teach import accounting, linalg, lowrank
+from lora_teach.checkers import (NOT_ANSWERED, ExerciseSetupError, Feedback, check_column_numbers,
+                                 check_combination, check_rank, check_relation_repair,
+                                 check_tolerance, compare_arrays, judge_choice, judge_function,
+                                 judge_number)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: what it asks, what kind it is, and how its answer is judged."""
+
+    question: str
+    kind: str          # "reasoning" | "construction" | "coding"
+    judge: object      # judge(answer, **context) -> Feedback
+
+
+EXERCISES: dict[str, Exercise] = {}
+KINDS = ("reasoning", "construction", "coding")
+
+
+def exercise(exercise_id: str, question: str, kind: str):
+    """Register the decorated judge under ``exercise_id``."""
+    if kind not in KINDS:
+        raise ExerciseSetupError(f"unknown exercise kind {kind!r}; choose one of {KINDS}")
+
+    def register(judge):
+        EXERCISES[exercise_id] = Exercise(question, kind, judge)
+        return judge
+    return register
+
+
+def check(exercise_id: str, answer, **context) -> Feedback:
+    """Judge ``answer`` to the exercise ``exercise_id`` (e.g. "03.1"); ``context`` passes the
+    notebook objects an exercise about a training run needs. Never raises on an answer."""
+    if exercise_id not in EXERCISES:
+        raise ExerciseSetupError(f"no exercise {exercise_id!r}; the course has {sorted(EXERCISES)}")
+    if answer is None:
+        return NOT_ANSWERED
+    judge = EXERCISES[exercise_id].judge
+    try:
+        return judge(answer, **context)
+    except ExerciseSetupError:
+        raise
+    except TypeError as problem:
+        if "argument" in str(problem) and "judge" not in str(problem):
+            raise ExerciseSetupError(f"exercise {exercise_id}: {problem}") from None
+        return Feedback(False, f"Not yet. Your answer could not be checked ({problem}).")
+    except Exception as problem:   # noqa: BLE001 - an answer never gives a traceback
+        return Feedback(False, f"Not yet. Your answer could not be checked "
+                               f"({type(problem).__name__}: {problem}).")
+
+
+def _model_m_500m() -> int:
+    return accounting.transformer_parameters(accounting.MODELS["model-m-500m"])["total"]
+
+
+# ---------------------------------------------------------------------------
+# 01: rank and linear independence
+# ---------------------------------------------------------------------------
+
+@exercise("01.1", "the rank of P", "reasoning")
+def _(answer, P):
+    return check_rank(answer, P)
+
+
+@exercise("01.2", "the pivot columns of P, counted from 1", "reasoning")
+def _(answer, P):
+    return check_column_numbers(answer, linalg.pivot_columns(P))
+
+
+@exercise("01.3", "the coefficients of C4 = c1·C1 + c3·C3 in P", "construction")
+def _(answer, P):
+    return check_combination(answer, P, target=3, using=[0, 2])
+
+
+@exercise("01.4", "repair C4 = C1 + 2·C3 in the matrix S with the fewest changed entries",
+          "construction")
+def _(answer, S):
+    return check_relation_repair(answer, S, target=3, combination={0: 1, 2: 2})
+
+
+@exercise("01.5", "a tolerance that gives the noisy W numerical rank 2", "construction")
+def _(answer, W_noisy):
+    return check_tolerance(answer, W_noisy, wanted_rank=2)
+
+
+# ---------------------------------------------------------------------------
+# 02: low-rank decomposition
+# ---------------------------------------------------------------------------
+
+@exercise("02.1", "numbers stored by a rank-16 factorisation of a 1024 x 4096 matrix", "reasoning")
+def _(answer):
+    d, k, r = 1024, 4096, 16
+    return judge_number(answer, lowrank.factorized_parameters(d, k, r), "count", integer=True,
+                        hints={r * d / (r * (d + k)): "you counted only B (d × r), not A (r × k)",
+                               r * k / (r * (d + k)): "you counted only A (r × k), not B (d × r)",
+                               d * k / (r * (d + k)): "that is the dense matrix, d × k"})
+
+
+@exercise("02.2", "the break-even rank of a 768 x 3072 matrix, to 3 significant digits",
+          "reasoning")
+def _(answer):
+    d, k = 768, 3072
+    expected = lowrank.break_even_rank(d, k)
+    return judge_number(answer, expected, "break-even rank", significant=3,
+                        hints={(d / 2) / expected: "d/2 is the rule for a square matrix; solve "
+                               "r(d + k) = dk for this one",
+                               (k / 2) / expected: "k/2 is not it either; solve r(d + k) = dk"})
+
+
+@exercise("02.3", "the rank that keeps 90% of the centred photo's energy", "reasoning")
+def _(answer, singular_values):
+    return judge_number(answer, lowrank.rank_for_energy(singular_values, 0.90), "rank",
+                        integer=True)
+
+
+def _svd_cases():
+    generator = np.random.default_rng(7)
+    rank_3 = generator.standard_normal((5, 3)) @ generator.standard_normal((3, 5))
+    return [("a random 6 × 4 matrix with r = 2", (generator.standard_normal((6, 4)), 2)),
+            ("a 5 × 5 matrix of rank 3 with r = 3", (rank_3, 3)),
+            ("a wide 3 × 7 matrix with r = 1", (generator.standard_normal((3, 7)), 1))]
+
+
+def _compare_factors(expected, got) -> str | None:
+    if not isinstance(got, tuple) or len(got) != 2:
+        return "return two matrices, (B, A)"
+    B, A = (np.asarray(m, dtype=float) for m in got)
+    d, k = expected.shape
+    if B.ndim != 2 or A.ndim != 2 or B.shape[0] != d or A.shape[1] != k or B.shape[1] != A.shape[0]:
+        return (f"B should be {d} × r and A r × {k}; yours are {B.shape} and {A.shape}")
+    return compare_arrays(expected, B @ A, atol=1e-8)
+
+
+@exercise("02.4", "write truncated_svd(M, r) returning B (d × r) and A (r × k)", "coding")
+def _(answer):
+    return judge_function(answer, _svd_cases(), lowrank.low_rank_approximation,
+                          _compare_factors, "my_truncated_svd")
+
+
+@exercise("02.5", "the Frobenius error of the best rank-1 approximation of Q, to 3 significant "
+          "digits", "reasoning")
+def _(answer, Q):
+    sigma = linalg.singular_values(Q)
+    expected = lowrank.eckart_young_error(sigma, 1)
+    return judge_number(answer, expected, "error", significant=3,
+                        hints={sigma[1] / expected: "that is σ₂ alone; the error adds the squares "
+                               "of every discarded singular value, then takes the root",
+                               float(np.sum(sigma[1:] ** 2)) / expected: "that is the sum of "
+                               "squares; take its square root"})
+
+
+# ---------------------------------------------------------------------------
+# 03: Model M and full fine-tuning
+# ---------------------------------------------------------------------------
+
+@exercise("03.1", "bytes of Adam's state for full fine-tuning of the 500M Model M", "reasoning")
+def _(answer):
+    n = _model_m_500m()
+    return judge_number(answer, 2 * 4 * n, "optimizer state", unit="bytes", integer=True,
+                        hints={0.5: "one number per parameter; Adam keeps two (a running "
+                               "mean of the gradient and of its square)",
+                               2.0: "that counts gradients or weights too; the question asks "
+                               "for the optimizer's state only",
+                               0.125: "that is the number of floats, not bytes (4 bytes each)"})
+
+
+@exercise("03.2", "entity F1 from the displayed precision and recall, to 3 decimals",
+          "reasoning")
+def _(answer, precision, recall):
+    exact = 2 * precision * recall / (precision + recall)
+    shown_p, shown_r = round(precision, 3), round(recall, 3)   # as the notebook prints them
+    from_shown = 2 * shown_p * shown_r / (shown_p + shown_r)
+    if judge_number(answer, exact, "F1", significant=3).correct:
+        return judge_number(answer, exact, "F1", significant=3)
+    return judge_number(answer, from_shown, "F1", significant=3,
+                        hints={((shown_p + shown_r) / 2) / from_shown: "that is the arithmetic "
+                               "mean of P and R; F1 is their harmonic mean, 2PR / (P + R)"})
+
+
+def _memory_cases():
+    return [("Model M, full fine-tuning (124,071 of 124,071 trained)", (124_071, 124_071, 4)),
+            ("Model M with a frozen encoder (455 trained)", (124_071, 455, 4)),
+            ("the 500M Model M in 16-bit numbers, LoRA-sized (983,040 trained)",
+             (_model_m_500m(), 983_040, 2)),
+            ("nothing trained", (1000, 0, 4))]
+
+
+def _reference_memory(n_total, n_trainable, bytes_per_number):
+    return bytes_per_number * (n_total + n_trainable + 2 * n_trainable)
+
+
+def _compare_bytes(expected, got) -> str | None:
+    if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
+        return f"return a number of bytes, not a {type(got).__name__}"
+    if got == expected:
+        return None
+    ratio = got / expected if expected else math.inf
+    return f"expected {expected:,} bytes, got {got:,.0f} ({ratio:.3g}×)"
+
+
+@exercise("03.3", "write training_memory(n_total, n_trainable, bytes_per_number)", "coding")
+def _(answer):
+    return judge_function(answer, _memory_cases(), _reference_memory, _compare_bytes,
+                          "my_training_memory")
+
+
+@exercise("03.4", "gigabytes of training memory saved by freezing the 500M encoder (32-bit "
+          "Adam), to 3 significant digits", "reasoning")
+def _(answer):
+    n = _model_m_500m()
+    saved = 12 * n / 1e9   # per frozen parameter: no gradient (4 bytes), no moments (8 bytes)
+    return judge_number(answer, saved, "memory saved", significant=3, unit="GB",
+                        hints={16 * n / 1e9 / saved: "the frozen weights stay in memory: the "
+                               "forward pass needs them, so only 12 of the 16 bytes go",
+                               8 * n / 1e9 / saved: "the gradient (4 bytes per parameter) goes "
+                               "too, not only Adam's two moments",
+                               4 * n / 1e9 / saved: "Adam's two moments (8 bytes) go as well as "
+                               "the gradient"})
+
+
+@exercise("03.5", "gigabytes of 16-bit model files for 25 fully fine-tuned 500M tasks, to 3 "
+          "significant digits", "reasoning")
+def _(answer):
+    return judge_number(answer, 25 * 2 * _model_m_500m() / 1e9, "storage", significant=3,
+                        unit="GB", hints={2.0: "that is 32-bit numbers (4 bytes); 16-bit is 2"})
+
+
+# ---------------------------------------------------------------------------
+# 04: adapters
+# ---------------------------------------------------------------------------
+
+@exercise("04.1", "trainable adapter parameters for BERT-base with m = 64, two per layer",
+          "reasoning")
+def _(answer):
+    shape = accounting.MODELS["bert-base"]
+    expected = accounting.adapter_parameters(shape, bottleneck=64)
+    weights_only = shape.n_layers * 2 * 2 * 64 * shape.d_model
+    return judge_number(answer, expected, "count", integer=True,
+                        hints={0.5: "one adapter per layer; Houlsby et al. put two in each",
+                               weights_only / expected: "you left out the biases (m and d per "
+                               "adapter)"})
+
+
+@exercise("04.2", "extra linear layers a prediction waits for, with adapters in a 3-layer "
+          "Model M", "reasoning")
+def _(answer):
+    return judge_number(answer, 2 * 2 * 3, "number of layers", integer=True,
+                        hints={0.5: "each adapter has two projections (down and up), and there "
+                               "are two adapters per layer"})
+
+
+def _adapter_cases():
+    generator = torch.Generator().manual_seed(3)
+    cases = []
+    for d, m, n in ((8, 2, 3), (16, 4, 5), (6, 6, 1)):
+        x = torch.randn(n, d, generator=generator)
+        weights = (torch.randn(m, d, generator=generator), torch.randn(m, generator=generator),
+                   torch.randn(d, m, generator=generator), torch.randn(d, generator=generator))
+        cases.append((f"x of shape ({n}, {d}) with m = {m}", (x, *weights)))
+    return cases
+
+
+def _reference_adapter(x, down_weight, down_bias, up_weight, up_bias):
+    return x + F.linear(F.gelu(F.linear(x, down_weight, down_bias)), up_weight, up_bias)
+
+
+@exercise("04.3", "write adapter(x, down_weight, down_bias, up_weight, up_bias)", "coding")
+def _(answer):
+    return judge_function(answer, _adapter_cases(), _reference_adapter,
+                          lambda e, g: compare_arrays(e, g, atol=1e-5), "my_adapter")
+
+
+def _adapter_size(d: int, m: int) -> int:
+    return 2 * m * d + d + m
+
+
+@exercise("04.4", "the largest bottleneck m whose adapter has at most 1% of the parameters of "
+          "a 768 x 768 matrix", "construction")
+def _(answer):
+    d, budget = 768, 0.01 * 768 * 768
+    best = max(m for m in range(1, d + 1) if _adapter_size(d, m) <= budget)
+    hints = {(best + 1) / best: f"one too many: m = {best + 1} gives "
+                                f"{_adapter_size(d, best + 1):,} > {budget:,.0f} parameters",
+             int(budget / d) / best: "an adapter has two matrices, down (m × d) and up (d × m), "
+                                     "plus d + m biases: 2md + d + m"}
+    return judge_number(answer, best, "bottleneck", integer=True, hints=hints)
+
+
+# ---------------------------------------------------------------------------
+# 05: LoRA
+# ---------------------------------------------------------------------------
+
+@exercise("05.1", "LoRA's trainable parameters for Llama-2-7B, r = 16 on W_q and W_v",
+          "reasoning")
+def _(answer):
+    expected = accounting.lora_parameters(accounting.MODELS["llama2-7b"], r=16)
+    return judge_number(answer, expected, "count", integer=True,
+                        hints={0.5: "count both B (d × r) and A (r × k), for both W_q and W_v"})
+
+
+@exercise("05.2", "which matrix gets a gradient at the first step if A and B both start at 0",
+          "reasoning")
+def _(answer):
+    return judge_choice(answer, "neither", {
+        "A": "∂L/∂A contains the factor B, which is zero",
+        "B": "∂L/∂B contains the factor A x, which is zero when A is",
+        "both": "each gradient contains the other matrix, and both are zero",
+        "neither": "each gradient contains the other matrix: both stay at zero forever, which "
+                   "is why A starts random"})
+
+
+@exercise("05.3", "how many singular directions of the trained update (α/r) B A of the first "
+          "W_q hold 90% of its energy", "reasoning")
+def _(answer, update):
+    sigma = linalg.singular_values(np.asarray(update, dtype=float))
+    expected = lowrank.rank_for_energy(sigma, 0.90)
+    r = int(np.sum(sigma > 1e-4 * sigma[0]))
+    hints = {} if r == expected else {r / expected: f"{r} is the rank of the update (at most "
+                                                    "r = 8); the question asks how few of its "
+                                                    "directions carry 90% of Σσᵢ²"}
+    return judge_number(answer, expected, "number of directions", integer=True, hints=hints)
+
+
+def _lora_cases():
+    generator = torch.Generator().manual_seed(5)
+    cases = []
+    for d, k, r, alpha in ((6, 8, 2, 4.0), (5, 5, 1, 8.0), (3, 7, 3, 1.5)):
+        cases.append((f"W0 of shape ({d}, {k}) with r = {r}, alpha = {alpha:g}",
+                      (torch.randn(4, k, generator=generator), torch.randn(d, k, generator=generator),
+                       torch.randn(d, generator=generator), torch.randn(r, k, generator=generator),
+                       torch.randn(d, r, generator=generator), alpha)))
+    return cases
+
+
+def _reference_lora(x, W0, b, A, B, alpha):
+    r = A.shape[0]
+    forward = F.linear(x, W0, b) + (alpha / r) * F.linear(F.linear(x, A), B)
+    merged = W0 + (alpha / r) * B @ A
+    return forward, merged
+
+
+def _compare_lora(expected, got) -> str | None:
+    forward, merged = expected
+    if not isinstance(got, tuple) or len(got) != 2:
+        return "return two things: the layer's output and the merged weight"
+    problem = compare_arrays(forward, got[0], atol=1e-5)
+    if problem:
+        return f"the forward pass is wrong: {problem}"
+    problem = compare_arrays(merged, got[1], atol=1e-5)
+    return f"the merged weight is wrong: {problem}" if problem else None
+
+
+@exercise("05.4", "write lora(x, W0, b, A, B, alpha) returning the output and the merged "
+          "weight", "coding")
+def _(answer):
+    return judge_function(answer, _lora_cases(), _reference_lora, _compare_lora, "my_lora")
+
+
+@exercise("05.5", "by what factor doubling alpha multiplies the first step's change of the "
+          "update (α/r) B A under plain SGD", "reasoning")
+def _(answer):
+    return judge_number(answer, 4, "factor", integer=True, hints={
+        0.5: "one factor of 2 is missing: the gradient of B carries α/r (so B's step doubles), "
+             "and the change of (α/r) B A carries α/r once more",
+        0.25: "that is Adam's answer for B's own step; plain SGD does not divide the gradient "
+              "by its size, so B's step doubles, and (α/r) B A doubles it again"})

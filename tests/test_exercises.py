@@ -1,0 +1,125 @@
+"""Tests for lora_teach.exercises: every exercise accepts its solution and explains slips."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+import torch
+import torch.nn.functional as F
+
+from lora_teach import exercises, linalg
+from lora_teach.checkers import ExerciseSetupError
+
+P = sympy.Matrix([[1, 2, 0, 3], [2, 4, 1, 7], [3, 6, 1, 10]])
+W_CR = (np.array([[1, 7], [2, 10], [3, 15], [4, 12]]) @ np.array([[1, 0, 2, 1, 1], [0, 1, 0, 1, 2]]))
+W_NOISY = W_CR + 1e-6 * np.random.default_rng(1).standard_normal((4, 5))
+Q = np.diag([5.0, 3.0, 1.0]) @ np.array([[0.0, 1.0, 0.0], [0.6, 0.0, 0.8], [0.8, 0.0, -0.6]])
+SIGMA = np.array([10.0, 5.0, 3.0, 1.0, 0.5])
+_ORTHO = np.linalg.qr(np.random.default_rng(0).standard_normal((16, 16)))[0]
+# singular values 10, 3, 1: the first direction holds 100 / 110 > 90% of the energy; rank 3
+UPDATE = _ORTHO[:, :3] @ np.diag([10.0, 3.0, 1.0]) @ _ORTHO[:, 3:6].T
+
+
+S = [[1, 0, 2, 5], [0, 1, 1, 2], [2, 1, 3, 9], [1, 3, 0, 2]]   # C4 = C1 + 2·C3 fails in rows 3, 4
+
+
+def _repaired():
+    fixed = [row[:] for row in S]
+    fixed[2][3], fixed[3][3] = 8, 1
+    return fixed
+
+
+def _repaired_with_extra_change():
+    fixed = _repaired()
+    fixed[0][0], fixed[0][3] = 2, 6      # still holds in row 1, but two more entries changed
+    return fixed
+
+
+def _svd(M, r):
+    u, s, vt = np.linalg.svd(M, full_matrices=False)
+    return u[:, :r] * s[:r], vt[:r]
+
+
+def _lora(x, W0, b, A, B, alpha):
+    scaling = alpha / A.shape[0]
+    return F.linear(x, W0, b) + scaling * x @ A.T @ B.T, W0 + scaling * B @ A
+
+
+# exercise id: (context, a solution, [(a wrong answer, words its feedback must contain)])
+CASES = {
+    "01.1": ({"P": P}, 2, [(3, "Too high"), (1, "Too low"), (5, "impossible")]),
+    "01.2": ({"P": P}, [1, 3], [([0, 2], "counted from 0"), ([1, 2], "missing [3]")]),
+    "01.3": ({"P": P}, [3, 1], [([1, 3], "fails in row(s)")]),
+    "01.4": ({"S": S}, _repaired(), [(S, "still fails in row(s) [3, 4]"),
+                                     (_repaired_with_extra_change(), "2 are enough")]),
+    "01.5": ({"W_noisy": W_NOISY}, 1e-3, [(1e-9, "Too small"), (10.0, "Too large")]),
+    "02.1": ({}, 16 * (1024 + 4096), [(16 * 1024, "only B"), (1024 * 4096, "dense")]),
+    "02.2": ({}, 614.4, [(384, "square matrix"), (610, "significant digits")]),
+    "02.3": ({"singular_values": SIGMA}, 2, [(3, "off by one"), (5, "too high")]),
+    "02.4": ({}, _svd, [(lambda M, r: _svd(M, r)[::-1], "B should be"),
+                        (lambda M, r: (np.zeros((M.shape[0], r)), np.zeros((r, M.shape[1]))),
+                         "largest difference")]),
+    "02.5": ({"Q": Q}, 3.16, [(3.0, "σ₂ alone"), (10.0, "square root"), (3.2, "significant")]),
+    "03.1": ({}, 8 * 513_626_880, [(4 * 513_626_880, "Adam keeps two"),
+                                   (8 * 513_626_880 / 1e9, "in GB")]),
+    "03.2": ({"precision": 0.9243, "recall": 0.9401}, 0.932, [(0.93, "significant digits"),
+                                                             (0.85, "too low")]),
+    "03.3": ({}, lambda total, trainable, size: size * (total + 3 * trainable),
+             [(lambda total, trainable, size: 4 * (total + 3 * trainable), "16-bit"),
+              (lambda total, trainable, size: size * 4 * total, "frozen encoder")]),
+    "03.4": ({}, 6.16, [(8.22, "frozen weights stay"), (4.11, "gradient")]),
+    "03.5": ({}, 25.7, [(51.4, "32-bit"), (25 * 2 * 513_626_880, "in bytes")]),
+    "04.1": ({}, 2_379_264, [(2_379_264 // 2, "one adapter per layer"), (2_359_296, "biases")]),
+    "04.2": ({}, 12, [(6, "two projections"), (11, "off by one")]),
+    "04.3": ({}, lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
+             [(lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
+               "largest difference")]),
+    "04.4": ({}, 3, [(4, "one too many"), (7, "two matrices")]),
+    "05.1": ({}, 8_388_608, [(4_194_304, "count both")]),
+    "05.2": ({}, "neither", [("A", "factor B")]),
+    "05.3": ({"update": UPDATE}, 1, [(3, "rank of the update"), (16, "too high")]),
+    "05.4": ({}, _lora, [(lambda x, W0, b, A, B, alpha: (F.linear(x, W0, b) + alpha * x @ A.T @ B.T,
+                                                          W0 + alpha * B @ A), "forward pass is wrong"),
+                         (lambda x, W0, b, A, B, alpha: (_lora(x, W0, b, A, B, alpha)[0], W0),
+                          "merged weight is wrong")]),
+    "05.5": ({}, 4, [(2, "one factor of 2"), (1, "Adam's answer")]),
+}
+
+
+def test_every_exercise_is_tested_here_and_has_a_kind():
+    assert set(CASES) == set(exercises.EXERCISES)
+    assert {e.kind for e in exercises.EXERCISES.values()} == set(exercises.KINDS)
+
+
+@pytest.mark.parametrize("notebook", ["02", "03", "04", "05"])
+def test_notebooks_02_to_05_each_have_a_coding_exercise(notebook):
+    kinds = [e.kind for i, e in exercises.EXERCISES.items() if i.startswith(notebook + ".")]
+    assert "coding" in kinds
+
+
+@pytest.mark.parametrize("exercise_id", sorted(CASES))
+def test_the_solution_is_correct_and_slips_are_named(exercise_id):
+    context, solution, wrong_answers = CASES[exercise_id]
+    feedback = exercises.check(exercise_id, solution, **context)
+    assert feedback.correct, feedback.message
+    for answer, words in wrong_answers:
+        feedback = exercises.check(exercise_id, answer, **context)
+        assert not feedback.correct and words in feedback.message, (answer, feedback.message)
+
+
+@pytest.mark.parametrize("exercise_id", sorted(CASES))
+def test_no_answer_makes_a_checker_raise(exercise_id):
+    context = CASES[exercise_id][0]
+    assert exercises.check(exercise_id, None, **context).message.startswith("Not answered yet")
+    for answer in (math.nan, "x", [1, 2], object(), -1, 2 + 1j, lambda *a: 1 / 0, torch.ones(2)):
+        feedback = exercises.check(exercise_id, answer, **context)
+        assert not feedback.correct and feedback.message.startswith("Not yet.")
+
+
+def test_an_unknown_exercise_or_missing_context_is_an_error_for_the_author():
+    with pytest.raises(ExerciseSetupError, match="no exercise '09.9'"):
+        exercises.check("09.9", 1)
+    with pytest.raises(ExerciseSetupError, match="01.1"):
+        exercises.check("01.1", 2)   # forgot P=
+    assert linalg.exact_rank(P) == 2
