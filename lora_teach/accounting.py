@@ -186,6 +186,14 @@ MODELS: dict[str, TransformerShape] = {
         "llama2-7b", n_layers=32, d_model=4096, d_ffn=11_008, n_heads=32, vocab_size=32_000, max_len=0,
         architecture="llama", published_parameters=6_738_415_616,
         source="Llama-2-7b-hf parameter count (paper: 7B)"),
+    "deberta-xxl": TransformerShape(
+        "deberta-xxl", n_layers=48, d_model=1536, d_ffn=6144, n_heads=24, vocab_size=128_100,
+        max_len=512, architecture="bert", n_segments=0, published_parameters=1_500_000_000,
+        source="He et al. 2021 (DeBERTa), 1.5B; counted as a BERT-style encoder"),
+    "minilm-l6": TransformerShape(
+        "minilm-l6", n_layers=6, d_model=384, d_ffn=1536, n_heads=12, vocab_size=30_522,
+        max_len=512, architecture="bert", n_segments=2, published_parameters=22_713_216,
+        source="all-MiniLM-L6-v2 BertModel count, with its pooler (notebook 06)"),
     "model-m-500m": TransformerShape(
         "model-m-500m", n_layers=24, d_model=1280, d_ffn=5120, n_heads=20, vocab_size=30_522,
         max_len=512, architecture="bert", n_segments=2, published_parameters=500_000_000,

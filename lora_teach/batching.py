@@ -37,14 +37,53 @@ class EncodedData:
         return self.input_ids.shape[0]
 
     def batch(self, index) -> tuple[torch.Tensor, ...]:
-        """The rows ``index`` (a slice or a tensor of row numbers) of all four tensors."""
-        return (self.input_ids[index], self.segment_ids[index],
-                self.attention_mask[index], self.labels[index])
+        """The rows ``index`` (a slice or a tensor of row numbers) of all four tensors, cut to
+        the longest input among them: the padding after it would only cost time."""
+        mask = self.attention_mask[index]
+        length = int(mask.sum(1).max()) if mask.numel() else 0
+        labels = self.labels[index]
+        return (self.input_ids[index][:, :length], self.segment_ids[index][:, :length],
+                mask[:, :length], labels[:, :length] if labels.dim() == 2 else labels)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """The number of real (not padding) tokens of each input."""
+        return self.attention_mask.sum(1)
 
     @property
     def per_token(self) -> bool:
         """True when there is a label per token (NER, MLM), False for one per input."""
         return self.labels.dim() == 2
+
+
+def batch_order(data: EncodedData, batch_size: int, generator: torch.Generator,
+                by_length: bool = False):
+    """Endless row numbers of batches, epoch after epoch, each epoch freshly shuffled.
+
+    With ``by_length`` (bucketing), each run of 8 batches is sorted by sentence length before
+    it is cut into batches, and the batches are then shuffled: a batch holds sentences of
+    similar length, so little of it is padding, and the order is still random. Every example
+    is seen once per epoch either way (a last batch smaller than ``batch_size`` is dropped; a
+    dataset smaller than one batch is one batch).
+    """
+    check_instance(data, "data", EncodedData)
+    if len(data) == 0:
+        raise ValueError("the dataset is empty")
+    batch_size = min(check_int(batch_size, "batch_size", minimum=1), len(data))
+    check_instance(generator, "generator", torch.Generator)
+    lengths = data.lengths
+    while True:
+        order = torch.randperm(len(data), generator=generator)
+        if by_length:
+            chunk = 8 * batch_size
+            order = torch.cat([part[lengths[part].argsort(stable=True)]
+                               for part in order.split(chunk)])
+        batches = list(order.split(batch_size))
+        if len(batches[-1]) < batch_size:
+            batches.pop()
+        if by_length:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        yield from batches
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:

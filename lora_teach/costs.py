@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from lora_teach.batching import EncodedData
-from lora_teach.checks import check_instance, check_int
+from lora_teach.checks import check_bool, check_choice, check_instance, check_int
+from lora_teach.lora import LoRALinear
 from lora_teach.model import ModelM, count_parameters
 from lora_teach.reproducibility import one_thread
 from lora_teach.training import check_task_data, task_loss
@@ -28,6 +29,16 @@ from lora_teach.training import check_task_data, task_loss
 def trainable_parameters(model: nn.Module) -> int:
     """Parameters the optimizer will update (those with ``requires_grad``)."""
     return count_parameters(model, trainable_only=True)
+
+
+def deployed_parameters(model: ModelM, task: str, with_head: bool = True) -> int:
+    """Parameters one task's deployment uses: the encoder (with any adapters or unmerged LoRA
+    layers) and, ``with_head``, that task's head. The other heads are not shipped."""
+    check_instance(model, "model", ModelM)
+    check_choice(task, "task", model.heads)
+    check_bool(with_head, "with_head")
+    return sum(p.numel() for name, p in model.named_parameters()
+               if not name.startswith("heads.") or (with_head and name.startswith(f"heads.{task}.")))
 
 
 def training_memory_bytes(model: nn.Module, optimizer_moments: int = 2) -> dict[str, int]:
@@ -55,12 +66,16 @@ def saved_bytes(state: dict) -> int:
     return buffer.getbuffer().nbytes
 
 
-def count_sequential_linear_calls(model: ModelM, task: str = "fpb") -> int:
-    """How many nn.Linear layers one forward pass runs (each one must wait for its input)."""
+def count_matrix_products(model: ModelM, task: str = "fpb") -> int:
+    """How many matrix products one forward pass runs: every nn.Linear layer, and the two
+    products (A, then B) of each LoRA layer that is switched on and not merged."""
     check_instance(model, "model", ModelM)
     calls = []
     hooks = [module.register_forward_hook(lambda *args: calls.append(1))
              for module in model.modules() if isinstance(module, nn.Linear)]
+    hooks += [module.register_forward_hook(lambda layer, *args: calls.extend(
+                  [1, 1] if layer.enabled and not layer.merged else []))
+              for module in model.modules() if isinstance(module, LoRALinear)]
     try:
         with torch.no_grad():
             model(task, torch.full((1, 4), 5))

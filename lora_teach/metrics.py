@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -98,10 +100,14 @@ def predict(model, task: str, dataset: EncodedData, batch_size: int = 256) -> to
     check_int(batch_size, "batch_size", minimum=1)
     model.eval()
     outputs = []
+    width = dataset.input_ids.shape[1]
     with one_thread():
         for start in range(0, len(dataset), batch_size):
             input_ids, segment_ids, attention_mask, _ = dataset.batch(slice(start, start + batch_size))
-            outputs.append(model(task, input_ids, segment_ids, attention_mask).argmax(-1))
+            predicted = model(task, input_ids, segment_ids, attention_mask).argmax(-1)
+            if predicted.dim() == 2:   # a batch is cut to its longest input: pad back
+                predicted = torch.nn.functional.pad(predicted, (0, width - predicted.shape[1]))
+            outputs.append(predicted)
     return torch.cat(outputs)
 
 
@@ -125,6 +131,17 @@ def evaluate(model, task: str, dataset: EncodedData) -> dict[str, float]:
     return entity_scores(predicted_tags, gold_tags)
 
 
+def binomial_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson 95% interval of a proportion measured as ``successes`` out of ``trials``:
+    the range an accuracy measured on a test set of that size is uncertain by."""
+    trials = check_int(trials, "trials", minimum=1)
+    successes = check_int(successes, "successes", minimum=0, maximum=trials)
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return centre - half, centre + half
+
+
 def headline_score(task: str, scores: dict[str, float]) -> float:
     """The one number the course compares: entity F1 for NER, accuracy for FPB."""
     return scores["f1"] if check_choice(task, "task", TASK_LABELS) == "ner" else scores["accuracy"]
@@ -132,7 +149,8 @@ def headline_score(task: str, scores: dict[str, float]) -> float:
 
 @torch.no_grad()
 def evaluate_pretraining(model, dataset: EncodedData, seed: int = 0) -> dict[str, float]:
-    """MLM accuracy (on a seeded 15% masking) and NSP accuracy on sentence pairs."""
+    """MLM accuracy (on a seeded 15% masking) and NSP accuracy on sentence pairs, with the
+    number of masked tokens and of pairs they were measured on."""
     check_instance(model, "model", ModelM)
     check_instance(dataset, "dataset", EncodedData)
     model.eval()
@@ -142,4 +160,5 @@ def evaluate_pretraining(model, dataset: EncodedData, seed: int = 0) -> dict[str
     with one_thread():
         hidden = model.encode(masked, segment_ids, attention_mask)
     return {"mlm_accuracy": accuracy(model.heads["mlm"](hidden).argmax(-1), mlm_labels),
-            "nsp_accuracy": accuracy(model.heads["nsp"](hidden[:, 0]).argmax(-1), nsp_labels)}
+            "nsp_accuracy": accuracy(model.heads["nsp"](hidden[:, 0]).argmax(-1), nsp_labels),
+            "mlm_tokens": int((mlm_labels != IGNORE_INDEX).sum()), "nsp_pairs": len(nsp_labels)}

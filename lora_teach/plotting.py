@@ -9,6 +9,7 @@ notebook; every function here returns its ``Figure`` so a notebook can save or t
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -241,7 +242,7 @@ def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title
     width = 0.8 / len(series)
     x = np.arange(len(groups))
     for i, (label, values) in enumerate(series.items()):
-        color = next((c for m, c in METHOD_COLORS.items() if label.startswith(m)), None)
+        color = _method_color(label)
         ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width=width, label=label, color=color)
     if log:
         ax.set_yscale("log")
@@ -275,11 +276,162 @@ def plot_loss_curves(curves: dict, window: int = 20, title=None, ax=None):
         raise TypeError("curves must be a non-empty dict mapping labels to loss lists")
     fig, ax = _figure_and_axes(ax)
     for label, losses in curves.items():
-        color = next((c for m, c in METHOD_COLORS.items() if label.startswith(m)), None)
+        color = _method_color(label)
         style = "--" if "FPB" in label else "-"
         ax.plot(np.arange(1, len(losses) + 1), smooth(losses, window), style, color=color, label=label)
     ax.set(xlabel="training step", ylabel=f"loss (running mean of {window})", yscale="log")
     ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _method_color(label: str):
+    """The course colour of the method a label starts with (None: matplotlib's cycle)."""
+    return next((color for method, color in METHOD_COLORS.items() if label.startswith(method)), None)
+
+
+def _method_style(label: str) -> str:
+    """Dotted lines for LoRA on every linear layer, solid for the others."""
+    return ":" if "all linear" in label else "-"
+
+
+def plot_attention(weights, tokens, title=None, ax=None):
+    """A heat map of attention weights: row i shows how much token i reads from each token.
+
+    ``weights`` is a (T, T) array whose rows sum to 1, ``tokens`` the T words.
+    """
+    weights = np.asarray(weights, dtype=float)
+    tokens = list(tokens)
+    if weights.ndim != 2 or weights.shape[0] != weights.shape[1] or weights.shape[0] != len(tokens):
+        raise ValueError(f"weights must be a square array with one row per token; got shape "
+                         f"{weights.shape} for {len(tokens)} tokens")
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("attention weights must be finite")
+    size = 0.32 * len(tokens) + 1.8
+    fig, ax = _figure_and_axes(ax, figsize=(size + 0.8, size))
+    image = ax.imshow(weights, cmap="Greys", vmin=0, vmax=1)
+    ax.grid(False)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
+    ax.set(xlabel="reads from (key)", ylabel="token (query)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _shades(labels) -> dict:
+    """A colour per label: its method's colour, lighter for each further label of the same
+    method (so three learning rates of one method are three shades of its colour)."""
+    groups: dict = {}
+    for label in labels:
+        groups.setdefault(_method_color(label), []).append(label)
+    colors = {}
+    for base, members in groups.items():
+        for i, label in enumerate(members):
+            if base is None:
+                colors[label] = None
+            else:
+                # from darker than the method's colour (mix < 0) to lighter (mix > 0)
+                mix = -0.45 + 1.05 * i / (len(members) - 1) if len(members) > 1 else 0.0
+                rgb = np.array(matplotlib.colors.to_rgb(base))
+                colors[label] = tuple(rgb * (1 + mix) if mix < 0 else rgb + (1 - rgb) * mix)
+    return colors
+
+
+def plot_train_validation(curves: dict, window: int = 20, title=None, ax=None):
+    """Training loss (smoothed, solid) and validation loss (markers, dashed) against step.
+
+    ``curves`` maps a label to ``(training_losses, [(step, validation_loss), ...])``. A
+    validation loss that rises while the training loss keeps falling is over-fitting.
+    """
+    if not isinstance(curves, dict) or not curves:
+        raise TypeError("curves must be a non-empty dict mapping labels to (train, validation)")
+    fig, ax = _figure_and_axes(ax)
+    colors = _shades(curves)
+    handles = []
+    for label, (train, validation) in curves.items():
+        if not validation:
+            raise ValueError(f"{label!r} has no validation losses; train with validate_every")
+        line, = ax.plot(np.arange(1, len(train) + 1), smooth(train, window), "-",
+                        color=colors[label], label=label)
+        steps, losses = zip(*validation)
+        ax.plot(steps, losses, "o--", color=line.get_color(), markersize=3.5)
+        handles.append(line)
+    grey = COLORS["text"]
+    handles += [matplotlib.lines.Line2D([], [], color=grey, label="training (running mean)"),
+                matplotlib.lines.Line2D([], [], color=grey, linestyle="--", marker="o",
+                                        markersize=3.5, label="validation")]
+    ax.set(xlabel="training step", ylabel="loss (log scale)", yscale="log")
+    ax.legend(handles=handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1))
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_learning_rate_sweep(points: dict, chosen: dict | None = None, ylabel="validation score",
+                             title=None, ax=None):
+    """Score against learning rate (log scale), one line per method; the chosen rate of each
+    method is ringed. ``points`` maps a label to ``[(lr, score), ...]``."""
+    if not isinstance(points, dict) or not points:
+        raise TypeError("points must be a non-empty dict mapping labels to (lr, score) pairs")
+    fig, ax = _figure_and_axes(ax)
+    tried = set()
+    for number, (label, pairs) in enumerate(points.items()):
+        pairs = sorted(pairs)
+        if not pairs or any(lr <= 0 for lr, _ in pairs):
+            raise ValueError(f"{label!r} needs (learning rate > 0, score) pairs")
+        rates, scores = zip(*pairs)
+        tried.update(rates)
+        line, = ax.plot(rates, scores, "o" + _method_style(label), color=_method_color(label),
+                        label=label)
+        if chosen and label in chosen:
+            best = dict(pairs)[chosen[label]]
+            # rings of different sizes, so that two methods choosing the same point both show
+            ax.plot([chosen[label]], [best], "o", markersize=10 + 4 * number, markerfacecolor="none",
+                    markeredgecolor=line.get_color(), markeredgewidth=1.4)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(tried), [f"{lr:g}" for lr in sorted(tried)])
+    ax.minorticks_off()
+    ax.set(xlabel="learning rate (log scale)", ylabel=ylabel)
+    ax.legend(fontsize=8, title="ringed: chosen" if chosen else None, title_fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_scores_with_spread(summaries: dict, groups, ylabel="test score", title=None, ax=None):
+    """Mean score per method (bars) with the spread over seeds (error bar: ± one standard
+    deviation) and every seed's own score (dots). ``summaries`` maps ``(label, group)`` to an
+    object with ``mean``, ``std`` and ``values``; ``groups`` orders the groups (tasks)."""
+    groups = list(groups)
+    labels = list(dict.fromkeys(label for label, _ in summaries))
+    if not labels:
+        raise ValueError("summaries is empty")
+    fig, ax = _figure_and_axes(ax, figsize=(max(5.0, 1.6 * len(groups) + 2.5), 3.6))
+    one_group = len(groups) == 1   # then the methods themselves go along the x axis
+    width = 0.7 if one_group else 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        x = np.array([i]) if one_group else np.arange(len(groups)) + (i - (len(labels) - 1) / 2) * width
+        stats = [summaries.get((label, group)) for group in groups]
+        means = [s.mean if s else np.nan for s in stats]
+        stds = [s.std if s else 0 for s in stats]
+        color = _method_color(label)
+        ax.bar(x, means, width=width, color=color, alpha=0.55 if "all linear" in label else 0.85,
+               label=label, yerr=stds, capsize=3, ecolor=COLORS["text"])
+        for xi, s in zip(x, stats):
+            if s:   # each seed, beside the error bar so that both stay visible
+                ax.plot([xi + 0.18 * width] * len(s.values), s.values, "o", color=COLORS["text"],
+                        markersize=3.5, markerfacecolor="white", zorder=3)
+    if one_group:
+        ax.set_xticks(np.arange(len(labels)), [label.replace(", ", ",\n") for label in labels])
+    else:
+        ax.set_xticks(np.arange(len(groups)), groups)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.15 * (high - low))   # room for the legend above the bars
+        ax.legend(fontsize=8, loc="upper center", ncol=min(len(labels), 4))
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     return fig

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from lora_teach.batching import EncodedData
-from lora_teach.checks import check_choice, check_instance, check_int, check_real
+from lora_teach.batching import EncodedData, batch_order
+from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_real
 from lora_teach.labels import IGNORE_INDEX
 from lora_teach.model import TASKS, ModelM
 from lora_teach.reproducibility import one_thread
@@ -75,7 +75,7 @@ def mean_loss(model: ModelM, task: str, data: EncodedData, batch_size: int = 256
     check_int(batch_size, "batch_size", minimum=1)
     model.eval()
     total, count = 0.0, 0
-    with one_thread():
+    with one_thread(), torch.no_grad():
         for start in range(0, len(data), batch_size):
             batch = data.batch(slice(start, start + batch_size))
             labelled = int((batch[3] != IGNORE_INDEX).sum())
@@ -101,6 +101,27 @@ class TrainResult:
         return sum(tail) / len(tail)
 
 
+def parameter_groups(model, lr: float, lr_scale: dict) -> list[dict]:
+    """The trainable parameters split into optimizer groups by learning rate: those whose
+    name contains a key of ``lr_scale`` train at ``lr`` times its factor, the rest at ``lr``."""
+    check_instance(model, "model", torch.nn.Module)
+    lr = check_real(lr, "lr", minimum=0, include_minimum=False)
+    check_instance(lr_scale, "lr_scale", dict)
+    for key, factor in lr_scale.items():
+        check_instance(key, "a key of lr_scale", str)
+        check_real(factor, f"lr_scale[{key!r}]", minimum=0, include_minimum=False)
+    groups: dict[float, list] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            factor = next((f for key, f in lr_scale.items() if key in name), 1.0)
+            groups.setdefault(lr * factor, []).append(parameter)
+    unused = [key for key in lr_scale if not any(key in name for name, p in model.named_parameters()
+                                                  if p.requires_grad)]
+    if unused:
+        raise ValueError(f"lr_scale names {unused}, which no trainable parameter's name contains")
+    return [{"params": params, "lr": rate} for rate, params in groups.items()]
+
+
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of tensors the optimizer keeps (AdamW: two moments per trainable parameter)."""
     return sum(value.numel() * value.element_size()
@@ -110,20 +131,27 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 def train(model: ModelM, task: str, data: EncodedData, steps: int, lr: float,
           batch_size: int = 32, seed: int = 0, weight_decay: float = 0.01,
-          validation_data: EncodedData | None = None, validate_every: int = 0) -> TrainResult:
+          by_length: bool = True, validation_data: EncodedData | None = None,
+          validate_every: int = 0, lr_scale: dict | None = None) -> TrainResult:
     """Train the parameters of ``model`` that require gradients for ``steps`` AdamW steps.
 
     ``task`` is "pretrain" (MLM + NSP) or a head name ("ner", "fpb", "mlm", "nsp"). Batches
-    are drawn by a seeded shuffler, so the same call gives the same model. With
-    ``validation_data``, the validation loss is recorded every ``validate_every`` steps.
+    come from a seeded shuffle (:func:`~lora_teach.batching.batch_order`; ``by_length``
+    groups sentences of similar length, which saves time on padding), so the same call gives
+    the same model. The learning rate warms up over the first 6% of steps, then decays to
+    zero. With ``validation_data``, the validation loss is recorded every ``validate_every``
+    steps. ``lr_scale`` gives some parameters their own learning rate: ``{"lora_B": 2.0}``
+    trains every parameter whose name contains "lora_B" at twice ``lr`` (as LoRA+ does).
     """
     check_instance(model, "model", ModelM)
     check_task_data(task, data)
     steps = check_int(steps, "steps", minimum=1)
     lr = check_real(lr, "lr", minimum=0, include_minimum=False)
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
     weight_decay = check_real(weight_decay, "weight_decay", minimum=0)
+    check_bool(by_length, "by_length")
     if validation_data is not None:
+        if task == PRETRAIN:
+            raise ValueError("validation loss is recorded for a task head, not for pretraining")
         check_task_data(task, validation_data)
         validate_every = check_int(validate_every, "validate_every", minimum=1)
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -131,20 +159,21 @@ def train(model: ModelM, task: str, data: EncodedData, steps: int, lr: float,
         raise ValueError("the model has no trainable parameters: nothing to train")
     settings = {"task": task, "steps": steps, "lr": lr, "batch_size": batch_size,
                 "weight_decay": weight_decay, "seed": check_int(seed, "seed", minimum=0)}
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    groups = parameter_groups(model, lr, lr_scale or {})
+    if lr_scale:
+        settings["lr_scale"] = dict(lr_scale)
+    generator = torch.Generator().manual_seed(seed)
+    batches = batch_order(data, batch_size, generator, by_length)
+    # fused: one kernel updates every tensor; the same maths as the plain AdamW, faster
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_then_decay(step, steps))
-    generator = torch.Generator().manual_seed(seed)
     result = TrainResult(settings, trainable_parameters=sum(p.numel() for p in parameters))
-    order, cursor = torch.randperm(len(data), generator=generator), 0
     start = time.perf_counter()
     with one_thread():
+        model.train()
         for step in range(1, steps + 1):
-            if cursor + batch_size > len(data) and cursor > 0:   # a new epoch: reshuffle
-                order, cursor = torch.randperm(len(data), generator=generator), 0
-            batch = data.batch(order[cursor:cursor + batch_size])
-            cursor += batch_size
-            model.train()
+            batch = data.batch(next(batches))
             if task == PRETRAIN:
                 loss = pretraining_loss(model, batch, generator)
             else:
@@ -156,6 +185,7 @@ def train(model: ModelM, task: str, data: EncodedData, steps: int, lr: float,
             result.losses.append(loss.item())
             if validation_data is not None and (step % validate_every == 0 or step == steps):
                 result.validation.append((step, mean_loss(model, task, validation_data)))
+                model.train()   # mean_loss evaluated in evaluation mode
     result.seconds = time.perf_counter() - start
     result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     model.eval()

@@ -56,12 +56,49 @@ def test_pairs_get_segments_and_the_longer_sentence_is_cut_first(small_task):
     assert pairs.attention_mask[1].tolist() == [True] * 7 + [False]
 
 
-def test_batches_are_rows_of_every_tensor(small_task):
+def test_batches_are_rows_of_every_tensor_cut_to_the_longest(small_task):
+    splits, tokenizer = small_task
+    ner = batching.encode_task(splits["train"], tokenizer, "ner")
+    ids, segments, mask, gold = ner.batch(torch.tensor([3, 1]))
+    longest = int(ner.lengths[[3, 1]].max())
+    assert ids.shape == segments.shape == mask.shape == gold.shape == (2, longest)
+    assert longest < ner.input_ids.shape[1]   # the padding after the longest input is gone
+    assert torch.equal(ids, ner.input_ids[[3, 1], :longest])
+    assert torch.equal(gold, ner.labels[[3, 1], :longest])
+    assert (ner.labels[[3, 1], longest:] == IGNORE_INDEX).all()   # nothing labelled was cut
+    assert len(ner) == 64
+
+
+@pytest.mark.parametrize("by_length", [False, True])
+def test_batch_order_covers_every_example_once_per_epoch(small_task, by_length):
     splits, tokenizer = small_task
     fpb = batching.encode_task(splits["train"], tokenizer, "fpb")
-    ids, segments, mask, gold = fpb.batch(torch.tensor([3, 1]))
-    assert torch.equal(ids, fpb.input_ids[[3, 1]]) and gold.tolist() == fpb.labels[[3, 1]].tolist()
-    assert len(fpb) == 64
+    order = batching.batch_order(fpb, 8, torch.Generator().manual_seed(0), by_length)
+    epoch = [next(order) for _ in range(8)]
+    assert sorted(torch.cat(epoch).tolist()) == list(range(64))
+    assert all(len(batch) == 8 for batch in epoch)
+    again = batching.batch_order(fpb, 8, torch.Generator().manual_seed(0), by_length)
+    assert all(torch.equal(a, next(again)) for a in epoch)   # seeded: the same order again
+    second = torch.cat([next(order) for _ in range(8)])
+    assert not torch.equal(second, torch.cat(epoch))         # a fresh shuffle each epoch
+
+
+def test_batching_by_length_puts_similar_lengths_together(small_task):
+    splits, tokenizer = small_task
+    fpb = batching.encode_task(splits["train"], tokenizer, "fpb")
+    spread = {}
+    for by_length in (False, True):
+        order = batching.batch_order(fpb, 8, torch.Generator().manual_seed(0), by_length)
+        batches = [next(order) for _ in range(8)]
+        spread[by_length] = sum(int(fpb.lengths[b].max() - fpb.lengths[b].min()) for b in batches)
+    assert spread[True] < spread[False] / 2
+
+
+def test_a_dataset_smaller_than_a_batch_is_one_batch(small_task):
+    splits, tokenizer = small_task
+    tiny = batching.encode_task(splits["train"][:3], tokenizer, "fpb")
+    order = batching.batch_order(tiny, 32, torch.Generator().manual_seed(0))
+    assert sorted(next(order).tolist()) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("call, error, message", [

@@ -27,13 +27,13 @@ def test_saved_bytes_grow_with_what_is_saved(tiny_base):
 
 def test_linear_calls_count_the_layers_a_prediction_waits_for(tiny_base):
     # 2 layers x (W_q, W_k, W_v, W_o, ffn_in, ffn_out) + the head
-    assert costs.count_sequential_linear_calls(tiny_base) == 13
+    assert costs.count_matrix_products(tiny_base) == 13
     with_adapters = copy.deepcopy(tiny_base)
     adapters.add_adapters(with_adapters, 4)
-    assert costs.count_sequential_linear_calls(with_adapters) == 13 + 2 * 2 * 2
+    assert costs.count_matrix_products(with_adapters) == 13 + 2 * 2 * 2
     merged = copy.deepcopy(tiny_base)
     lora.add_lora(merged, ("W_q", "W_v"), 4)
-    assert costs.count_sequential_linear_calls(lora.merged_copy(merged)) == 13
+    assert costs.count_matrix_products(lora.merged_copy(merged)) == 13
 
 
 def test_latency_and_step_times_are_positive_and_leave_models_alone(tiny_base, small_task):
@@ -59,7 +59,7 @@ def test_latency_and_step_times_are_positive_and_leave_models_alone(tiny_base, s
     (lambda m: costs.forward_latency({"m": "x"}, batch_size=1, length=5), TypeError, "ModelM"),
     (lambda m: costs.training_memory_bytes("m"), TypeError, "model must be a torch.nn.Module"),
     (lambda m: costs.saved_bytes([1]), TypeError, "state must be a dict"),
-    (lambda m: costs.count_sequential_linear_calls(torch.nn.Linear(2, 2)), TypeError, "ModelM"),
+    (lambda m: costs.count_matrix_products(torch.nn.Linear(2, 2)), TypeError, "ModelM"),
 ])
 def test_bad_input_is_named(tiny_base, call, error, message):
     with pytest.raises(error, match=message):

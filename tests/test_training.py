@@ -113,3 +113,13 @@ def test_train_refuses_empty_or_unlabelled_data_and_frozen_models(small_task, da
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         training.train(model, "fpb", fpb, steps=1, lr=1e-3)
+
+
+def test_lr_scale_gives_matching_parameters_their_own_rate(tiny_base):
+    from lora_teach import lora
+    lora.add_lora(tiny_base, ("W_q",), r=2, train_also=["heads.ner"])
+    groups = training.parameter_groups(tiny_base, 1e-3, {"lora_B": 4.0})
+    rates = {group["lr"]: sum(p.numel() for p in group["params"]) for group in groups}
+    assert rates == {1e-3: 2 * 2 * 16 + 16 * 7 + 7, 4e-3: 2 * 16 * 2}
+    with pytest.raises(ValueError, match=r"lr_scale names \['lora_C'\]"):
+        training.parameter_groups(tiny_base, 1e-3, {"lora_C": 2.0})
