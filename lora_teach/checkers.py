@@ -147,7 +147,7 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
              **(hints or {})}   # an exercise's own explanation of a ratio comes first
     for factor, slip in slips.items():
         if math.isclose(ratio, factor, rel_tol=2e-3):
-            return _wrong(f"Your {name} is {ratio:g}× the right value: {slip}.")
+            return _wrong(f"Your {name} is {ratio:.3g}× the right value: {slip}.")
     for factor, other in UNIT_SLIPS.get(unit, {}).items():
         if math.isclose(ratio, factor, rel_tol=2e-3):
             return _wrong(f"Your {name} looks like it is in {other}; the question asks for {unit}.")
