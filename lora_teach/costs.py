@@ -153,3 +153,30 @@ def step_times(models: dict[str, ModelM], task: str, data: EncodedData, steps: i
     for parts in medians.values():
         parts["total"] = parts["forward"] + parts["backward"] + parts["optimizer"]
     return medians
+
+
+def saved_activation_bytes(model: nn.Module, compute_loss) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass while ``compute_loss()`` runs
+    (the activations), counted once per storage and leaving out the model's own parameters.
+
+    This depends on the method, not only on the batch: a frozen layer whose input needs no
+    gradient keeps nothing, and a frozen linear layer keeps its input only if something
+    before it trains.
+    """
+    check_instance(model, "model", nn.Module)
+    if not callable(compute_loss):
+        raise TypeError(f"compute_loss must be a function of no arguments, got "
+                        f"{type(compute_loss).__name__}")
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = compute_loss()
+    del loss
+    return sum(seen.values())

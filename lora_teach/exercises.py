@@ -385,3 +385,78 @@ def _(answer):
              "and the change of (α/r) B A carries α/r once more",
         0.25: "that is Adam's answer for B's own step; plain SGD does not divide the gradient "
               "by its size, so B's step doubles, and (α/r) B A doubles it again"})
+
+
+# --- Notebook 06: LoRA on a real pretrained model ------------------------------------------
+
+MINILM = {"layers": 6, "d": 384, "ffn": 1536}   # all-MiniLM-L6-v2's shape (notebook 06 reads it)
+
+
+def _lora_all_linear_minilm(r: int) -> int:
+    d, ffn = MINILM["d"], MINILM["ffn"]
+    per_layer = 4 * r * (d + d) + r * (d + ffn) + r * (ffn + d)
+    return MINILM["layers"] * per_layer
+
+
+@exercise("06.1", "LoRA's trainable parameters with r = 8 on every linear layer of MiniLM's 6 "
+          "encoder layers (no head, no pooler)", "reasoning")
+def _(answer):
+    expected = _lora_all_linear_minilm(8)
+    attention_only = MINILM["layers"] * 4 * 8 * 2 * MINILM["d"]
+    square = MINILM["layers"] * 6 * 8 * 2 * MINILM["d"]
+    return judge_number(answer, expected, "count", integer=True, hints={
+        attention_only / expected: "that counts the four attention matrices only; the feed-forward "
+                                   "block has two more linear layers",
+        square / expected: "the feed-forward matrices are 1536 x 384 and 384 x 1536, not 384 x 384",
+        2 * MINILM["layers"] * 8 * 2 * MINILM["d"] / expected: "that is LoRA on query and value only",
+        0.5: "count both B (d_out x r) and A (r x d_in)"})
+
+
+@exercise("06.2", "bytes of AdamW's state for LoRA with r = 16 on query and value of MiniLM "
+          "(32-bit numbers, head left out)", "reasoning")
+def _(answer):
+    trainable = MINILM["layers"] * 2 * 16 * 2 * MINILM["d"]
+    return judge_number(answer, 2 * 4 * trainable, "optimizer state", unit="bytes", integer=True, hints={
+        0.5: "AdamW keeps two numbers per trained parameter (the running mean of the gradient and "
+             "of its square)",
+        0.25: "each 32-bit number takes 4 bytes, and AdamW keeps two per trained parameter",
+        0.125: "that is the number of trained parameters; AdamW keeps two 4-byte numbers for each"})
+
+
+IGNORE = -100   # the label a token gets when the loss should skip it (PyTorch's default)
+
+
+def _alignment_cases():
+    return [("the words ['Nokia', 'shares', 'rose'] split as [CLS] no ##kia shares rose [SEP]",
+             ([None, 0, 0, 1, 2, None], ["B-ORG", "O", "O"])),
+            ("one word split in three: [CLS] he ##ls ##inki [SEP]",
+             ([None, 0, 0, 0, None], ["B-LOC"])),
+            ("a sentence pair's two [SEP] tokens and padding",
+             ([None, 0, 1, 1, None, 2, None, None, None], ["B-PER", "I-PER", "O"]))]
+
+
+def _reference_alignment(word_ids, word_labels):
+    labels, previous = [], None
+    for word in word_ids:
+        labels.append(IGNORE if word is None or word == previous else word_labels[word])
+        previous = word
+    return labels
+
+
+def _compare_alignment(expected, got) -> str | None:
+    got = list(got) if not isinstance(got, str) else got
+    if not isinstance(got, list) or len(got) != len(expected):
+        return f"return one label per token ({len(expected)} here)"
+    wrong = [i for i, (e, g) in enumerate(zip(expected, got)) if e != g]
+    if not wrong:
+        return None
+    i = wrong[0]
+    return (f"token {i} should get {expected[i]!r}, yours is {got[i]!r} (special tokens and every "
+            f"sub-token after a word's first get {IGNORE})")
+
+
+@exercise("06.3", "write align_labels(word_ids, word_labels): one label per WordPiece token, "
+          "the word's label on its first sub-token, -100 elsewhere", "coding")
+def _(answer):
+    return judge_function(answer, _alignment_cases(), _reference_alignment, _compare_alignment,
+                          "align_labels")

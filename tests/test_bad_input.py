@@ -98,6 +98,8 @@ def _calls(w):
         (training.mean_loss, dict(model=w["model"], task="fpb", data=w["fpb"], batch_size=4)),
         (costs.training_memory_bytes, dict(model=w["base"], optimizer_moments=2)),
         (costs.saved_bytes, dict(state={"x": torch.ones(1)})),
+        (costs.saved_activation_bytes, dict(model=w["base"],
+                                             compute_loss=lambda: torch.ones(2, requires_grad=True).sum())),
         (costs.count_matrix_products, dict(model=w["base"], task="fpb")),
         (costs.deployed_parameters, dict(model=w["base"], task="ner", with_head=True)),
         (metrics.binomial_interval, dict(successes=3, trials=10, z=1.96)),

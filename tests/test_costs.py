@@ -64,3 +64,17 @@ def test_latency_and_step_times_are_positive_and_leave_models_alone(tiny_base, s
 def test_bad_input_is_named(tiny_base, call, error, message):
     with pytest.raises(error, match=message):
         call(tiny_base)
+
+
+def test_saved_activations_depend_on_what_trains():
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    x = torch.randn(5, 8)
+    trained = costs.saved_activation_bytes(layers, lambda: layers(x).sum())
+    layers.requires_grad_(False)
+    assert costs.saved_activation_bytes(layers, lambda: layers(x).sum()) == 0
+    layers[2].requires_grad_(True)   # only the last layer trains: it keeps its 5 x 16 input
+    assert costs.saved_activation_bytes(layers, lambda: layers(x).sum()) == 5 * 16 * 4
+    assert trained >= 5 * 8 * 4 + 5 * 16 * 4
+    with pytest.raises(TypeError, match="compute_loss"):
+        costs.saved_activation_bytes(layers, 3)

@@ -46,6 +46,14 @@ def _lora(x, W0, b, A, B, alpha):
     return F.linear(x, W0, b) + scaling * x @ A.T @ B.T, W0 + scaling * B @ A
 
 
+def _align(word_ids, word_labels):
+    labels = []
+    for position, word in enumerate(word_ids):
+        first = word is not None and (position == 0 or word_ids[position - 1] != word)
+        labels.append(word_labels[word] if first else -100)
+    return labels
+
+
 # exercise id: (context, a solution, [(a wrong answer, words its feedback must contain)])
 CASES = {
     "01.1": ({"P": P}, 2, [(3, "Too high"), (1, "Too low"), (5, "impossible")]),
@@ -84,6 +92,14 @@ CASES = {
                          (lambda x, W0, b, A, B, alpha: (_lora(x, W0, b, A, B, alpha)[0], W0),
                           "merged weight is wrong")]),
     "05.5": ({}, 4, [(2, "one factor of 2"), (1, "Adam's answer")]),
+    "06.1": ({}, 6 * (4 * 8 * 768 + 2 * 8 * (384 + 1536)),
+             [(73_728, "query and value only"), (6 * 6 * 8 * 768, "1536 x 384")]),
+    "06.2": ({}, 2 * 4 * (6 * 2 * 16 * 768), [(147_456, "two 4-byte numbers"),
+                                              (2 * 147_456, "takes 4 bytes"),
+                                              (4 * 147_456, "two numbers per")]),
+    "06.3": ({}, _align, [(lambda ids, labels: [-100 if i is None else labels[i] for i in ids],
+                           "token 2 should get -100"),
+                          (lambda ids, labels: [labels[0]] * len(ids), "token 0 should get -100")]),
 }
 
 

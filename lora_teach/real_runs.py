@@ -1,0 +1,197 @@
+"""Notebook 06's comparison on the real model: one spec per run, runs shared among CPU cores.
+
+Each run copies the pretrained encoder, puts a fresh seeded head on it, lets the method
+decide what trains (LoRA layers, everything, or only the head), trains with
+:func:`lora_teach.text_tasks.train_classifier`, and measures. A run of the 22.7M-parameter
+model takes seconds, so :func:`run_all` shares them among worker processes, one per core,
+each on one thread: the records are the same whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import multiprocessing
+import signal
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from lora_teach import lora, real_model, text_tasks
+from lora_teach.checks import check_choice, check_instance, check_int, check_real
+from lora_teach.costs import saved_activation_bytes
+from lora_teach.labels import SENTIMENTS
+
+METHODS = ("full fine-tuning", "LoRA")
+QUERY_VALUE = ("query", "value")
+# every linear layer inside the 6 encoder layers (the pooler, which the classifier does not
+# use, is left out: "output.dense" names both the attention output and the feed-forward output)
+ALL_LINEAR = ("query", "key", "value", "output.dense", "intermediate.dense")
+
+
+@dataclass(frozen=True)
+class RealRunSpec:
+    """One fine-tuning run of the real model."""
+
+    method: str
+    lr: float
+    steps: int
+    seed: int = 0
+    batch_size: int = 16
+    r: int = 8
+    alpha: float = 8.0
+    targets: tuple = QUERY_VALUE
+    validate: bool = True          # score the validation split (needed to choose settings)
+
+    def __post_init__(self):
+        check_choice(self.method, "method", METHODS)
+        check_real(self.lr, "lr", minimum=0, include_minimum=False)
+        check_int(self.steps, "steps", minimum=1)
+        check_int(self.seed, "seed", minimum=0)
+        check_int(self.batch_size, "batch_size", minimum=1)
+
+    def but(self, **changes) -> "RealRunSpec":
+        return replace(self, **changes)
+
+    @property
+    def label(self) -> str:
+        if self.method != "LoRA":
+            return self.method
+        return "LoRA, all linear" if self.targets == ALL_LINEAR else f"LoRA on {', '.join(self.targets)}"
+
+    def describe(self) -> str:
+        extra = f", r={self.r}, alpha={self.alpha:g}" if self.method == "LoRA" else ""
+        return (f"{self.label}: lr={self.lr:g}, {self.steps} steps of batch {self.batch_size}, "
+                f"seed {self.seed}{extra}")
+
+
+@dataclass
+class RealRunRecord:
+    """What one run measured (the trained model stays in the worker; ``trained_state`` holds
+    the tensors a LoRA run trained, enough to rebuild it on the base)."""
+
+    spec: RealRunSpec
+    validation_accuracy: float     # nan when the spec says validate=False
+    test_predictions: torch.Tensor
+    losses: list
+    trainable_parameters: int
+    optimizer_state_bytes: int
+    activation_bytes: int
+    step_seconds: float            # median over the run's steps after the first: machine-dependent
+    trained_state: dict = field(default_factory=dict)
+
+
+def prepare(encoder: torch.nn.Module, spec: RealRunSpec) -> real_model.SentenceClassifier:
+    """A copy of ``encoder`` with a fresh head, set up as the spec's method says."""
+    model = real_model.SentenceClassifier(copy.deepcopy(encoder), len(SENTIMENTS), seed=spec.seed)
+    if spec.method == "LoRA":
+        lora.add_lora(model, spec.targets, spec.r, alpha=spec.alpha, seed=spec.seed,
+                      train_also=["head"])
+    return model
+
+
+def run(encoder: torch.nn.Module, data: dict, spec: RealRunSpec,
+        head_state: dict | None = None) -> RealRunRecord:
+    """Prepare, train and measure one run on ``data`` (a dict of TextData by split).
+
+    ``head_state`` starts the head from a trained one (a linear probe) instead of a random
+    one: fine-tuning then refines a working classifier rather than a random guess."""
+    check_instance(spec, "spec", RealRunSpec)
+    model = prepare(encoder, spec)
+    if head_state is not None:
+        model.head.load_state_dict(head_state)
+    input_ids, attention_mask, labels = data["train"].batch(slice(0, spec.batch_size))
+    model.train()
+    torch.manual_seed(spec.seed)   # the measuring pass uses dropout too
+    activations = saved_activation_bytes(
+        model, lambda: F.cross_entropy(model(input_ids, attention_mask), labels))
+    times = []
+    result = text_tasks.train_classifier(model, data["train"], spec.steps, spec.lr,
+                                         spec.batch_size, spec.seed, step_times=times)
+    trained = ({name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+               if spec.method == "LoRA" else {})
+    return RealRunRecord(
+        spec=spec, validation_accuracy=(text_tasks.accuracy(model, data["validation"])
+                                        if spec.validate else float("nan")),
+        test_predictions=text_tasks.predict(model, data["test"]), losses=result.losses,
+        trainable_parameters=result.trainable_parameters,
+        optimizer_state_bytes=result.optimizer_state_bytes, activation_bytes=activations,
+        step_seconds=statistics.median(times[1:] or times), trained_state=trained)
+
+
+def rebuild(encoder: torch.nn.Module, record: RealRunRecord) -> real_model.SentenceClassifier:
+    """The trained model of a LoRA run, rebuilt on ``encoder`` from its trained tensors."""
+    if record.spec.method != "LoRA":
+        raise ValueError("only LoRA runs keep what they trained (a full fine-tuning run would "
+                         "have to send all 22.7M parameters back)")
+    model = prepare(encoder, record.spec)
+    model.load_state_dict(record.trained_state, strict=False)
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------
+# Runs shared among worker processes
+# ---------------------------------------------------------------------------
+
+_worker: dict = {}
+_pool: ProcessPoolExecutor | None = None
+
+
+def _start_worker(splits: dict) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C stops the notebook, not a run
+    torch.set_num_threads(1)
+    encoder, tokenizer = real_model.load_real_model()
+    _worker["encoder"] = encoder
+    _worker["data"] = {name: text_tasks.encode_texts(tokenizer, *pair)
+                       for name, pair in splits.items()}
+
+
+def _run_in_worker(spec: RealRunSpec, head_state: dict | None) -> RealRunRecord:
+    return run(_worker["encoder"], _worker["data"], spec, head_state)
+
+
+def _shut_down() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(cancel_futures=True)
+        _pool = None
+
+
+atexit.register(_shut_down)
+
+
+def start_workers(splits: dict, workers: int = 2) -> None:
+    """Start ``workers`` processes that load the real model and encode ``splits`` (a dict
+    ``{split: (texts, labels)}``): a few seconds, while the notebook goes on."""
+    global _pool
+    check_instance(splits, "splits", dict)
+    missing = {"train", "validation", "test"} - set(splits)
+    if missing:
+        raise ValueError(f"splits lacks {sorted(missing)}")
+    workers = check_int(workers, "workers", minimum=1)
+    _shut_down()
+    _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_start_worker, initargs=(splits,))
+    for _ in range(workers):
+        _pool.submit(time.sleep, 0)
+
+
+def submit_all(specs, head_states: dict | None = None) -> list:
+    """Send every spec to the workers now; returns futures (``.result()`` waits for one).
+    The slowest runs start first. ``head_states[seed]``, if given, is the trained head each
+    run of that seed starts from."""
+    if _pool is None:
+        raise RuntimeError("call start_workers(splits) first")
+    specs = list(specs)
+    for number, spec in enumerate(specs):
+        check_instance(spec, f"specs[{number}]", RealRunSpec)
+    cost = {"full fine-tuning": 3.0, "LoRA": 1.0}
+    order = sorted(range(len(specs)), key=lambda i: -cost[specs[i].method] * specs[i].steps)
+    head_states = head_states or {}
+    futures = {i: _pool.submit(_run_in_worker, specs[i], head_states.get(specs[i].seed))
+               for i in order}
+    return [futures[i] for i in range(len(specs))]
