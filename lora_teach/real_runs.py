@@ -80,7 +80,7 @@ class RealRunRecord:
     losses: list
     trainable_parameters: int
     optimizer_state_bytes: int
-    activation_bytes: int
+    activation_bytes: int          # 0 when not measured (seeds other than 0, by default)
     step_seconds: float            # median over the run's steps after the first: machine-dependent
     trained_state: dict = field(default_factory=dict)
 
@@ -95,20 +95,26 @@ def prepare(encoder: torch.nn.Module, spec: RealRunSpec) -> real_model.SentenceC
 
 
 def run(encoder: torch.nn.Module, data: dict, spec: RealRunSpec,
-        head_state: dict | None = None) -> RealRunRecord:
+        head_state: dict | None = None, measure_activations: bool | None = None) -> RealRunRecord:
     """Prepare, train and measure one run on ``data`` (a dict of TextData by split).
 
     ``head_state`` starts the head from a trained one (a linear probe) instead of a random
-    one: fine-tuning then refines a working classifier rather than a random guess."""
+    one: fine-tuning then refines a working classifier rather than a random guess. The bytes
+    of activations are measured on one batch (an extra forward pass), by default for seed 0
+    only: they do not depend on the seed."""
     check_instance(spec, "spec", RealRunSpec)
+    if measure_activations is None:
+        measure_activations = spec.seed == 0
     model = prepare(encoder, spec)
     if head_state is not None:
         model.head.load_state_dict(head_state)
-    input_ids, attention_mask, labels = data["train"].batch(slice(0, spec.batch_size))
-    model.train()
-    torch.manual_seed(spec.seed)   # the measuring pass uses dropout too
-    activations = saved_activation_bytes(
-        model, lambda: F.cross_entropy(model(input_ids, attention_mask), labels))
+    activations = 0
+    if measure_activations:
+        input_ids, attention_mask, labels = data["train"].batch(slice(0, spec.batch_size))
+        model.train()
+        torch.manual_seed(spec.seed)   # the measuring pass uses dropout too
+        activations = saved_activation_bytes(
+            model, lambda: F.cross_entropy(model(input_ids, attention_mask), labels))
     times = []
     result = text_tasks.train_classifier(model, data["train"], spec.steps, spec.lr,
                                          spec.batch_size, spec.seed, step_times=times)

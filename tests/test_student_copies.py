@@ -1,0 +1,49 @@
+"""`make student` copies: no solution cell, no stored answer, every exercise still there."""
+
+import json
+import pathlib
+import re
+
+import nbformat
+import pytest
+from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def student_copy(path):
+    """What `make student` writes for ``path`` (the same two nbconvert preprocessors)."""
+    notebook = nbformat.read(path, as_version=4)
+    resources = {}
+    remove = TagRemovePreprocessor(enabled=True, remove_cell_tags=["solution"])
+    notebook, resources = remove.preprocess(notebook, resources)
+    notebook, _ = ClearOutputPreprocessor(enabled=True).preprocess(notebook, resources)
+    return notebook
+
+
+def test_make_student_uses_these_preprocessors():
+    recipe = (ROOT / "Makefile").read_text().split("\nstudent:", 1)[1].split("\n\n", 1)[0]
+    assert "--TagRemovePreprocessor.remove_cell_tags='[\"solution\"]'" in recipe
+    assert "--ClearOutputPreprocessor.enabled=True" in recipe
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_student_copy_holds_no_solution_and_no_answer(path):
+    original = json.loads(path.read_text())["cells"]
+    copy = student_copy(path)
+    tags = [set(cell.get("metadata", {}).get("tags", [])) for cell in copy.cells]
+    assert not any("solution" in t for t in tags)
+    assert all(not cell.get("outputs") for cell in copy.cells if cell.cell_type == "code")
+    exercise_cells = [cell for cell, t in zip(copy.cells, tags) if "exercise" in t]
+    assert len(exercise_cells) == sum("exercise" in c.get("metadata", {}).get("tags", [])
+                                      for c in original) > 0
+    for cell in exercise_cells:
+        # the student's cell starts unanswered: a None to replace, or a function body to write
+        assert re.search(r"=\s*None\b|return None", cell.source), cell.source[:80]
+    solutions = ["".join(c["source"]) for c in original
+                 if "solution" in c.get("metadata", {}).get("tags", [])]
+    text = "\n".join(cell.source for cell in copy.cells)
+    for solution in solutions:
+        assert solution not in text
+    assert "Correct." not in text
