@@ -28,7 +28,7 @@ export MKL_NUM_THREADS      ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export PYTHONHASHSEED       ?= 0
 
-.PHONY: help setup environment-key lab test test-unit test-notebooks execute checkpoint student html clean
+.PHONY: help setup environment-key lab lint test test-unit test-notebooks execute checkpoint student html clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,8 +57,11 @@ environment-key:  # What the environment is built from; setup rebuilds .venv whe
 lab: setup  ## Start JupyterLab on the course
 	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
 
-test: setup  ## Unit tests, then every notebook under nbval (strict output comparison)
+test: setup lint  ## The lint gate, unit tests, then every notebook under nbval (strict output comparison)
 	$(BIN)/python -m pytest $(PARALLEL) tests notebooks
+
+lint: setup  ## ruff on lora_teach, the tests and the notebooks' code cells (rules in pyproject.toml)
+	$(BIN)/ruff check lora_teach tests conftest.py notebooks
 
 test-unit: setup  ## Only the unit tests of lora_teach
 	$(BIN)/python -m pytest $(PARALLEL) tests

@@ -77,7 +77,7 @@ def weight_matrix_shapes(shape: TransformerShape) -> dict[str, tuple[int, int]]:
     """(out_features, in_features) of each weight matrix in one layer, named as in Model M."""
     _check_shape(shape)
     d, f = shape.d_model, shape.d_ffn
-    shapes = {name: (d, d) for name in ATTENTION}
+    shapes = dict.fromkeys(ATTENTION, (d, d))
     if shape.architecture == "llama":
         shapes.update(ffn_gate=(f, d), ffn_in=(f, d), ffn_out=(d, f))
     else:

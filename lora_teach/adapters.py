@@ -10,12 +10,12 @@ frozen; only the adapters, the LayerNorms inside the layers and the task head ar
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from lora_teach.checks import check_instance, check_int, check_names, check_real
-from lora_teach.model import ModelM, check_module_names, freeze_all_except
 from lora_teach.files import save_torch_file
+from lora_teach.model import ModelM, check_module_names, freeze_all_except
 from lora_teach.taskfiles import load_task_file, task_state
 
 PLACES = {"attention": "attention_adapter", "output": "output_adapter"}

@@ -43,6 +43,7 @@ touched, so the same seed always gives the same data.
 
 from __future__ import annotations
 
+import functools
 import random
 import zlib
 
@@ -488,17 +489,26 @@ def make_task_splits(seed: int = 0, n_train: int = 2000, n_val: int = 400,
     def accept(tokens):
         return tokens not in used and not in_pretraining_pool(tokens)
 
+    def by_type_pool(pool):   # names of one entity type from one pool ("seen" / "held_out")
+        return lambda entity_type: by_type[entity_type][pool]
+
     splits = {}
     for part, size in (("test", n_test), ("validation", n_val), ("train", n_train)):
         rng = random.Random(f"lora_teach.data.{part}:{seed}")
         examples = []
         for i, (entity_type, sentiment) in enumerate(_balanced_labels(rng, size)):
             pool = "held_out" if part != "train" and i % 2 == 0 else "seen"
-            example = _draw(rng, lambda t: by_type[t][pool], entity_type, sentiment, accept)
+            names_of = by_type_pool(pool)
+            example = _draw(rng, names_of, entity_type, sentiment, accept)
             used.add(example.tokens)
             examples.append(example)
         splits[part] = examples
     return {"train": splits["train"], "validation": splits["validation"], "test": splits["test"]}
+
+
+def _same_name(name, entity_type):
+    """The names a document about ``name`` may use: only that one."""
+    return [name]
 
 
 def make_pretraining_corpus(seed: int = 0, n_documents: int = 600,
@@ -542,11 +552,11 @@ def make_pretraining_corpus(seed: int = 0, n_documents: int = 600,
         introduce = rng.random() < 0.5      # half the stories open with an announcement
         for i in range(rng.randint(low, high)):
             sentiment = mood if rng.random() < 0.7 else rng.choice(SENTIMENTS)
+            only_this_name = functools.partial(_same_name, name)
             if i == 0 and introduce:
-                example = _draw(rng, lambda t: [name], entity_type, "neutral", accept,
-                                _announcement)
+                example = _draw(rng, only_this_name, entity_type, "neutral", accept, _announcement)
             else:
-                example = _draw(rng, lambda t: [name], entity_type, sentiment, accept)
+                example = _draw(rng, only_this_name, entity_type, sentiment, accept)
             used.add(example.tokens)
             document.append(example.tokens)
         documents.append(document)

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 from matplotlib.colors import to_rgba
 from matplotlib.lines import Line2D
-from matplotlib.patches import (Arc, Ellipse, FancyArrowPatch, FancyBboxPatch, Patch, Polygon,
-                                Rectangle)
+from matplotlib.patches import Arc, Ellipse, FancyArrowPatch, FancyBboxPatch, Patch, Polygon, Rectangle
 from torch import nn
 
 from lora_teach.adapters import PLACES, BottleneckAdapter

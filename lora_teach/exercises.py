@@ -19,10 +19,20 @@ import torch
 import torch.nn.functional as F
 
 from lora_teach import accounting, linalg, lowrank
-from lora_teach.checkers import (NOT_ANSWERED, ExerciseSetupError, Feedback, check_column_numbers,
-                                 check_combination, check_rank, check_relation_repair,
-                                 check_tolerance, compare_arrays, judge_choice, judge_function,
-                                 judge_number)
+from lora_teach.checkers import (
+    NOT_ANSWERED,
+    ExerciseSetupError,
+    Feedback,
+    check_column_numbers,
+    check_combination,
+    check_rank,
+    check_relation_repair,
+    check_tolerance,
+    compare_arrays,
+    judge_choice,
+    judge_function,
+    judge_number,
+)
 
 
 @dataclass(frozen=True)

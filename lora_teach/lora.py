@@ -19,13 +19,12 @@ import copy
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
-from lora_teach.checks import (check_bool, check_instance, check_int, check_names,
-                               check_real)
-from lora_teach.model import check_module_names, freeze_all_except
+from lora_teach.checks import check_bool, check_instance, check_int, check_names, check_real
 from lora_teach.files import save_torch_file
+from lora_teach.model import check_module_names, freeze_all_except
 from lora_teach.taskfiles import load_task_file, task_state
 
 DEFAULT_ALPHA = 8.0   # as PEFT: alpha is fixed, not tied to r, so alpha / r shrinks as r grows

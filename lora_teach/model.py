@@ -14,8 +14,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_names
 

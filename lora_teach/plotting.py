@@ -129,15 +129,15 @@ def plot_matrix(values, pivots=None, title: str | None = None, ax=None):
     ax.set_yticks(range(matrix.shape[0]), [f"row {i + 1}" for i in range(matrix.shape[0])])
     ax.tick_params(length=0)
     if pivots is not None:
-        pivots = set(int(p) for p in pivots)
+        pivots = {int(p) for p in pivots}
         for j in range(matrix.shape[1]):
             role = "pivot" if j in pivots else "dependent"
             ax.add_patch(matplotlib.patches.Rectangle(
                 (j - 0.45, -0.45), 0.9, matrix.shape[0] - 0.1, fill=False,
                 edgecolor=COLORS[role], linewidth=2.5))
             ax.get_xticklabels()[j].set_color(COLORS[role])
-        handles = [matplotlib.patches.Patch(edgecolor=COLORS[r], fill=False, linewidth=2, label=l)
-                   for r, l in [("pivot", "pivot (independent)"), ("dependent", "dependent")]]
+        handles = [matplotlib.patches.Patch(edgecolor=COLORS[role], fill=False, linewidth=2, label=label)
+                   for role, label in [("pivot", "pivot (independent)"), ("dependent", "dependent")]]
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
     if title:
         ax.set_title(title)

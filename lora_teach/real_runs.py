@@ -54,7 +54,7 @@ class RealRunSpec:
         check_int(self.seed, "seed", minimum=0)
         check_int(self.batch_size, "batch_size", minimum=1)
 
-    def but(self, **changes) -> "RealRunSpec":
+    def but(self, **changes) -> RealRunSpec:
         return replace(self, **changes)
 
     @property

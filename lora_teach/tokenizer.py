@@ -21,7 +21,7 @@ from collections import Counter
 
 import torch
 
-from lora_teach.checks import check_int, check_instance, check_real, is_int
+from lora_teach.checks import check_instance, check_int, check_real, is_int
 from lora_teach.labels import IGNORE_INDEX
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -58,7 +58,7 @@ class WordTokenizer:
         self.token_to_id: dict[str, int] = {w: i for i, w in enumerate(vocab)}
 
     @classmethod
-    def from_corpus(cls, sentences, min_count: int = 1) -> "WordTokenizer":
+    def from_corpus(cls, sentences, min_count: int = 1) -> WordTokenizer:
         """Build the vocabulary from tokenised sentences (each an iterable of words).
 
         Words seen fewer than ``min_count`` times are left out (they will encode as [UNK]).
@@ -124,7 +124,7 @@ class WordTokenizer:
         return {"format": _FORMAT, "version": 1, "vocab": list(self.id_to_token)}
 
     @classmethod
-    def from_dict(cls, data) -> "WordTokenizer":
+    def from_dict(cls, data) -> WordTokenizer:
         """Rebuild a tokenizer from :meth:`to_dict`'s output, checking that it is one."""
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise ValueError(f"not a saved WordTokenizer (expected a dict with "

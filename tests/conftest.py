@@ -3,8 +3,8 @@
 import matplotlib
 import pytest
 import torch
-
 from helpers import TINY
+
 from lora_teach import corpus
 from lora_teach.model import ModelM
 from lora_teach.tokenizer import WordTokenizer

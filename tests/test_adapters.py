@@ -4,8 +4,9 @@ import copy
 
 import pytest
 import torch
+from helpers import TINY as CONFIG
+from helpers import perturb_trainable, tiny_ids
 
-from helpers import TINY as CONFIG, perturb_trainable, tiny_ids
 from lora_teach import adapters
 from lora_teach.costs import saved_bytes
 from lora_teach.model import ModelM, count_parameters

@@ -15,11 +15,29 @@ import random
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-
 from helpers import NOTES_W, TINY, tiny_ids
-from lora_teach import (accounting, adapters, batching, checks, corpus, costs, diagrams,
-                        experiments, files, labels, linalg, lora, lowrank, metrics, plotting,
-                        readers, taskfiles, tokenizer, training)
+
+from lora_teach import (
+    accounting,
+    adapters,
+    batching,
+    checks,
+    corpus,
+    costs,
+    diagrams,
+    experiments,
+    files,
+    labels,
+    linalg,
+    lora,
+    lowrank,
+    metrics,
+    plotting,
+    readers,
+    taskfiles,
+    tokenizer,
+    training,
+)
 from lora_teach.model import ModelM, count_parameters, freeze_all_except, reset_head
 
 BAD_VALUES = {"None": None, "text": "text", "negative": -1, "nan": math.nan, "empty": [],

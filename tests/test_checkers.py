@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-
-from lora_teach import checkers as exercises, linalg
 from helpers import NOTES_W
+
+from lora_teach import checkers as exercises
+from lora_teach import linalg
 
 
 def test_unanswered_exercise_says_so():

@@ -1,4 +1,5 @@
-"""Tests for lora_teach.corpus and lora_teach.labels: the generated NER / sentiment splits and the pretraining corpus."""
+"""Tests for lora_teach.corpus and lora_teach.labels: the generated NER / sentiment splits and the
+pretraining corpus."""
 
 import math
 import random
@@ -198,7 +199,7 @@ def test_bag_of_words_is_neither_perfect_nor_at_chance(splits):
                                             for w in e.tokens)
 
     test = splits["test"]
-    correct = sum(max(labels.SENTIMENTS, key=lambda l: log_score(e, l)) == e.sentiment
+    correct = sum(max(labels.SENTIMENTS, key=lambda label: log_score(e, label)) == e.sentiment
                   for e in test)
     assert 0.5 < correct / len(test) < 0.9
 

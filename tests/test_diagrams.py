@@ -100,7 +100,7 @@ def test_the_picture_follows_the_model_three_layers_and_other_targets():
     assert {t.get_gid() for t in fig.axes[0].texts if t.get_text() == "B·A"} == {
         "lora_W_k", "lora_ffn_out"}
     backprop = diagrams.draw_backpropagation(build("frozen", three))
-    assert [b for b in gradient_arrows(backprop)] == [
+    assert list(gradient_arrows(backprop)) == [
         "embeddings", "encoder layer 1", "encoder layer 2", "encoder layer 3", "head"]
 
 

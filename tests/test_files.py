@@ -5,8 +5,8 @@ import pathlib
 
 import pytest
 import torch
-
 from helpers import perturb_trainable
+
 from lora_teach import files, lora, taskfiles
 
 

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import sympy
+from helpers import NOTES_W
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lora_teach import linalg
-from helpers import NOTES_W
-
 
 # --- the notes' example -----------------------------------------------------
 

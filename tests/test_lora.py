@@ -5,9 +5,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+from helpers import TINY, perturb_trainable, tiny_ids
 from torch import nn
 
-from helpers import TINY, perturb_trainable, tiny_ids
 from lora_teach import linalg, lora
 from lora_teach.model import ModelM, count_parameters
 

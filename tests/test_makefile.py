@@ -4,7 +4,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from test_environment_pins import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

@@ -3,9 +3,9 @@
 import matplotlib
 import numpy as np
 import pytest
+from helpers import NOTES_W
 
 from lora_teach import plotting
-from helpers import NOTES_W
 
 
 def test_course_style_sets_shared_rcparams():

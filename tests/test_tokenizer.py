@@ -8,8 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lora_teach import corpus as data
-from lora_teach.tokenizer import (CLS, CLS_ID, MASK, PAD, PAD_ID, SEP, SEP_ID, UNK, WordTokenizer,
-                                  make_nsp_pairs, mask_tokens)
+from lora_teach.tokenizer import (
+    CLS,
+    CLS_ID,
+    MASK,
+    PAD,
+    PAD_ID,
+    SEP,
+    SEP_ID,
+    UNK,
+    WordTokenizer,
+    make_nsp_pairs,
+    mask_tokens,
+)
 
 SMALL_CORPUS = [["profit", "rose", "."], ["profit", "fell", "."], ["sales", "rose", "."]]
 
