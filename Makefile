@@ -28,7 +28,7 @@ export MKL_NUM_THREADS      ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export PYTHONHASHSEED       ?= 0
 
-.PHONY: help setup environment-key lab lint test test-unit test-notebooks execute checkpoint student html clean
+.PHONY: help setup environment-key lab lint test test-unit test-notebooks execute checkpoint student site slides html clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -86,8 +86,17 @@ student: setup  ## Student copies without solutions or outputs, in build/student
 		--TagRemovePreprocessor.remove_cell_tags='["solution"]' \
 		--ClearOutputPreprocessor.enabled=True $(NOTEBOOKS)
 
-html: setup  ## Read-only HTML pages of the executed notebooks, in build/html/
-	$(BIN)/jupyter nbconvert --to html --output-dir build/html $(NOTEBOOKS)
+VENDOR := build/vendor/node_modules/.package-lock.json
+$(VENDOR):
+	$(BIN)/python -m lora_teach.site vendor
+
+site: setup $(VENDOR)  ## The offline course site in build/site/ (open build/site/index.html)
+	$(BIN)/python -m lora_teach.site site
+
+slides: setup $(VENDOR)  ## Offline reveal.js decks of the notebooks in build/slides/
+	$(BIN)/python -m lora_teach.site slides
+
+html: site  ## The same as make site
 
 clean:  ## Remove the virtual environments, build output and caches
 	rm -rf .venv .venv-* build .pytest_cache .hypothesis *.egg-info

@@ -47,3 +47,18 @@ def test_a_student_copy_holds_no_solution_and_no_answer(path):
     for solution in solutions:
         assert solution not in text
     assert "Correct." not in text
+
+
+def test_a_student_copy_runs_from_top_to_bottom(tmp_path):
+    """Exercise cells hold None or an empty function: the checker answers "Not answered yet",
+    so a student copy runs through, exercises included (notebook 01, the quickest)."""
+    from nbclient import NotebookClient
+
+    copy = student_copy(NOTEBOOKS[0])
+    NotebookClient(copy, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    answers = [output.get("data", {}).get("text/plain", "") for cell in copy.cells
+               if "exercise" in cell.get("metadata", {}).get("tags", [])
+               for output in cell.get("outputs", [])]
+    errors = [o for c in copy.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors and answers and all(a.startswith("Not answered yet") for a in answers)
