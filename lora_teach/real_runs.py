@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import atexit
 import copy
-import multiprocessing
 import signal
 import statistics
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
-from lora_teach import lora, real_model, text_tasks
-from lora_teach.checks import check_choice, check_instance, check_int, check_real
+from lora_teach import lora, processes, real_model, text_tasks
+from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_real
 from lora_teach.costs import saved_activation_bytes
 from lora_teach.labels import SENTIMENTS
 
@@ -46,9 +44,11 @@ class RealRunSpec:
     alpha: float = 8.0
     targets: tuple = QUERY_VALUE
     validate: bool = True          # score the validation split (needed to choose settings)
+    keep_updates: bool = False     # send back Delta W of every adapted matrix (notebook 07)
 
     def __post_init__(self):
         check_choice(self.method, "method", METHODS)
+        check_bool(self.keep_updates, "keep_updates")
         check_real(self.lr, "lr", minimum=0, include_minimum=False)
         check_int(self.steps, "steps", minimum=1)
         check_int(self.seed, "seed", minimum=0)
@@ -83,6 +83,19 @@ class RealRunRecord:
     activation_bytes: int          # 0 when not measured (seeds other than 0, by default)
     step_seconds: float            # median over the run's steps after the first: machine-dependent
     trained_state: dict = field(default_factory=dict)
+    updates: dict = field(default_factory=dict)         # module name -> Delta W (keep_updates)
+    initial_state: dict = field(default_factory=dict)   # LoRA's A and B before training (keep_updates)
+
+
+def weight_updates(model: real_model.SentenceClassifier, start: dict, spec: RealRunSpec) -> dict:
+    """Delta W of each matrix the spec adapts (for full fine-tuning: the matrices LoRA would
+    adapt with ``spec.targets``), by module name inside the encoder."""
+    if spec.method == "LoRA":
+        return {name.removeprefix("encoder."): layer.delta_weight().detach().clone()
+                for name, layer in lora.named_lora_layers(model)}
+    names = lora.find_targets(model.encoder, spec.targets)
+    return {name: (model.encoder.get_submodule(name).weight - start[name]).detach()
+            for name in names}
 
 
 def prepare(encoder: torch.nn.Module, spec: RealRunSpec) -> real_model.SentenceClassifier:
@@ -115,6 +128,12 @@ def run(encoder: torch.nn.Module, data: dict, spec: RealRunSpec,
         torch.manual_seed(spec.seed)   # the measuring pass uses dropout too
         activations = saved_activation_bytes(
             model, lambda: F.cross_entropy(model(input_ids, attention_mask), labels))
+    start = {}
+    if spec.keep_updates:
+        start = ({name: p.detach().clone() for name, p in model.named_parameters() if ".lora_" in name}
+                 if spec.method == "LoRA" else
+                 {name: model.encoder.get_submodule(name).weight.detach().clone()
+                  for name in lora.find_targets(model.encoder, spec.targets)})
     times = []
     result = text_tasks.train_classifier(model, data["train"], spec.steps, spec.lr,
                                          spec.batch_size, spec.seed, step_times=times)
@@ -126,7 +145,9 @@ def run(encoder: torch.nn.Module, data: dict, spec: RealRunSpec,
         test_predictions=text_tasks.predict(model, data["test"]), losses=result.losses,
         trainable_parameters=result.trainable_parameters,
         optimizer_state_bytes=result.optimizer_state_bytes, activation_bytes=activations,
-        step_seconds=statistics.median(times[1:] or times), trained_state=trained)
+        step_seconds=statistics.median(times[1:] or times), trained_state=trained,
+        updates=weight_updates(model, start, spec) if spec.keep_updates else {},
+        initial_state=start if spec.keep_updates and spec.method == "LoRA" else {})
 
 
 def rebuild(encoder: torch.nn.Module, record: RealRunRecord) -> real_model.SentenceClassifier:
@@ -170,6 +191,10 @@ def _shut_down() -> None:
 atexit.register(_shut_down)
 
 
+# what the worker processes need, imported once by the forkserver (see lora_teach.processes)
+PRELOAD = ("lora_teach.real_runs", "transformers", "transformers.models.bert.modeling_bert")
+
+
 def start_workers(splits: dict, workers: int = 2) -> None:
     """Start ``workers`` processes that load the real model and encode ``splits`` (a dict
     ``{split: (texts, labels)}``): a few seconds, while the notebook goes on."""
@@ -180,10 +205,9 @@ def start_workers(splits: dict, workers: int = 2) -> None:
         raise ValueError(f"splits lacks {sorted(missing)}")
     workers = check_int(workers, "workers", minimum=1)
     _shut_down()
-    _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+    _pool = ProcessPoolExecutor(workers, mp_context=processes.process_context(PRELOAD),
                                 initializer=_start_worker, initargs=(splits,))
-    for _ in range(workers):
-        _pool.submit(time.sleep, 0)
+    processes.start_in_background(_pool, workers)
 
 
 def submit_all(specs, head_states: dict | None = None) -> list:

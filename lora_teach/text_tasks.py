@@ -161,17 +161,24 @@ def train_classifier(model: torch.nn.Module, data: TextData, steps: int, lr: flo
     return result
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, data: TextData, batch_size: int = 128) -> torch.Tensor:
-    """The predicted class of every sentence."""
-    check_instance(model, "model", torch.nn.Module)
+def length_batches(data: TextData, batch_size: int) -> list[torch.Tensor]:
+    """Positions of ``data`` in batches of similar length (shortest first): a batch is padded
+    only to its own longest sentence, so evaluation does little work on padding."""
     check_instance(data, "data", TextData)
+    order = torch.argsort(data.lengths, stable=True)
+    return list(torch.split(order, check_int(batch_size, "batch_size", minimum=1)))
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, data: TextData, batch_size: int = 64) -> torch.Tensor:
+    """The predicted class of every sentence (in the order of ``data``)."""
+    check_instance(model, "model", torch.nn.Module)
     model.eval()
-    predictions = []
-    for start in range(0, len(data), batch_size):
-        input_ids, attention_mask, _ = data.batch(slice(start, start + batch_size))
-        predictions.append(model(input_ids, attention_mask).argmax(-1))
-    return torch.cat(predictions)
+    predictions = torch.empty(len(data), dtype=torch.long)
+    for positions in length_batches(data, batch_size):
+        input_ids, attention_mask, _ = data.batch(positions)
+        predictions[positions] = model(input_ids, attention_mask).argmax(-1)
+    return predictions
 
 
 def accuracy(model: torch.nn.Module, data: TextData) -> float:

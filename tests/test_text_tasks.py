@@ -133,3 +133,27 @@ def test_training_refuses_bad_settings(tokenizer):
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="nothing to train"):
         text_tasks.train_classifier(model, data, steps=1, lr=1e-3)
+
+
+def test_length_batches_cover_every_sentence_once_shortest_first(tokenizer):
+    texts, labels = zip(*(line.rsplit("@", 1) for line in PHRASEBANK_LINES))
+    data = text_tasks.encode_texts(tokenizer, texts, labels)
+    batches = text_tasks.length_batches(data, 3)
+    assert sorted(torch.cat(batches).tolist()) == list(range(len(data)))
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+    lengths = data.lengths[torch.cat(batches)]
+    assert torch.all(lengths[1:] >= lengths[:-1])
+    with pytest.raises(ValueError, match="batch_size"):
+        text_tasks.length_batches(data, 0)
+    with pytest.raises(TypeError, match="data"):
+        text_tasks.length_batches([1], 3)
+
+
+def test_predict_in_length_batches_keeps_the_order_and_the_answers(tokenizer):
+    texts, labels = zip(*(line.rsplit("@", 1) for line in PHRASEBANK_LINES))
+    data = text_tasks.encode_texts(tokenizer, texts, labels)
+    model = tiny_classifier(tokenizer).eval()
+    with torch.no_grad():   # one sentence at a time, no padding at all: the reference
+        one_by_one = torch.cat([model(*data.batch(slice(i, i + 1))[:2]).argmax(-1) for i in range(len(data))])
+    for batch_size in (1, 3, 64):
+        assert torch.equal(text_tasks.predict(model, data, batch_size=batch_size), one_by_one)
