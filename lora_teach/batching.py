@@ -45,6 +45,12 @@ class EncodedData:
         return (self.input_ids[index][:, :length], self.segment_ids[index][:, :length],
                 mask[:, :length], labels[:, :length] if labels.dim() == 2 else labels)
 
+    def first(self, n: int) -> EncodedData:
+        """The first ``n`` examples (the splits are shuffled, so a random sample of them)."""
+        n = check_int(n, "n", minimum=1, maximum=len(self))
+        return EncodedData(self.input_ids[:n], self.segment_ids[:n], self.attention_mask[:n],
+                           self.labels[:n], self.truncated)
+
     @property
     def lengths(self) -> torch.Tensor:
         """The number of real (not padding) tokens of each input."""

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lora_teach import accounting, linalg, lowrank
+from lora_teach import accounting, linalg, lowrank, subspaces
 from lora_teach.checkers import (
     NOT_ANSWERED,
     ExerciseSetupError,
@@ -470,3 +470,62 @@ def _compare_alignment(expected, got) -> str | None:
 def _(answer):
     return judge_function(answer, _alignment_cases(), _reference_alignment, _compare_alignment,
                           "align_labels")
+
+
+# --- Notebook 07: why a low rank is enough ---------------------------------------------------
+
+@exercise("07.1", "predict phi(8, 8) between two random 8-dimensional subspaces of R^384, to one "
+          "significant digit", "reasoning")
+def _(answer):
+    n, k = 384, 8
+    return judge_number(answer, k / n, "prediction of φ(8, 8)", significant=1, hints={
+        float(k): "that is ||U^T V||_F^2 itself; φ divides it by min(i, j) = 8",
+        1 / k: "that is one vector's overlap with one random direction; each of the 8 vectors "
+               "overlaps the whole 8-dimensional subspace, k/n of its length squared",
+        n / k: "φ is at most 1: each unit vector keeps on average k/n of its length squared "
+               "when projected onto a random k-dimensional subspace of R^n"})
+
+
+def _budget_rank(budget: int, d: int, ffn: int, matrices: str) -> int:
+    square, ffn_pair = d + d, 2 * (ffn + d)
+    per_rank = {"all": 4 * square + ffn_pair, "attention": 4 * square, "q,v": 2 * square,
+                "q": square}[matrices]
+    return budget // per_rank
+
+
+@exercise("07.2", "the largest LoRA rank on all six linear layers of a Model M layer with 2,048 "
+          "LoRA parameters", "reasoning")
+def _(answer):
+    expected = _budget_rank(2048, 64, 128, "all")
+    return judge_number(answer, expected, "rank", integer=True, hints={
+        _budget_rank(2048, 64, 128, "attention") / expected: "that spends the budget on the four "
+                                                             "attention matrices only",
+        _budget_rank(2048, 64, 128, "q,v") / expected: "that is the rank for W_q and W_v only",
+        _budget_rank(2048, 64, 128, "q") / expected: "that is the rank for W_q alone",
+        2048 / (6 * 128) / expected: "the feed-forward matrices are 128 x 64 and 64 x 128: each "
+                                     "costs r (128 + 64), not r (64 + 64); and r must be whole",
+        (expected + 1) / expected: f"r = {expected + 1} costs more than 2,048 parameters per "
+                                   f"layer: take the largest whole r that fits the budget"})
+
+
+def _phi_cases():
+    generator = np.random.default_rng(7)
+    cases = []
+    for n, a, b in ((10, 3, 5), (6, 2, 2), (20, 4, 1)):
+        u = np.linalg.qr(generator.standard_normal((n, a)))[0]
+        v = np.linalg.qr(generator.standard_normal((n, b)))[0]
+        cases.append((f"U with {a} and V with {b} orthonormal columns in R^{n}", (u, v)))
+    u = np.linalg.qr(generator.standard_normal((8, 3)))[0]
+    cases.append(("V = U (phi is 1 everywhere)", (u, u.copy())))
+    return cases
+
+
+def _reference_phi(u, v):
+    return subspaces.subspace_similarity(u, v)
+
+
+@exercise("07.3", "write phi(U, V), the matrix of phi(i, j) = ||U_i^T V_j||_F^2 / min(i, j)",
+          "coding")
+def _(answer):
+    return judge_function(answer, _phi_cases(), _reference_phi,
+                          lambda expected, got: compare_arrays(expected, got, atol=1e-9), "phi")

@@ -19,15 +19,14 @@ from __future__ import annotations
 import atexit
 import copy
 import functools
-import multiprocessing
 import os
 import signal
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import torch
 
-from lora_teach import adapters, corpus, lora, pretrained
+from lora_teach import adapters, corpus, lora, pretrained, processes, variants
 from lora_teach.batching import EncodedData, encode_task
 from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_real
 from lora_teach.costs import saved_bytes, training_memory_bytes
@@ -97,6 +96,9 @@ class RunSpec:
     validate_every: int = 0             # record the validation loss this often (0: never)
     lr_scale: tuple = ()                # ((name part, factor), ...): see training.train
     forgetting: bool = True             # also measure MLM/NSP with the old heads afterwards
+    train_size: int = 0                 # train on the first n training sentences (0: all of them)
+    variant: str = "LoRA"               # for method "LoRA": one of variants.VARIANTS (notebook 08)
+    quantize_base: bool = False         # for method "LoRA": a frozen NF4 base, as QLoRA (notebook 08)
 
     def __post_init__(self):
         check_choice(self.method, "method", METHODS)
@@ -106,6 +108,11 @@ class RunSpec:
         check_int(self.seed, "seed", minimum=0)
         check_int(self.validate_every, "validate_every", minimum=0)
         check_bool(self.forgetting, "forgetting")
+        check_int(self.train_size, "train_size", minimum=0)
+        check_choice(self.variant, "variant", variants.VARIANTS)
+        check_bool(self.quantize_base, "quantize_base")
+        if self.method != "LoRA" and (self.variant != "LoRA" or self.quantize_base):
+            raise ValueError(f"variant and quantize_base apply to LoRA runs, not to {self.method!r}")
 
     def but(self, **changes) -> RunSpec:
         """The same spec with some settings changed, e.g. ``spec.but(seed=1)``."""
@@ -114,6 +121,8 @@ class RunSpec:
     @property
     def label(self) -> str:
         """The method, with LoRA's targets when they are not the paper's W_q, W_v."""
+        if self.method == "LoRA" and (self.variant != "LoRA" or self.quantize_base):
+            return ("Q" if self.quantize_base else "") + self.variant
         if self.method == "LoRA" and self.targets == ALL_LINEAR:
             return "LoRA, all linear"
         if self.method == "LoRA" and self.targets != ("W_q", "W_v"):
@@ -124,6 +133,12 @@ class RunSpec:
         """The settings that matter for this method, in one line."""
         extra = {"LoRA": f", r={self.r}, alpha={self.alpha:g}, targets={'+'.join(self.targets)}",
                  "adapters": f", m={self.bottleneck}"}.get(self.method, "")
+        if self.variant != "LoRA":
+            extra = f", {self.variant}" + extra
+        if self.quantize_base:
+            extra += ", NF4 base"
+        if self.train_size:
+            extra += f", first {self.train_size} training sentences"
         if self.lr_scale:
             extra += ", " + ", ".join(f"lr x{factor:g} for {name}" for name, factor in self.lr_scale)
         return (f"{self.method}, {TASK_NAMES[self.task]}: lr={self.lr:g}, {self.steps} steps of "
@@ -186,8 +201,8 @@ def prepare(course: CourseData, spec: RunSpec) -> ModelM:
     elif spec.method == "adapters":
         adapters.add_adapters(model, spec.bottleneck, seed=spec.seed, train_also=head)
     elif spec.method == "LoRA":
-        lora.add_lora(model, spec.targets, spec.r, alpha=spec.alpha, seed=spec.seed,
-                      train_also=head)
+        variants.add_variant(model, spec.variant, spec.targets, spec.r, alpha=spec.alpha,
+                             seed=spec.seed, train_also=head, quantize_base=spec.quantize_base)
     return model
 
 
@@ -209,7 +224,10 @@ def run(course: CourseData, spec: RunSpec) -> RunRecord:
     model = prepare(course, spec)
     memory = training_memory_bytes(model)
     validation = course.tasks[spec.task]["validation"]
-    result = train(model, spec.task, course.tasks[spec.task]["train"], steps=spec.steps,
+    training_data = course.tasks[spec.task]["train"]
+    if spec.train_size:
+        training_data = training_data.first(spec.train_size)
+    result = train(model, spec.task, training_data, steps=spec.steps,
                    lr=spec.lr, batch_size=spec.batch_size, seed=spec.seed,
                    validation_data=validation if spec.validate_every else None,
                    validate_every=spec.validate_every, lr_scale=dict(spec.lr_scale))
@@ -228,6 +246,7 @@ def run(course: CourseData, spec: RunSpec) -> RunRecord:
 
 _worker_course: CourseData | None = None
 _pool: tuple[int, ProcessPoolExecutor] | None = None
+PRELOAD = ("lora_teach.experiments",)   # what the worker processes need (see lora_teach.processes)
 
 
 def _start_worker(seed: int) -> None:
@@ -266,9 +285,8 @@ def _executor(course: CourseData, workers: int) -> ProcessPoolExecutor:
     global _pool
     if _pool is None or _pool[0] != course.seed or _pool[1]._max_workers < workers:
         _shut_down_pool()
-        # "spawn": fresh processes, safe on every OS (forking a process that has started
-        # threads, as torch and Jupyter do, can deadlock)
-        executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+        # copies of a forkserver that has imported torch and the course (see lora_teach.processes)
+        executor = ProcessPoolExecutor(workers, mp_context=processes.process_context(PRELOAD),
                                        initializer=_start_worker, initargs=(course.seed,))
         _pool = (course.seed, executor)
     return _pool[1]
@@ -280,9 +298,7 @@ def start_workers(course: CourseData, workers: int | None = None) -> int:
     check_instance(course, "course", CourseData)
     workers = default_workers() if workers is None else check_int(workers, "workers", minimum=1)
     if workers > 1:
-        executor = _executor(course, workers)
-        for _ in range(workers):
-            executor.submit(default_workers)   # a trivial job makes each process start
+        processes.start_in_background(_executor(course, workers), workers)
     return workers
 
 
@@ -292,20 +308,43 @@ def default_workers() -> int:
     return max(1, cores or 1)
 
 
+def submit(course: CourseData, function, arguments, workers: int | None = None,
+           cost=None) -> list:
+    """Send ``function(course, argument)`` for each argument to the worker processes now and
+    return futures at once (``future.result()`` waits for one): the notebook goes on while
+    they run. ``cost(argument)`` orders the work, longest first. With one worker (or one
+    argument), the work is done here before returning, and the futures are already done."""
+    check_instance(course, "course", CourseData)
+    arguments = list(arguments)
+    workers = default_workers() if workers is None else check_int(workers, "workers", minimum=1)
+    if min(workers, len(arguments)) <= 1:
+        done = []
+        for argument in arguments:
+            future = Future()
+            future.set_result(function(course, argument))
+            done.append(future)
+        return done
+    executor = _executor(course, workers)
+    order = sorted(range(len(arguments)), key=lambda i: -cost(arguments[i]) if cost else 0)
+    futures = {i: executor.submit(_call_in_worker, function, arguments[i]) for i in order}
+    return [futures[i] for i in range(len(arguments))]
+
+
 def in_parallel(course: CourseData, function, arguments, workers: int | None = None,
                 cost=None) -> list:
     """``[function(course, argument) for argument in arguments]``, shared among worker
     processes, one per core (started once and reused; ``function`` must be importable, i.e.
     defined in a module). ``cost(argument)`` orders the work, longest first."""
-    check_instance(course, "course", CourseData)
-    arguments = list(arguments)
-    workers = default_workers() if workers is None else check_int(workers, "workers", minimum=1)
-    if min(workers, len(arguments)) <= 1:
-        return [function(course, argument) for argument in arguments]
-    executor = _executor(course, workers)
-    order = sorted(range(len(arguments)), key=lambda i: -cost(arguments[i]) if cost else 0)
-    futures = {i: executor.submit(_call_in_worker, function, arguments[i]) for i in order}
-    return [futures[i].result() for i in range(len(arguments))]
+    return [future.result() for future in submit(course, function, arguments, workers, cost)]
+
+
+def submit_runs(course: CourseData, specs, workers: int | None = None) -> list:
+    """Start every spec on the worker processes and return futures at once, in the order of
+    ``specs`` (:func:`run_all` waits for them instead)."""
+    specs = list(specs)
+    for number, spec in enumerate(specs):
+        check_instance(spec, f"specs[{number}]", RunSpec)
+    return submit(course, run, specs, workers, cost=_cost)
 
 
 def run_all(course: CourseData, specs, workers: int | None = None) -> list[RunRecord]:
@@ -315,10 +354,7 @@ def run_all(course: CourseData, specs, workers: int | None = None) -> list[RunRe
     on one thread, so the records are the same whatever the number of workers. (In a script,
     call this under ``if __name__ == "__main__":``, as Python's multiprocessing requires.)
     """
-    specs = list(specs)
-    for number, spec in enumerate(specs):
-        check_instance(spec, f"specs[{number}]", RunSpec)
-    return in_parallel(course, run, specs, workers, cost=_cost)
+    return [future.result() for future in submit_runs(course, specs, workers)]
 
 
 atexit.register(_shut_down_pool)

@@ -435,3 +435,25 @@ def plot_scores_with_spread(summaries: dict, groups, ylabel="test score", title=
     if title:
         ax.set_title(title)
     return fig
+
+
+def plot_similarity_map(phi, title=None, ax=None):
+    """A heat map of the subspace similarity phi(i, j) (rows i, columns j, both from 1), on a
+    fixed 0-1 scale so that maps can be compared (see :mod:`lora_teach.subspaces`)."""
+    phi = np.asarray(phi, dtype=float)
+    if phi.ndim != 2 or phi.size == 0:
+        raise ValueError(f"phi must be a non-empty 2-D array, got shape {phi.shape}")
+    if not np.all(np.isfinite(phi)) or phi.min() < -1e-9 or phi.max() > 1 + 1e-9:
+        raise ValueError("phi must hold finite values between 0 and 1")
+    fig, ax = _figure_and_axes(ax)
+    rows, columns = phi.shape
+    image = ax.imshow(phi, cmap="viridis", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
+                      extent=(0.5, columns + 0.5, rows + 0.5, 0.5))
+    ax.grid(False)
+    ax.set(xlabel="j", ylabel="i")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="φ(i, j)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig

@@ -54,6 +54,12 @@ def _align(word_ids, word_labels):
     return labels
 
 
+
+def _phi(U, V):
+    overlap = (U.T @ V) ** 2
+    return overlap.cumsum(0).cumsum(1) / np.minimum(np.arange(1, U.shape[1] + 1)[:, None],
+                                                     np.arange(1, V.shape[1] + 1)[None, :])
+
 # exercise id: (context, a solution, [(a wrong answer, words its feedback must contain)])
 CASES = {
     "01.1": ({"P": P}, 2, [(3, "Too high"), (1, "Too low"), (5, "impossible")]),
@@ -100,6 +106,10 @@ CASES = {
     "06.3": ({}, _align, [(lambda ids, labels: [-100 if i is None else labels[i] for i in ids],
                            "token 2 should get -100"),
                           (lambda ids, labels: [labels[0]] * len(ids), "token 0 should get -100")]),
+    "07.1": ({}, 0.02, [(0.167, "divides it by min"), (0.0026, "one vector's overlap"), (0.5, "too high")]),
+    "07.2": ({}, 2, [(4, "four attention matrices"), (8, "W_q and W_v only"), (3, "largest whole r")]),
+    "07.3": ({}, _phi, [(lambda U, V: (U.T @ V) ** 2, "largest difference"),
+                        (lambda U, V: (U.T @ V) ** 2 @ np.ones((V.shape[1], 1)), "shape")]),
 }
 
 

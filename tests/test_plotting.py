@@ -112,3 +112,17 @@ def test_plot_singular_values_draws_an_all_zero_spectrum():
         plotting.plot_singular_values({"bad": [1.0, float("nan")]})
     with pytest.raises(ValueError, match="tol must be > 0"):
         plotting.plot_singular_values({"ok": [1.0]}, tol=0)
+
+
+def test_similarity_map_draws_phi_on_a_fixed_scale():
+    phi = np.linspace(0, 1, 24).reshape(3, 8)
+    fig = plotting.plot_similarity_map(phi, title="phi")
+    ax = fig.axes[0]
+    image = ax.images[0]
+    assert image.get_clim() == (0, 1) and np.array_equal(image.get_array(), phi)
+    assert ax.get_title() == "phi" and ax.get_xlabel() == "j"
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        plotting.plot_similarity_map(phi * 2)
+    with pytest.raises(ValueError, match="2-D"):
+        plotting.plot_similarity_map(np.ones(3))
