@@ -529,3 +529,76 @@ def _reference_phi(u, v):
 def _(answer):
     return judge_function(answer, _phi_cases(), _reference_phi,
                           lambda expected, got: compare_arrays(expected, got, atol=1e-9), "phi")
+
+
+# --- Notebook 08: beyond LoRA -----------------------------------------------------------------
+
+def _nf4_bits(double_quant: bool = True) -> float:
+    return 4 + (8 / 64 + 32 / (64 * 256) if double_quant else 32 / 64)
+
+
+@exercise("08.1", "GB (10^9 bytes) of a 13B model's weights in NF4 with double quantisation, "
+          "3 significant digits", "reasoning")
+def _(answer):
+    expected = 13e9 * _nf4_bits() / 8 / 1e9
+    return judge_number(answer, expected, "size", significant=3, unit="GB", hints={
+        13e9 * 4 / 8 / 1e9 / expected: "that counts the 4-bit codes only; each block of 64 also "
+                                       "stores its constant (8 bits, plus 32 bits per 256 blocks)",
+        _nf4_bits(False) / _nf4_bits(): "that is without double quantisation (32-bit constants)",
+        16 / _nf4_bits(): "that is the 16-bit size",
+        8 / 1: "bits, not bytes: divide by 8"})
+
+
+@exercise("08.2", "VeRA's trainable parameters with r = 256 on query and value of MiniLM's 6 "
+          "layers (head left out)", "reasoning")
+def _(answer):
+    layers, d, r = MINILM["layers"], MINILM["d"], 256
+    expected = layers * 2 * (r + d)
+    return judge_number(answer, expected, "count", integer=True, hints={
+        layers * 2 * r * 2 * d / expected: "that is LoRA's count at r = 256; VeRA's A and B are "
+                                           "frozen and shared, each layer trains r + d_out numbers",
+        layers * 2 * (r + d + r * d + d * r) / expected: "the shared A and B are frozen: leave them out",
+        0.5: "there are two adapted matrices per layer (query and value)",
+        layers * 2 * d / expected: "each layer trains lambda_d (length r) as well as lambda_b"})
+
+
+def _block_cases():
+    generator = torch.Generator().manual_seed(3)
+    levels = torch.linspace(-1, 1, 16)
+    cases = [(f"a block of {n} normal values and 16 levels", (torch.randn(n, generator=generator), levels))
+             for n in (64, 7)]
+    cases.append(("a block with one large outlier", (torch.tensor([0.1, -0.2, 5.0, 0.05]), levels)))
+    cases.append(("a block of zeros", (torch.zeros(8), levels)))
+    return cases
+
+
+def _reference_block(block, levels):
+    absmax = block.abs().max()
+    return (levels[_nearest(block, absmax, levels)] * absmax), absmax
+
+
+def _nearest(block, absmax, levels):
+    scaled = block / absmax if absmax > 0 else block
+    return (scaled[:, None] - levels[None, :]).abs().argmin(dim=1)
+
+
+def _compare_block(expected, got) -> str | None:
+    restored, absmax = expected
+    if not isinstance(got, tuple) or len(got) != 2:
+        return "return two things: the codes and the absmax"
+    codes, their_absmax = got
+    problem = compare_arrays(absmax, their_absmax)
+    if problem:
+        return f"absmax is wrong: {problem}"
+    try:
+        codes = torch.as_tensor(codes).long()
+    except (TypeError, ValueError, RuntimeError):
+        return "codes must be a tensor of level indices"
+    if codes.shape != restored.shape or codes.min() < 0 or codes.max() > 15:
+        return f"codes must hold one index 0-15 per value, got shape {tuple(codes.shape)}"
+    return compare_arrays(restored, torch.linspace(-1, 1, 16)[codes] * absmax, atol=1e-6)
+
+
+@exercise("08.3", "write quantise_block(block, levels) returning (codes, absmax)", "coding")
+def _(answer):
+    return judge_function(answer, _block_cases(), _reference_block, _compare_block, "quantise_block")

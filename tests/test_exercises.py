@@ -55,6 +55,12 @@ def _align(word_ids, word_labels):
 
 
 
+def _quantise_block(block, levels):
+    absmax = block.abs().max()
+    scaled = block / absmax if absmax > 0 else block
+    return (scaled[:, None] - levels[None, :]).abs().argmin(dim=1), absmax
+
+
 def _phi(U, V):
     overlap = (U.T @ V) ** 2
     return overlap.cumsum(0).cumsum(1) / np.minimum(np.arange(1, U.shape[1] + 1)[:, None],
@@ -108,6 +114,11 @@ CASES = {
                           (lambda ids, labels: [labels[0]] * len(ids), "token 0 should get -100")]),
     "07.1": ({}, 0.02, [(0.167, "divides it by min"), (0.0026, "one vector's overlap"), (0.5, "too high")]),
     "07.2": ({}, 2, [(4, "four attention matrices"), (8, "W_q and W_v only"), (3, "largest whole r")]),
+    "08.1": ({}, 6.71, [(6.5, "constant"), (7.31, "without double quantisation"), (6.7, "significant")]),
+    "08.2": ({}, 7680, [(6 * 2 * 384, "lambda_d"), (3840, "two adapted"), (2_359_296, "LoRA's count")]),
+    "08.3": ({}, _quantise_block, [(lambda b, levels: ((b[:, None] - levels[None, :]).abs().argmin(1), b.abs().max()),
+                                    "largest difference"),
+                                   (lambda b, levels: (torch.zeros(len(b)), b.abs().max()), "largest difference")]),
     "07.3": ({}, _phi, [(lambda U, V: (U.T @ V) ** 2, "largest difference"),
                         (lambda U, V: (U.T @ V) ** 2 @ np.ones((V.shape[1], 1)), "shape")]),
 }
