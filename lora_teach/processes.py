@@ -42,4 +42,7 @@ def start_in_background(pool: ProcessPoolExecutor, workers: int) -> None:
 
 def _wake(pool: ProcessPoolExecutor, workers: int) -> None:
     for _ in range(workers):   # a trivial job makes each process start
-        pool.submit(time.sleep, 0)
+        try:
+            pool.submit(time.sleep, 0)
+        except RuntimeError:   # the pool was shut down meanwhile: there is nothing left to start
+            return

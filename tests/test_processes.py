@@ -23,6 +23,12 @@ def test_pools_started_in_the_background_run_work(tmp_path):
         pool.shutdown()
 
 
+def test_a_pool_shut_down_before_it_started_is_left_alone():
+    pool = ProcessPoolExecutor(2, mp_context=processes.process_context(("json",)))
+    pool.shutdown()
+    processes._wake(pool, 2)   # no error: nothing to start
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(TypeError, match="preload"):
         processes.process_context("torch")
