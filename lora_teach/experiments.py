@@ -246,7 +246,7 @@ def run(course: CourseData, spec: RunSpec) -> RunRecord:
 
 _worker_course: CourseData | None = None
 _pool: tuple[int, ProcessPoolExecutor] | None = None
-PRELOAD = ("lora_teach.experiments",)   # what the worker processes need (see lora_teach.processes)
+PRELOAD = processes.MODEL_M   # what the worker processes import first (see lora_teach.processes)
 
 
 def _start_worker(seed: int) -> None:

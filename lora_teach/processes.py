@@ -8,17 +8,26 @@ itself. Forking the notebook's own process is avoided: it is unsafe once torch h
 threads.
 
 The forkserver is shared by every pool of one notebook, and it imports what the first pool
-asks for: a notebook that uses both pools starts the one with the longer list first.
+asks for, or what :func:`start_forkserver` asks for if that comes first: a notebook calls it
+at the top of its first cell, so that the forkserver imports while the notebook does too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
+import os
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 from lora_teach.checks import check_int, check_names
+
+# What the worker processes import before they start: for Model M's runs
+# (lora_teach.experiments), and for the real model's too (lora_teach.real_runs)
+MODEL_M = ("lora_teach.experiments",)
+REAL_MODEL = ("lora_teach.real_runs", "transformers", "transformers.models.bert.modeling_bert")
 
 
 def process_context(preload=("torch",)):
@@ -31,6 +40,32 @@ def process_context(preload=("torch",)):
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(preload)
     return context
+
+
+def one_thread_each() -> None:
+    """Make this process, and the worker processes it starts later, compute on one thread
+    each (torch, and numpy's BLAS): one busy thread per core, so that none of them waits.
+
+    Why: numpy's BLAS splits a matrix product over every core. While the workers keep both
+    cores busy, one half of such a product waits, spinning, for the other to get a core:
+    notebook 07 measured a cell that needs half a second of CPU take 6.7 s of it. BLAS reads
+    its thread count once, when numpy is first imported: call this at the top of a notebook,
+    before anything imports numpy or torch (torch is told directly if it is imported already).
+    """
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def start_forkserver(preload) -> None:
+    """Start the forkserver now, importing ``preload``: it imports on one core while the
+    notebook goes on with its own imports on the other, and the worker pools started later
+    find it ready (seconds sooner). Does nothing where there is no forkserver, or when it is
+    running already."""
+    context = process_context(preload)
+    if context.get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()   # returns at once: the imports run there
 
 
 def start_in_background(pool: ProcessPoolExecutor, workers: int) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from lora_teach import lora, processes, real_model, text_tasks
+from lora_teach import experiments, lora, processes, real_model, text_tasks
 from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_real
 from lora_teach.costs import saved_activation_bytes
 from lora_teach.labels import SENTIMENTS
@@ -168,13 +168,19 @@ _worker: dict = {}
 _pool: ProcessPoolExecutor | None = None
 
 
+def _load_into_worker(splits: dict) -> None:
+    """Load the real model (once per process) and encode ``splits`` for the runs to come."""
+    if "encoder" not in _worker:
+        _worker["encoder"], _worker["tokenizer"] = real_model.load_real_model()
+    _worker["data"] = {name: text_tasks.encode_texts(_worker["tokenizer"], *pair)
+                       for name, pair in splits.items()}
+    _worker["splits"] = splits
+
+
 def _start_worker(splits: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C stops the notebook, not a run
     torch.set_num_threads(1)
-    encoder, tokenizer = real_model.load_real_model()
-    _worker["encoder"] = encoder
-    _worker["data"] = {name: text_tasks.encode_texts(tokenizer, *pair)
-                       for name, pair in splits.items()}
+    _load_into_worker(splits)
 
 
 def _run_in_worker(spec: RealRunSpec, head_state: dict | None) -> RealRunRecord:
@@ -191,18 +197,28 @@ def _shut_down() -> None:
 atexit.register(_shut_down)
 
 
-# what the worker processes need, imported once by the forkserver (see lora_teach.processes)
-PRELOAD = ("lora_teach.real_runs", "transformers", "transformers.models.bert.modeling_bert")
+PRELOAD = processes.REAL_MODEL   # what the worker processes import first (see lora_teach.processes)
+
+
+def _check_splits(splits: dict) -> None:
+    check_instance(splits, "splits", dict)
+    missing = {"train", "validation", "test"} - set(splits)
+    if missing:
+        raise ValueError(f"splits lacks {sorted(missing)}")
+
+
+def _check_specs(specs) -> list:
+    specs = list(specs)
+    for number, spec in enumerate(specs):
+        check_instance(spec, f"specs[{number}]", RealRunSpec)
+    return specs
 
 
 def start_workers(splits: dict, workers: int = 2) -> None:
     """Start ``workers`` processes that load the real model and encode ``splits`` (a dict
     ``{split: (texts, labels)}``): a few seconds, while the notebook goes on."""
     global _pool
-    check_instance(splits, "splits", dict)
-    missing = {"train", "validation", "test"} - set(splits)
-    if missing:
-        raise ValueError(f"splits lacks {sorted(missing)}")
+    _check_splits(splits)
     workers = check_int(workers, "workers", minimum=1)
     _shut_down()
     _pool = ProcessPoolExecutor(workers, mp_context=processes.process_context(PRELOAD),
@@ -216,12 +232,39 @@ def submit_all(specs, head_states: dict | None = None) -> list:
     run of that seed starts from."""
     if _pool is None:
         raise RuntimeError("call start_workers(splits) first")
-    specs = list(specs)
-    for number, spec in enumerate(specs):
-        check_instance(spec, f"specs[{number}]", RealRunSpec)
+    specs = _check_specs(specs)
     cost = {"full fine-tuning": 3.0, "LoRA": 1.0}
     order = sorted(range(len(specs)), key=lambda i: -cost[specs[i].method] * specs[i].steps)
     head_states = head_states or {}
     futures = {i: _pool.submit(_run_in_worker, specs[i], head_states.get(specs[i].seed))
                for i in order}
     return [futures[i] for i in range(len(specs))]
+
+
+# ---------------------------------------------------------------------------
+# Real-model runs on the Model M workers (a notebook that trains both models)
+# ---------------------------------------------------------------------------
+
+def _run_in_course_worker(course: experiments.CourseData, job: tuple) -> RealRunRecord:
+    spec, splits = job
+    if _worker.get("splits") != splits:
+        _load_into_worker(splits)
+    return run(_worker["encoder"], _worker["data"], spec)
+
+
+def submit_to_course_workers(course: experiments.CourseData, splits: dict, specs) -> list:
+    """Send real-model runs to the worker processes that train Model M
+    (:func:`lora_teach.experiments.submit`) rather than to a pool of their own; returns
+    futures in the order of ``specs``.
+
+    Why: two pools on one machine mean more busy processes than cores, and every run then
+    takes longer (the processes take turns and keep evicting each other's data from the CPU
+    caches). With one pool, each core has one worker, and runs are done in the order they are
+    sent, Model M's and the real model's alike. Call
+    ``processes.start_forkserver(processes.MODEL_M + processes.REAL_MODEL)`` before the pool
+    starts, so that its workers have transformers imported already (else each imports it on
+    its first such run). A worker loads the real model and encodes ``splits`` the first time
+    it gets one of these runs (under a second)."""
+    _check_splits(splits)
+    specs = _check_specs(specs)
+    return experiments.submit(course, _run_in_course_worker, [(spec, splits) for spec in specs])

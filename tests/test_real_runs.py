@@ -7,7 +7,7 @@ import torch
 from test_text_tasks import PHRASEBANK_LINES, tiny_classifier
 from test_text_tasks import tokenizer as tokenizer  # noqa: F401  (the fixture)
 
-from lora_teach import lora, real_model, real_runs, text_tasks
+from lora_teach import experiments, lora, real_model, real_runs, text_tasks
 from lora_teach.real_runs import ALL_LINEAR, RealRunSpec
 
 real_model.quiet_hugging_face()
@@ -104,3 +104,30 @@ def test_the_pool_gives_what_a_run_in_this_process_gives():
     here = real_runs.run(encoder, data, spec)
     assert shared.losses == pytest.approx(here.losses, abs=1e-5)
     assert torch.equal(shared.test_predictions, here.test_predictions)
+
+
+def test_runs_on_the_model_m_workers_give_what_a_run_in_this_process_gives():
+    splits = text_tasks.course_splits(seed=0, sizes={"train": 24, "validation": 8, "test": 8},
+                                      single_clause=True)
+    course = experiments.load_course_data()
+    specs = [RealRunSpec("LoRA", 1e-3, 2, batch_size=4), RealRunSpec("LoRA", 1e-3, 2, batch_size=4, seed=1)]
+    with pytest.raises(ValueError, match="lacks"):
+        real_runs.submit_to_course_workers(course, {"train": splits["train"]}, specs)
+    with pytest.raises(TypeError, match=r"specs\[1\]"):
+        real_runs.submit_to_course_workers(course, splits, [specs[0], "LoRA"])
+    try:
+        shared = [f.result(timeout=300) for f in real_runs.submit_to_course_workers(course, splits, specs)]
+        # new splits reach the workers too (they encode them again)
+        fewer = dict(splits, test=(splits["test"][0][:5], splits["test"][1][:5]))
+        again = real_runs.submit_to_course_workers(course, fewer, specs)
+        assert [len(f.result(timeout=300).test_predictions) for f in again] == [5, 5]
+    finally:
+        experiments._shut_down_pool()
+    encoder, tokenizer = real_model.load_real_model()
+    data = {name: text_tasks.encode_texts(tokenizer, *pair) for name, pair in splits.items()}
+    torch.set_num_threads(1)
+    for spec, record in zip(specs, shared):   # in the order of the specs
+        here = real_runs.run(encoder, data, spec)
+        assert record.spec == spec
+        assert record.losses == pytest.approx(here.losses, abs=1e-5)
+        assert torch.equal(record.test_predictions, here.test_predictions)
