@@ -48,9 +48,7 @@ class LoRALinear(nn.Module):
             raise ValueError(f"r must be between 1 and min(d_in, d_out) = {largest} for this "
                              f"{base.out_features}x{base.in_features} layer, got {r}")
         self.alpha = check_real(alpha, "alpha", minimum=0, include_minimum=False)
-        dropout = check_real(dropout, "dropout", minimum=0, maximum=1, include_maximum=False)
-        self.base = base
-        self.base.requires_grad_(False)
+        self._wrap(base, dropout)
         self.r = r
         self.scaling = self.alpha / r
         weight = base.weight
@@ -59,15 +57,26 @@ class LoRALinear(nn.Module):
         self.lora_A = nn.Parameter(A.to(device=weight.device, dtype=weight.dtype))
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, device=weight.device,
                                                dtype=weight.dtype))
+
+    def _wrap(self, base: nn.Linear, dropout: float) -> None:
+        """What every layer of this kind holds besides its update: the frozen base layer, the
+        dropout on the update's input, and the merged and enabled switches."""
+        dropout = check_real(dropout, "dropout", minimum=0, maximum=1, include_maximum=False)
+        self.base = base
+        self.base.requires_grad_(False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
         self.enabled = True
 
     @property
+    def dropout_rate(self) -> float:
+        """The dropout probability on the update's input (0 when there is none)."""
+        return self.dropout.p if isinstance(self.dropout, nn.Dropout) else 0.0
+
+    @property
     def config(self) -> dict:
         """What defines this layer's function besides its tensors: r, alpha and dropout."""
-        p = self.dropout.p if isinstance(self.dropout, nn.Dropout) else 0.0
-        return {"r": self.r, "alpha": self.alpha, "dropout": p}
+        return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout_rate}
 
     def delta_weight(self) -> torch.Tensor:
         """The update this layer adds to W0: (alpha / r) B A, of rank at most r."""
@@ -148,6 +157,18 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
+def find_fresh_targets(model: nn.Module, targets, train_also=()) -> tuple[list[str], tuple]:
+    """The checks that come before LoRA layers (of any variant) are added: the model has none
+    yet, and ``targets`` and ``train_also`` name its modules. Returns both lists of names."""
+    check_instance(model, "model", nn.Module)
+    already = [name for name, _ in named_lora_layers(model)]
+    if already:
+        raise ValueError(f"this model already has LoRA layers ({already[0]}, ...); start from a "
+                         f"fresh copy of the base model")
+    names = find_targets(model, targets)
+    return names, (check_module_names(model, train_also, "train_also") if train_also else ())
+
+
 def add_lora(model: nn.Module, targets, r: int, alpha: float = DEFAULT_ALPHA,
              dropout: float = 0.0, seed: int = 0, train_also=()) -> list[str]:
     """Wrap the ``targets`` (module names, as PEFT's target_modules) with LoRA in place, freeze
@@ -157,12 +178,7 @@ def add_lora(model: nn.Module, targets, r: int, alpha: float = DEFAULT_ALPHA,
     All or nothing: every target is checked, and every LoRA layer built, before the model is
     changed; on any error the model is left as it was.
     """
-    already = [name for name, _ in named_lora_layers(model)]
-    if already:
-        raise ValueError(f"this model already has LoRA layers ({already[0]}, ...); start from a "
-                         f"fresh copy of the base model")
-    names = find_targets(model, targets)
-    train_also = check_module_names(model, train_also, "train_also") if train_also else ()
+    names, train_also = find_fresh_targets(model, targets, train_also)
     generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
     was_trainable = {p: p.requires_grad for p in model.parameters()}
     wrapped = {}

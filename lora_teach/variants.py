@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_real
-from lora_teach.lora import DEFAULT_ALPHA, LoRALinear, _set_module, find_targets, named_lora_layers
-from lora_teach.model import check_module_names, freeze_all_except
+from lora_teach.lora import DEFAULT_ALPHA, LoRALinear, _set_module, find_fresh_targets, find_targets, named_lora_layers
+from lora_teach.model import freeze_all_except
 from lora_teach.quantization import NF4Linear
 
 VARIANTS = ("LoRA", "rsLoRA", "DoRA", "PiSSA", "VeRA")
@@ -220,7 +220,8 @@ class VeRALinear(LoRALinear):
     uses r = 256 and more). There is no alpha: the vectors set the scale.
 
     It is a ``LoRALinear`` so the course's merge, switch and save functions apply, but it has
-    no A and B of its own, so LoRALinear's set-up (which draws them) is skipped.
+    no A and B of its own, so LoRALinear's ``__init__`` (which draws them) is skipped; its
+    ``_wrap`` sets up the rest.
     """
 
     def __init__(self, base: nn.Linear, shared: VeRAProjections, d_initial: float = VERA_D_INITIAL,
@@ -233,23 +234,17 @@ class VeRALinear(LoRALinear):
                              f"{shared.vera_A.shape[1]}, too small for this "
                              f"{base.out_features}x{base.in_features} layer")
         self.d_initial = check_real(d_initial, "d_initial")
-        dropout = check_real(dropout, "dropout", minimum=0, maximum=1, include_maximum=False)
-        self.base = base
-        self.base.requires_grad_(False)
+        self._wrap(base, dropout)
         self.shared = shared
         self.r = shared.r
         weight = base.weight
         self.vera_lambda_d = nn.Parameter(torch.full((self.r,), self.d_initial, device=weight.device,
                                                      dtype=weight.dtype))
         self.vera_lambda_b = nn.Parameter(torch.zeros(base.out_features, device=weight.device, dtype=weight.dtype))
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.merged = False
-        self.enabled = True
 
     @property
     def config(self) -> dict:
-        p = self.dropout.p if isinstance(self.dropout, nn.Dropout) else 0.0
-        return {"variant": "VeRA", "r": self.r, "dropout": p, "seed": self.shared.seed}
+        return {"variant": "VeRA", "r": self.r, "dropout": self.dropout_rate, "seed": self.shared.seed}
 
     def delta_weight(self) -> torch.Tensor:
         """diag(lambda_b) B diag(lambda_d) A, with this layer's slices of the shared A and B."""
@@ -294,12 +289,7 @@ def add_variant(model: nn.Module, variant: str, targets, r: int, alpha: float = 
     All or nothing: every layer is built before the model is changed.
     """
     check_choice(variant, "variant", VARIANTS)
-    already = [name for name, _ in named_lora_layers(model)]
-    if already:
-        raise ValueError(f"this model already has LoRA layers ({already[0]}, ...); start from a "
-                         f"fresh copy of the base model")
-    names = find_targets(model, targets)
-    train_also = check_module_names(model, train_also, "train_also") if train_also else ()
+    names, train_also = find_fresh_targets(model, targets, train_also)
     seed = check_int(seed, "seed", minimum=0)
     d_initial = check_real(d_initial, "d_initial")
     if variant != "VeRA" and d_initial != VERA_D_INITIAL:

@@ -325,3 +325,21 @@ def test_wrapping_twice_and_wrong_types_are_refused(tiny_base):
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         lora.add_lora("model", QV, r=1)
     assert np.isclose(lora.LoRALinear(nn.Linear(8, 8), r=4, alpha=8).scaling, 2.0)
+
+
+def test_the_dropout_rate_is_what_the_layer_was_given():
+    base = torch.nn.Linear(6, 4)
+    assert lora.LoRALinear(base, r=2).dropout_rate == 0.0
+    layer = lora.LoRALinear(base, r=2, dropout=0.25)
+    assert layer.dropout_rate == 0.25 and layer.config["dropout"] == 0.25
+
+
+def test_find_fresh_targets_names_the_targets_and_refuses_a_model_with_lora(tiny_base):
+    model = copy.deepcopy(tiny_base)
+    names, extra = lora.find_fresh_targets(model, QV, ["heads.fpb"])
+    assert names == lora.find_targets(model, QV) and extra == ("heads.fpb",)
+    with pytest.raises(ValueError, match="train_also"):
+        lora.find_fresh_targets(model, QV, ["no.such.module"])
+    lora.add_lora(model, QV, r=2)
+    with pytest.raises(ValueError, match="already has LoRA layers"):
+        lora.find_fresh_targets(model, QV)

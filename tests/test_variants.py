@@ -392,6 +392,10 @@ def test_vera_forward_is_the_paper_formula(x):
         assert torch.allclose(layer.delta_weight(), torch.diag(layer.vera_lambda_b) @ B @ torch.diag(
             layer.vera_lambda_d) @ A, atol=1e-6)
     assert layer.config == {"variant": "VeRA", "r": 5, "dropout": 0.0, "seed": 1}
+    # the set-up shared with LoRALinear: frozen base, dropout, switches
+    dropped = variants.VeRALinear(base, shared, dropout=0.3)
+    assert not dropped.base.weight.requires_grad and dropped.dropout_rate == 0.3
+    assert not dropped.merged and dropped.enabled
 
 
 def test_vera_projections_depend_only_on_the_seed():
