@@ -137,6 +137,7 @@ def _calls(w):
         (taskfiles.read_task_file, dict(path=w["tmp"] / "lora.pt")),
         (lora.LoRALinear, dict(base=torch.nn.Linear(8, 8), r=2, alpha=4.0, dropout=0.0)),
         (lora.find_targets, dict(model=w["base"], targets=("W_q",))),
+        (lora.find_fresh_targets, dict(model=w["base"], targets=("W_q",), train_also=["heads.ner"])),
         (lora.add_lora, dict(model=copy.deepcopy(w["base"]), targets=("W_q",), r=2, alpha=8.0,
                              dropout=0.0, seed=0, train_also=["heads.ner"])),
         (lora.set_lora_enabled, dict(model=copy.deepcopy(w["wrapped"]), enabled=True)),
