@@ -47,8 +47,8 @@ def one_thread_each() -> None:
     each (torch, and numpy's BLAS): one busy thread per core, so that none of them waits.
 
     Why: numpy's BLAS splits a matrix product over every core. While the workers keep both
-    cores busy, one half of such a product waits, spinning, for the other to get a core:
-    notebook 07 measured a cell that needs half a second of CPU take 6.7 s of it. BLAS reads
+    cores busy, one half of such a product waits, spinning, for the other to get a core (in
+    notebook 07, a cell that needs half a second of CPU took 6.7 s of it). BLAS reads
     its thread count once, when numpy is first imported: call this at the top of a notebook,
     before anything imports numpy or torch (torch is told directly if it is imported already).
     """
