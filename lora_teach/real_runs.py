@@ -1,10 +1,11 @@
-"""Notebook 06's comparison on the real model: one spec per run, runs shared among CPU cores.
+"""Runs on the real model (notebooks 06 and 07): one spec per run, runs shared among CPU cores.
 
 Each run copies the pretrained encoder, puts a fresh seeded head on it, lets the method
 decide what trains (LoRA layers, everything, or only the head), trains with
 :func:`lora_teach.text_tasks.train_classifier`, and measures. A run of the 22.7M-parameter
-model takes seconds, so :func:`run_all` shares them among worker processes, one per core,
-each on one thread: the records are the same whatever the number of workers.
+model takes seconds, so the runs go to worker processes, one per core, each on one thread:
+a pool of their own (:func:`submit_all`, notebook 06) or the one that trains Model M
+(:func:`submit_to_course_workers`, notebook 07). The records are the same either way.
 """
 
 from __future__ import annotations
