@@ -3,9 +3,12 @@
 The counts and bytes are exact and the same on every machine. Times are not: they depend on
 the CPU and on what else it is doing, so notebooks show them in cells the tests do not
 compare, and assert only conclusions that hold with a wide margin. To make a time worth
-comparing, :func:`step_times` and :func:`forward_latency` skip warm-up calls, repeat many
-times, take the median, and interleave the models being compared (so a slow moment of the
-machine hits all of them alike).
+comparing, :func:`step_times` and :func:`forward_latency` run on one thread and count that
+thread's CPU time (:func:`time.thread_time`), not the clock on the wall: while another program
+has the CPU, the clock runs on but the thread's CPU time does not, so a busy machine (a test
+suite running two notebooks at once) does not land in one model's time. They also skip
+warm-up calls, repeat many times, take the median, and interleave the models being compared
+(so a slow moment of the machine hits all of them alike).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def count_matrix_products(model: ModelM, task: str = "fpb") -> int:
 @torch.no_grad()
 def forward_latency(models: dict[str, ModelM], batch_size: int, length: int,
                     repeats: int = 30, warmup: int = 3, task: str = "fpb") -> dict[str, float]:
-    """Median seconds of one forward pass of each model on the same random batch, on one CPU
+    """Median CPU seconds of one forward pass of each model on the same random batch, on one
     thread, the models taking turns. Machine-dependent: show it in a cell tests do not compare."""
     check_instance(models, "models", dict)
     batch_size = check_int(batch_size, "batch_size", minimum=1)
@@ -104,17 +107,17 @@ def forward_latency(models: dict[str, ModelM], batch_size: int, length: int,
                             (batch_size, length), generator=torch.Generator().manual_seed(0))
         for attempt in range(warmup + repeats):
             for name, model in models.items():
-                start = time.perf_counter()
+                start = time.thread_time()
                 model(task, ids)
                 if attempt >= warmup:
-                    times[name].append(time.perf_counter() - start)
+                    times[name].append(time.thread_time() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
 def step_times(models: dict[str, ModelM], task: str, data: EncodedData, steps: int = 30,
                warmup: int = 5, batch_size: int = 32) -> dict[str, dict[str, float]]:
-    """Median seconds of the forward pass (with the loss), the backward pass and the AdamW
-    step, for each model, the models taking turns on the same batches.
+    """Median CPU seconds of the forward pass (with the loss), the backward pass and the AdamW
+    step, for each model, on one thread, the models taking turns on the same batches.
 
     The models are copied, so the ones passed in are not trained by the measurement.
     """
@@ -137,13 +140,13 @@ def step_times(models: dict[str, ModelM], task: str, data: EncodedData, steps: i
             for name, model in copies.items():
                 optimizer = optimizers[name]
                 optimizer.zero_grad(set_to_none=True)
-                start = time.perf_counter()
+                start = time.thread_time()
                 loss = task_loss(model, task, batch)
-                forward_done = time.perf_counter()
+                forward_done = time.thread_time()
                 loss.backward()
-                backward_done = time.perf_counter()
+                backward_done = time.thread_time()
                 optimizer.step()
-                step_done = time.perf_counter()
+                step_done = time.thread_time()
                 if attempt >= warmup:
                     times[name]["forward"].append(forward_done - start)
                     times[name]["backward"].append(backward_done - forward_done)

@@ -1,4 +1,5 @@
-"""Tests for lora_teach.costs: counts and bytes exactly, times as medians of interleaved runs."""
+"""Tests for lora_teach.costs: counts and bytes exactly, times as medians of interleaved runs
+of CPU time."""
 
 import copy
 
@@ -51,6 +52,31 @@ def test_latency_and_step_times_are_positive_and_leave_models_alone(tiny_base, s
     assert parts["total"] == pytest.approx(parts["forward"] + parts["backward"] + parts["optimizer"])
     assert all(value > 0 for value in parts.values())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_times_count_cpu_work_not_waiting(tiny_base, small_task):
+    # A model that sleeps 50 ms in every forward pass: the wall clock would count the sleep, the
+    # thread's CPU time does not, just as it does not count time another program has the CPU.
+    import time
+
+    from lora_teach.model import ModelConfig, ModelM
+
+    class Sleepy(ModelM):
+        def forward(self, *args, **kwargs):
+            time.sleep(0.05)
+            return super().forward(*args, **kwargs)
+
+    sleepy = Sleepy(tiny_base.config)
+    sleepy.load_state_dict(tiny_base.state_dict())
+    latency = costs.forward_latency({"plain": tiny_base, "sleepy": sleepy}, batch_size=2, length=5,
+                                    repeats=3, warmup=0)
+    assert latency["sleepy"] < latency["plain"] + 0.02
+    splits, tokenizer = small_task
+    data = batching.encode_task(splits["train"], tokenizer, "fpb")
+    sleepy = Sleepy(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_heads=2, d_ffn=32,
+                                n_layers=1))
+    times = costs.step_times({"sleepy": sleepy}, "fpb", data, steps=2, warmup=0, batch_size=4)
+    assert times["sleepy"]["forward"] < 0.02
 
 
 @pytest.mark.parametrize("call, error, message", [
