@@ -25,15 +25,20 @@ from concurrent.futures import ProcessPoolExecutor
 from lora_teach.checks import check_int, check_names
 
 # What the worker processes import before they start: for Model M's runs
-# (lora_teach.experiments), and for the real model's too (lora_teach.real_runs)
-MODEL_M = ("lora_teach.experiments",)
-REAL_MODEL = ("lora_teach.real_runs", "transformers", "transformers.models.bert.modeling_bert")
+# (lora_teach.experiments), and for the real model's too (lora_teach.real_runs). Both include
+# torch's compiler, torch._dynamo, which torch imports when the first optimizer is made: about
+# 2.5 s that every worker would otherwise pay again in its first run.
+MODEL_M = ("lora_teach.experiments", "torch._dynamo")
+REAL_MODEL = ("lora_teach.real_runs", "transformers", "transformers.models.bert.modeling_bert",
+              "torch._dynamo")
 
 
 def process_context(preload=("torch",)):
     """The multiprocessing context for a worker pool: a forkserver that has imported the
     modules in ``preload`` (if it is not running yet), or "spawn" where there is no
-    forkserver."""
+    forkserver. A name may repeat (``MODEL_M + REAL_MODEL``): it is imported once."""
+    if isinstance(preload, (list, tuple)):
+        preload = tuple(dict.fromkeys(preload))
     preload = list(check_names(preload, "preload"))
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

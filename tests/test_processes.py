@@ -17,6 +17,11 @@ def test_the_context_is_a_forkserver_where_there_is_one():
     assert context.get_start_method() == expected
 
 
+def test_names_repeated_by_model_m_plus_real_model_are_accepted():
+    context = processes.process_context(processes.MODEL_M + processes.REAL_MODEL)
+    assert context.get_start_method() in ("forkserver", "spawn")
+
+
 def test_pools_started_in_the_background_run_work(tmp_path):
     pool = ProcessPoolExecutor(2, mp_context=processes.process_context(("json",)))
     try:
@@ -92,3 +97,22 @@ print(torch.get_num_threads())
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.strip() == "1"
+
+
+def test_workers_of_model_m_make_their_first_optimizer_without_importing():
+    # torch imports its compiler (seconds) when the first optimizer is made: the forkserver of
+    # MODEL_M has done it, so a worker's first run does not (a fresh interpreter, as above)
+    script = """
+from concurrent.futures import ProcessPoolExecutor
+from lora_teach import processes
+pool = ProcessPoolExecutor(1, mp_context=processes.process_context(processes.MODEL_M))
+first_optimizer = ("[sys := __import__('sys'), before := len(sys.modules), torch := __import__('torch'),"
+                   " torch.optim.AdamW([torch.zeros(1, requires_grad=True)]), len(sys.modules) - before][-1]")
+print(pool.submit(eval, first_optimizer).result(timeout=120))
+pool.shutdown()
+"""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no forkserver on this system")
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "0"
