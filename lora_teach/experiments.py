@@ -51,22 +51,18 @@ class CourseData:
     tasks: dict            # tasks[task][split] -> EncodedData
     seed: int = 0          # the seed the splits were generated with
 
-    # The MLM/NSP pairs are built the first time they are asked for (about a second):
-    # only the forgetting measurements need them.
+    # The MLM/NSP pairs are built the first time they are asked for: the forgetting
+    # measurements need the held-out ones (a quarter of a second), only the probes of
+    # notebooks 03-05 the training ones (about a second).
     @functools.cached_property
-    def _pretraining_pairs(self) -> tuple[EncodedData, EncodedData]:
-        _, train_pairs, eval_pairs = pretrained.pretraining_data(self.info["recipe"])
-        return train_pairs, eval_pairs
-
-    @property
     def pretraining_train(self) -> EncodedData:
         """The MLM/NSP pairs Model M was pretrained on."""
-        return self._pretraining_pairs[0]
+        return pretrained.pretraining_data(self.info["recipe"])[1]
 
-    @property
+    @functools.cached_property
     def pretraining_eval(self) -> EncodedData:
         """Held-out MLM/NSP pairs, for measuring what fine-tuning did to pretraining."""
-        return self._pretraining_pairs[1]
+        return pretrained.pretraining_eval_data(self.tokenizer, self.info["recipe"])
 
 
 def load_course_data(seed: int = 0) -> CourseData:
@@ -96,6 +92,7 @@ class RunSpec:
     validate_every: int = 0             # record the validation loss this often (0: never)
     lr_scale: tuple = ()                # ((name part, factor), ...): see training.train
     forgetting: bool = True             # also measure MLM/NSP with the old heads afterwards
+    validate: bool = True               # score the validation split (needed to choose settings)
     train_size: int = 0                 # train on the first n training sentences (0: all of them)
     variant: str = "LoRA"               # for method "LoRA": one of variants.VARIANTS (notebook 08)
     quantize_base: bool = False         # for method "LoRA": a frozen NF4 base, as QLoRA (notebook 08)
@@ -108,6 +105,7 @@ class RunSpec:
         check_int(self.seed, "seed", minimum=0)
         check_int(self.validate_every, "validate_every", minimum=0)
         check_bool(self.forgetting, "forgetting")
+        check_bool(self.validate, "validate")
         check_int(self.train_size, "train_size", minimum=0)
         check_choice(self.variant, "variant", variants.VARIANTS)
         check_bool(self.quantize_base, "quantize_base")
@@ -174,6 +172,9 @@ class RunRecord:
     @property
     def validation_score(self) -> float:
         """The headline score on the validation split (what settings are chosen on)."""
+        if not self.spec.validate:
+            raise ValueError(f"this run was not scored on the validation split (validate=False): "
+                             f"{self.spec.describe()}")
         return headline_score(self.task, self.validation)
 
 
@@ -233,7 +234,7 @@ def run(course: CourseData, spec: RunSpec) -> RunRecord:
                    validate_every=spec.validate_every, lr_scale=dict(spec.lr_scale))
     return RunRecord(
         spec=spec, model=model, result=result,
-        validation=evaluate(model, spec.task, validation),
+        validation=evaluate(model, spec.task, validation) if spec.validate else {},
         test=evaluate(model, spec.task, course.tasks[spec.task]["test"]),
         pretraining_after=(evaluate_pretraining(model, course.pretraining_eval)
                            if spec.forgetting else {}),

@@ -38,6 +38,7 @@ def fake_record(lr, validation_f1, test_f1=0.5, method="LoRA", seed=0):
     (dict(steps=2.5), "steps", TypeError),
     (dict(seed=-1), "seed", ValueError),
     (dict(forgetting="yes"), "forgetting", TypeError),
+    (dict(validate=1), "validate", TypeError),
 ])
 def test_run_spec_refuses_bad_settings(changes, field, error):
     settings = dict(method="LoRA", task="ner", lr=0.01, steps=10) | changes
@@ -114,6 +115,15 @@ def test_run_measures_and_is_reproducible(course):
     assert first.file_bytes > 0 and first.memory
     assert first.pretraining_after == {}
     assert experiments.run(course, spec.but(seed=1)).result.losses != first.result.losses
+
+
+def test_a_run_without_validation_scores_only_the_test_split(course):
+    spec = RunSpec("LoRA", "ner", 0.03, steps=4, forgetting=False)
+    scored = experiments.run(course, spec)
+    unscored = experiments.run(course, spec.but(validate=False))
+    assert unscored.validation == {} and unscored.score == scored.score
+    with pytest.raises(ValueError, match="validate=False"):
+        experiments.best_learning_rate([unscored])
 
 
 def test_run_refuses_something_that_is_not_a_spec(course):

@@ -34,6 +34,19 @@ def test_shipped_checkpoint_reaches_its_recorded_accuracy():
     assert tokenizer.vocab_size == model.config.vocab_size
 
 
+def test_the_held_out_pairs_alone_are_those_of_the_whole_pretraining_data():
+    _, tokenizer, info = pretrained.load_model_m()
+    _, _, eval_pairs = pretrained.pretraining_data(info["recipe"])
+    alone = pretrained.pretraining_eval_data(tokenizer, info["recipe"])
+    for field in ("input_ids", "segment_ids", "attention_mask", "labels"):
+        assert torch.equal(getattr(alone, field), getattr(eval_pairs, field)), field
+    assert alone.truncated == eval_pairs.truncated and len(alone) > 100
+    with pytest.raises(TypeError, match="tokenizer"):
+        pretrained.pretraining_eval_data("words", info["recipe"])
+    with pytest.raises(TypeError, match="recipe"):
+        pretrained.pretraining_eval_data(tokenizer, [("seed", 0)])
+
+
 def test_checkpoint_round_trip_is_weights_only_and_refuses_to_overwrite(tmp_path):
     model, tokenizer, info = pretrained.load_model_m()
     path = tmp_path / "copy.pt"
