@@ -49,6 +49,7 @@ class RealRunSpec:
 
     def __post_init__(self):
         check_choice(self.method, "method", METHODS)
+        check_bool(self.validate, "validate")
         check_bool(self.keep_updates, "keep_updates")
         check_real(self.lr, "lr", minimum=0, include_minimum=False)
         check_int(self.steps, "steps", minimum=1)

@@ -27,6 +27,8 @@ def tiny_setup(tokenizer):  # noqa: F811
     (dict(steps=0), "steps", ValueError),
     (dict(seed=-1), "seed", ValueError),
     (dict(batch_size="16"), "batch_size", TypeError),
+    (dict(validate="no"), "validate", TypeError),
+    (dict(keep_updates=1), "keep_updates", TypeError),
 ])
 def test_spec_refuses_bad_settings(changes, field, error):
     with pytest.raises(error, match=field):
