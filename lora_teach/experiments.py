@@ -261,7 +261,7 @@ def _start_worker(seed: int) -> None:
     # torch pays one-time costs (about a second) on its first training steps: pay them now,
     # while the notebook is still busy with other cells, rather than in the first real run
     for method in ("full fine-tuning", "LoRA"):
-        run(_worker_course, RunSpec(method, "ner", 1e-3, steps=3, forgetting=False))
+        run(_worker_course, RunSpec(method, "ner", 1e-3, steps=3, forgetting=False, validate=False))
 
 
 def _call_in_worker(function, argument):
