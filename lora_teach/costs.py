@@ -4,11 +4,11 @@ The counts and bytes are exact and the same on every machine. Times are not: the
 the CPU and on what else it is doing, so notebooks show them in cells the tests do not
 compare, and assert only conclusions that hold with a wide margin. To make a time worth
 comparing, :func:`step_times` and :func:`forward_latency` run on one thread and count that
-thread's CPU time (:func:`time.thread_time`), not the clock on the wall: while another program
-has the CPU, the clock runs on but the thread's CPU time does not, so a busy machine (a test
-suite running two notebooks at once) does not land in one model's time. They also skip
-warm-up calls, repeat many times, take the median, and interleave the models being compared
-(so a slow moment of the machine hits all of them alike).
+thread's CPU time (:func:`cpu_seconds`), not the clock on the wall: while another program has
+the CPU, the clock runs on but the thread's CPU time does not, so a busy machine (a test suite
+running two notebooks at once) does not land in one model's time. They also skip warm-up
+calls, repeat many times, take the median, and interleave the models being compared (so a
+slow moment of the machine hits all of them alike).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import io
 import statistics
+import sys
 import time
 
 import torch
@@ -27,6 +28,16 @@ from lora_teach.lora import LoRALinear
 from lora_teach.model import ModelM, count_parameters
 from lora_teach.reproducibility import one_thread
 from lora_teach.training import check_task_data, task_loss
+
+
+def cpu_seconds() -> float:
+    """The CPU time this thread has used, in seconds: the clock to time work on one thread.
+
+    On Windows the thread's CPU time advances in ticks of about 15.6 ms, too coarse for a
+    forward pass of a few milliseconds, so there the clock on the wall is used instead."""
+    if sys.platform == "win32":
+        return time.perf_counter()
+    return time.thread_time()
 
 
 def trainable_parameters(model: nn.Module) -> int:
@@ -107,10 +118,10 @@ def forward_latency(models: dict[str, ModelM], batch_size: int, length: int,
                             (batch_size, length), generator=torch.Generator().manual_seed(0))
         for attempt in range(warmup + repeats):
             for name, model in models.items():
-                start = time.thread_time()
+                start = cpu_seconds()
                 model(task, ids)
                 if attempt >= warmup:
-                    times[name].append(time.thread_time() - start)
+                    times[name].append(cpu_seconds() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -140,13 +151,13 @@ def step_times(models: dict[str, ModelM], task: str, data: EncodedData, steps: i
             for name, model in copies.items():
                 optimizer = optimizers[name]
                 optimizer.zero_grad(set_to_none=True)
-                start = time.thread_time()
+                start = cpu_seconds()
                 loss = task_loss(model, task, batch)
-                forward_done = time.thread_time()
+                forward_done = cpu_seconds()
                 loss.backward()
-                backward_done = time.thread_time()
+                backward_done = cpu_seconds()
                 optimizer.step()
-                step_done = time.thread_time()
+                step_done = cpu_seconds()
                 if attempt >= warmup:
                     times[name]["forward"].append(forward_done - start)
                     times[name]["backward"].append(backward_done - forward_done)

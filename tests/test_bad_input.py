@@ -248,7 +248,8 @@ def test_the_sweep_covers_every_public_function_that_takes_arguments(tmp_path):
     for module in modules:
         for name, value in vars(module).items():
             if (name.startswith("_") or not inspect.isfunction(value)
-                    or value.__module__ != module.__name__ or name in skipped):
+                    or value.__module__ != module.__name__ or name in skipped
+                    or not inspect.signature(value).parameters):   # nothing to get wrong
                 continue
             if name not in covered and not any(c.endswith("." + name) for c in covered):
                 missing.append(f"{module.__name__}.{name}")

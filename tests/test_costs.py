@@ -79,6 +79,18 @@ def test_times_count_cpu_work_not_waiting(tiny_base, small_task):
     assert times["sleepy"]["forward"] < 0.02
 
 
+def test_cpu_seconds_leaves_out_waiting_except_on_windows(monkeypatch):
+    import time
+
+    start = costs.cpu_seconds()
+    time.sleep(0.05)
+    assert costs.cpu_seconds() - start < 0.02
+    monkeypatch.setattr(costs.sys, "platform", "win32")   # there: the clock on the wall
+    start = costs.cpu_seconds()
+    time.sleep(0.05)
+    assert costs.cpu_seconds() - start >= 0.04
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda m: costs.forward_latency({"m": m}, batch_size=0, length=5), ValueError, "batch_size"),
     (lambda m: costs.forward_latency([m], batch_size=1, length=5), TypeError, "models must be a dict"),
