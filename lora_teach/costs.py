@@ -16,8 +16,6 @@ from __future__ import annotations
 import copy
 import io
 import statistics
-import sys
-import time
 
 import torch
 from torch import nn
@@ -27,17 +25,7 @@ from lora_teach.checks import check_bool, check_choice, check_instance, check_in
 from lora_teach.lora import LoRALinear
 from lora_teach.model import ModelM, count_parameters
 from lora_teach.reproducibility import one_thread
-from lora_teach.training import check_task_data, task_loss
-
-
-def cpu_seconds() -> float:
-    """The CPU time this thread has used, in seconds: the clock to time work on one thread.
-
-    On Windows the thread's CPU time advances in ticks of about 15.6 ms, too coarse for a
-    forward pass of a few milliseconds, so there the clock on the wall is used instead."""
-    if sys.platform == "win32":
-        return time.perf_counter()
-    return time.thread_time()
+from lora_teach.training import check_task_data, cpu_seconds, task_loss
 
 
 def trainable_parameters(model: nn.Module) -> int:

@@ -11,8 +11,8 @@ dimension*. If a few hundred directions are enough, a low-rank update (LoRA) is 
 Here every projected tensor W_i of Model M gets a ``torch.nn.utils.parametrize``
 parametrization that computes ``W_i = W0_i + reshape(its slice of P z)``. All of them share
 one :class:`Subspace`, ``model.subspace``, which holds z (the model's only trainable encoder
-parameter) and P. The model stays a ``ModelM``, so :func:`lora_teach.training.train` trains
-it unchanged.
+parameter) and P. The model stays a ``ModelM``, so :func:`lora_teach.training.train_task` trains
+it unchanged; its runs are one method of :mod:`lora_teach.experiments`.
 
 What is projected: every tensor of the encoder (``include="all"``, as in the papers; weights,
 embeddings, biases and LayerNorms), or only its matrices and embeddings (``include="matrices"``,
@@ -33,18 +33,15 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lora_teach import adapters, experiments, lora
-from lora_teach.checks import check_choice, check_instance, check_int, check_real
-from lora_teach.metrics import evaluate, headline_score
+from lora_teach import adapters, lora
+from lora_teach.checks import check_choice, check_instance, check_int
 from lora_teach.model import ModelM, check_module_names, freeze_all_except, in_module
-from lora_teach.training import TrainResult, train
 
 PROJECTIONS = ("fastfood", "dense")
 INCLUDE = ("all", "matrices")
@@ -318,7 +315,7 @@ def projection_matrix(model: ModelM) -> torch.Tensor:
 
 
 @torch.no_grad()
-def merged_copy(model: ModelM) -> ModelM:
+def merged_subspace_copy(model: ModelM) -> ModelM:
     """A plain ``ModelM`` holding theta_0 + P z (no parametrizations, no z): what you deploy,
     and what the course's other measurements take. The original model is not changed; the
     requires_grad flags are kept (the encoder frozen).
@@ -339,76 +336,3 @@ def merged_copy(model: ModelM) -> ModelM:
     for name, parameter in merged.named_parameters():
         parameter.requires_grad = trainable.get(name, False)
     return merged.train(model.training)
-
-
-# ---------------------------------------------------------------------------
-# One run of the notebook's experiment
-# ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SubspaceSpec:
-    """One subspace fine-tuning run: task, d, learning rate, steps (None: the course's
-    ``experiments.STEPS``), seed (head, batches and P), projection and what is projected."""
-
-    task: str
-    d: int
-    lr: float
-    steps: int | None = None
-    seed: int = 0
-    projection: str = "fastfood"
-    include: str = "all"
-
-    def __post_init__(self):
-        check_choice(self.task, "task", experiments.TASK_NAMES)
-        check_int(self.d, "d", minimum=1)
-        check_real(self.lr, "lr", minimum=0, include_minimum=False)
-        if self.steps is not None:
-            check_int(self.steps, "steps", minimum=1)
-        check_int(self.seed, "seed", minimum=0)
-        check_choice(self.projection, "projection", PROJECTIONS)
-        check_choice(self.include, "include", INCLUDE)
-
-
-@dataclass
-class SubspaceRecord:
-    """A finished subspace run: the merged model (a plain ModelM), the training result and
-    the scores on the validation and test splits."""
-
-    spec: SubspaceSpec
-    model: ModelM
-    result: TrainResult
-    head_parameters: int
-    validation: dict = field(default_factory=dict)
-    test: dict = field(default_factory=dict)
-
-    @property
-    def score(self) -> float:
-        """Entity F1 (NER) or accuracy (FPB) on the test split."""
-        return headline_score(self.spec.task, self.test)
-
-    @property
-    def validation_score(self) -> float:
-        """The same score on the validation split (what d and lr are chosen on)."""
-        return headline_score(self.spec.task, self.validation)
-
-
-def run_subspace(course: experiments.CourseData, spec: SubspaceSpec) -> SubspaceRecord:
-    """Train the pretrained Model M with a fresh head in a d-dimensional subspace and score it.
-
-    The signature fits ``experiments.in_parallel(course, run_subspace, specs)``. The record
-    holds the merged copy, so it can travel back from a worker process (a parametrized
-    model cannot be pickled).
-    """
-    check_instance(spec, "spec", SubspaceSpec)
-    model = experiments.task_model(course, spec.task, spec.seed)
-    head = f"heads.{spec.task}"
-    add_subspace(model, spec.d, spec.seed, spec.projection, spec.include, train_also=[head])
-    steps = spec.steps or experiments.STEPS[spec.task]
-    result = train(model, spec.task, course.tasks[spec.task]["train"], steps=steps, lr=spec.lr,
-                   seed=spec.seed)
-    merged = merged_copy(model)
-    data = course.tasks[spec.task]
-    return SubspaceRecord(spec, merged, result,
-                          head_parameters=sum(p.numel() for p in model.heads[spec.task].parameters()),
-                          validation=evaluate(merged, spec.task, data["validation"]),
-                          test=evaluate(merged, spec.task, data["test"]))

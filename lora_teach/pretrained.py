@@ -81,7 +81,7 @@ def pretrain_model_m(recipe: dict = RECIPE) -> tuple[ModelM, WordTokenizer, dict
     tokenizer, train_set, eval_set = pretraining_data(recipe)
     model = ModelM(ModelConfig(vocab_size=tokenizer.vocab_size))
     start = time.perf_counter()
-    result = training.train(model, training.PRETRAIN, train_set, steps=recipe["steps"],
+    result = training.train_task(model, training.PRETRAIN, train_set, steps=recipe["steps"],
                             lr=recipe["lr"], batch_size=recipe["batch_size"], seed=recipe["seed"])
     info = {"recipe": recipe, "seconds": round(time.perf_counter() - start, 1),
             "final_loss": round(result.final_loss(100), 4),

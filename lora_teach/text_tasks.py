@@ -5,14 +5,15 @@ task. The sentences are the generated FPB-style ones of notebooks 03-05 (their w
 joined into text), or the real Financial PhraseBank if you have its file
 (:func:`phrasebank_splits`). The tokenizer is the model's own WordPiece, so real text works.
 
-The loop is the one of :func:`lora_teach.training.train` (AdamW, warm-up then linear decay,
-seeded batch order): only the data and the model differ.
+Training uses the course's one loop, :func:`lora_teach.training.train` (AdamW, warm-up then
+linear decay); this module supplies the batches (seeded, sentences of similar length together)
+and the loss. A linear probe (:func:`train_probe`) fits the head alone on cached sentence
+vectors, and fine-tuning can start from it.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,8 @@ from lora_teach.batching import batch_order
 from lora_teach.checks import check_bool, check_instance, check_int, check_real
 from lora_teach.labels import SENTIMENTS
 from lora_teach.readers import read_phrasebank
-from lora_teach.training import TrainResult, optimizer_state_bytes, warmup_then_decay
+from lora_teach.real_model import SentenceClassifier
+from lora_teach.training import TrainResult, train
 
 
 @dataclass
@@ -117,48 +119,57 @@ def phrasebank_splits(path, seed: int = 0, validation_share: float = 0.1,
                                 ("test", parts["test"]))}
 
 
-def train_classifier(model: torch.nn.Module, data: TextData, steps: int, lr: float,
-                     batch_size: int = 16, seed: int = 0, weight_decay: float = 0.01,
-                     step_times: list | None = None) -> TrainResult:
-    """Train the parameters of ``model`` that require gradients for ``steps`` AdamW steps on
-    seeded, shuffled batches of ``data`` (sentences of similar length batched together; the
-    loss is cross-entropy on the sentence label). If ``step_times`` is a list, the seconds of
-    each step (forward, backward and optimizer step; not the batching) are appended to it.
-    The seed also seeds torch's global generator, which the model's dropout uses."""
-    check_instance(model, "model", torch.nn.Module)
+def train_classifier(model: SentenceClassifier, data: TextData, steps: int, lr: float,
+                     batch_size: int = 16, seed: int = 0, weight_decay: float = 0.01) -> TrainResult:
+    """Train the parameters of ``model`` that require gradients for ``steps`` steps of the
+    course's loop on seeded, shuffled batches of ``data`` (sentences of similar length batched
+    together; the loss is cross-entropy on the sentence label). The seed also seeds torch's
+    global generator, which the model's dropout uses."""
+    check_instance(model, "model", SentenceClassifier)
     check_instance(data, "data", TextData)
-    steps = check_int(steps, "steps", minimum=1)
-    lr = check_real(lr, "lr", minimum=0, include_minimum=False)
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    if not parameters:
-        raise ValueError("the model has no trainable parameters: nothing to train")
     generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
     torch.manual_seed(seed)   # dropout draws from torch's global generator
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_then_decay(s, steps))
-    settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
-                "weight_decay": weight_decay}
-    result = TrainResult(settings, trainable_parameters=sum(p.numel() for p in parameters))
-    # batches of sentences of similar length, in random order (little padding)
-    batches = batch_order(data, batch_size, generator, by_length=True)
-    start = time.perf_counter()
-    model.train()
-    for _ in range(steps):
-        input_ids, attention_mask, labels = data.batch(next(batches))
-        step_start = time.perf_counter()
-        loss = F.cross_entropy(model(input_ids, attention_mask), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step_times is not None:
-            step_times.append(time.perf_counter() - step_start)
-        result.losses.append(loss.item())
-    result.seconds = time.perf_counter() - start
-    result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
-    model.eval()
+    batches = (data.batch(rows) for rows in
+               batch_order(data, check_int(batch_size, "batch_size", minimum=1), generator, by_length=True))
+
+    def loss(batch):
+        input_ids, attention_mask, labels = batch
+        return F.cross_entropy(model(input_ids, attention_mask), labels)
+
+    result = train(model, loss, batches, steps, lr, weight_decay=weight_decay)
+    result.settings.update(batch_size=batch_size, seed=seed)
     return result
+
+
+@torch.no_grad()
+def sentence_vectors(model: SentenceClassifier, data: TextData, batch_size: int = 64) -> torch.Tensor:
+    """The encoder's sentence vector (mean over real tokens) of every sentence of ``data``:
+    what a linear probe is trained on, computed once."""
+    check_instance(model, "model", SentenceClassifier)
+    check_instance(data, "data", TextData)
+    model.eval()
+    vectors = torch.empty(len(data), model.head.in_features)
+    for positions in length_batches(data, batch_size):
+        vectors[positions] = model.embed(*data.batch(positions)[:2])
+    return vectors
+
+
+def train_probe(head: torch.nn.Linear, vectors: torch.Tensor, labels: torch.Tensor, lr: float,
+                steps: int = 300, weight_decay: float = 0.01) -> TrainResult:
+    """Fit ``head`` alone on fixed sentence vectors (a linear probe: the encoder is frozen),
+    with the course's loop, every step on all the vectors at once."""
+    check_instance(head, "head", torch.nn.Linear)
+    check_instance(vectors, "vectors", torch.Tensor)
+    check_instance(labels, "labels", torch.Tensor)
+    if vectors.shape != (len(labels), head.in_features):
+        raise ValueError(f"vectors must have shape ({len(labels)}, {head.in_features}), "
+                         f"got {tuple(vectors.shape)}")
+    whole = (vectors, labels)
+
+    def loss(batch):
+        return F.cross_entropy(head(batch[0]), batch[1])
+
+    return train(head, loss, iter(lambda: whole, None), steps, lr, weight_decay=weight_decay)
 
 
 def length_batches(data: TextData, batch_size: int) -> list[torch.Tensor]:
@@ -170,7 +181,7 @@ def length_batches(data: TextData, batch_size: int) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, data: TextData, batch_size: int = 64) -> torch.Tensor:
+def predict_labels(model: torch.nn.Module, data: TextData, batch_size: int = 64) -> torch.Tensor:
     """The predicted class of every sentence (in the order of ``data``)."""
     check_instance(model, "model", torch.nn.Module)
     model.eval()
@@ -181,6 +192,6 @@ def predict(model: torch.nn.Module, data: TextData, batch_size: int = 64) -> tor
     return predictions
 
 
-def accuracy(model: torch.nn.Module, data: TextData) -> float:
+def classifier_accuracy(model: torch.nn.Module, data: TextData) -> float:
     """Share of sentences whose predicted label is right."""
-    return float((predict(model, data) == data.labels).float().mean())
+    return float((predict_labels(model, data) == data.labels).float().mean())

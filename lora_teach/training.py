@@ -7,7 +7,10 @@ this loop out cell by cell before using it.
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -58,6 +61,16 @@ def pretraining_loss(model: ModelM, batch, generator: torch.Generator) -> torch.
     return mlm + F.cross_entropy(model.heads["nsp"](hidden[:, 0]), nsp_labels)
 
 
+def cpu_seconds() -> float:
+    """The CPU time this thread has used, in seconds: the clock to time work on one thread.
+
+    On Windows the thread's CPU time advances in ticks of about 15.6 ms, too coarse for a
+    forward pass of a few milliseconds, so there the clock on the wall is used instead."""
+    if sys.platform == "win32":
+        return time.perf_counter()
+    return time.thread_time()
+
+
 def warmup_then_decay(step: int, total: int, warmup_share: float = 0.06) -> float:
     """Learning-rate factor: linear warm-up over the first 6% of steps, then linear decay
     to zero (BERT's schedule). Warm-up keeps Adam's first, noisy steps small."""
@@ -94,6 +107,7 @@ class TrainResult:
     trainable_parameters: int = 0
     optimizer_state_bytes: int = 0
     seconds: float = 0.0   # wall-clock time of the run: machine-dependent
+    step_seconds: list[float] = field(default_factory=list)   # CPU time of each step: machine-dependent
 
     def final_loss(self, window: int = 20) -> float:
         """Mean training loss over the last ``window`` steps (one batch's loss is noisy)."""
@@ -129,41 +143,42 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
                if torch.is_tensor(value) and value.dim() > 0)
 
 
-def train(model: ModelM, task: str, data: EncodedData, steps: int, lr: float,
-          batch_size: int = 32, seed: int = 0, weight_decay: float = 0.01,
-          by_length: bool = True, validation_data: EncodedData | None = None,
-          validate_every: int = 0, lr_scale: dict | None = None) -> TrainResult:
-    """Train the parameters of ``model`` that require gradients for ``steps`` AdamW steps.
+def train(model: torch.nn.Module, loss, batches, steps: int, lr: float,
+          weight_decay: float = 0.01, lr_scale: dict | None = None,
+          validation_loss=None, validate_every: int = 0) -> TrainResult:
+    """The course's one training loop: ``steps`` AdamW steps on the parameters of ``model``
+    that require gradients, for any model.
 
-    ``task`` is "pretrain" (MLM + NSP) or a head name ("ner", "fpb", "mlm", "nsp"). Batches
-    come from a seeded shuffle (:func:`~lora_teach.batching.batch_order`; ``by_length``
-    groups sentences of similar length, which saves time on padding), so the same call gives
-    the same model. The learning rate warms up over the first 6% of steps, then decays to
-    zero. With ``validation_data``, the validation loss is recorded every ``validate_every``
-    steps. ``lr_scale`` gives some parameters their own learning rate: ``{"lora_B": 2.0}``
-    trains every parameter whose name contains "lora_B" at twice ``lr`` (as LoRA+ does).
+    ``batches`` yields one batch per step (seeded by the caller, so the same call gives the
+    same model) and ``loss(batch)`` returns the loss to minimise on it. The learning rate
+    warms up over the first 6% of steps, then decays to zero. ``lr_scale`` gives some
+    parameters their own learning rate: ``{"lora_B": 2.0}`` trains every parameter whose name
+    contains "lora_B" at twice ``lr`` (as LoRA+ does). ``validation_loss()``, if given, is
+    recorded every ``validate_every`` steps and at the end. The CPU seconds of each step
+    (forward, backward and optimizer; not the batching) are kept in ``step_seconds``.
+    Training runs on one thread, so a run gives the same numbers whatever the thread settings.
     """
-    check_instance(model, "model", ModelM)
-    check_task_data(task, data)
+    check_instance(model, "model", torch.nn.Module)
+    if not callable(loss):
+        raise TypeError(f"loss must be a function of one batch, got {type(loss).__name__}")
+    if not isinstance(batches, Iterator):
+        raise TypeError(f"batches must be an iterator that yields one batch per step (a generator, "
+                        f"or iter(...) of a list), got {type(batches).__name__}")
     steps = check_int(steps, "steps", minimum=1)
     lr = check_real(lr, "lr", minimum=0, include_minimum=False)
     weight_decay = check_real(weight_decay, "weight_decay", minimum=0)
-    check_bool(by_length, "by_length")
-    if validation_data is not None:
-        if task == PRETRAIN:
-            raise ValueError("validation loss is recorded for a task head, not for pretraining")
-        check_task_data(task, validation_data)
+    if validation_loss is not None:
+        if not callable(validation_loss):
+            raise TypeError(f"validation_loss must be a function of no arguments, got "
+                            f"{type(validation_loss).__name__}")
         validate_every = check_int(validate_every, "validate_every", minimum=1)
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
         raise ValueError("the model has no trainable parameters: nothing to train")
-    settings = {"task": task, "steps": steps, "lr": lr, "batch_size": batch_size,
-                "weight_decay": weight_decay, "seed": check_int(seed, "seed", minimum=0)}
     groups = parameter_groups(model, lr, lr_scale or {})
+    settings = {"steps": steps, "lr": lr, "weight_decay": weight_decay}
     if lr_scale:
         settings["lr_scale"] = dict(lr_scale)
-    generator = torch.Generator().manual_seed(seed)
-    batches = batch_order(data, batch_size, generator, by_length)
     # fused: one kernel updates every tensor; the same maths as the plain AdamW, faster
     optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -173,20 +188,54 @@ def train(model: ModelM, task: str, data: EncodedData, steps: int, lr: float,
     with one_thread():
         model.train()
         for step in range(1, steps + 1):
-            batch = data.batch(next(batches))
-            if task == PRETRAIN:
-                loss = pretraining_loss(model, batch, generator)
-            else:
-                loss = task_loss(model, task, batch)
+            batch = next(batches)
+            step_start = cpu_seconds()
+            step_loss = loss(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step_loss.backward()
             optimizer.step()
             schedule.step()
-            result.losses.append(loss.item())
-            if validation_data is not None and (step % validate_every == 0 or step == steps):
-                result.validation.append((step, mean_loss(model, task, validation_data)))
-                model.train()   # mean_loss evaluated in evaluation mode
+            result.step_seconds.append(cpu_seconds() - step_start)
+            result.losses.append(step_loss.item())
+            if validation_loss is not None and (step % validate_every == 0 or step == steps):
+                result.validation.append((step, validation_loss()))
+                model.train()   # the validation loss is measured in evaluation mode
     result.seconds = time.perf_counter() - start
     result.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     model.eval()
+    return result
+
+
+def train_task(model: ModelM, task: str, data: EncodedData, steps: int, lr: float,
+               batch_size: int = 32, seed: int = 0, weight_decay: float = 0.01,
+               by_length: bool = True, validation_data: EncodedData | None = None,
+               validate_every: int = 0, lr_scale: dict | None = None) -> TrainResult:
+    """Train Model M on ``task`` with :func:`train`: "pretrain" (MLM + NSP) or a head name
+    ("ner", "fpb", "mlm", "nsp").
+
+    Batches come from a seeded shuffle (:func:`~lora_teach.batching.batch_order`; ``by_length``
+    groups sentences of similar length, which saves time on padding), so the same call gives
+    the same model. With ``validation_data``, the validation loss is recorded every
+    ``validate_every`` steps.
+    """
+    check_instance(model, "model", ModelM)
+    check_task_data(task, data)
+    check_bool(by_length, "by_length")
+    seed = check_int(seed, "seed", minimum=0)
+    validation_loss = None
+    if validation_data is not None:
+        if task == PRETRAIN:
+            raise ValueError("validation loss is recorded for a task head, not for pretraining")
+        check_task_data(task, validation_data)
+        validation_loss = functools.partial(mean_loss, model, task, validation_data)
+    generator = torch.Generator().manual_seed(seed)
+    batches = (data.batch(rows) for rows in batch_order(data, batch_size, generator, by_length))
+    if task == PRETRAIN:
+        def loss(batch):
+            return pretraining_loss(model, batch, generator)
+    else:
+        loss = functools.partial(task_loss, model, task)
+    result = train(model, loss, batches, steps, lr, weight_decay=weight_decay, lr_scale=lr_scale,
+                   validation_loss=validation_loss, validate_every=validate_every)
+    result.settings.update(task=task, batch_size=batch_size, seed=seed)
     return result

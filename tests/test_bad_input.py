@@ -63,7 +63,7 @@ def _world(tmp_path):
     phrasebank = tmp_path / "x.txt"
     phrasebank.write_text("Profit rose .@positive\n", encoding="latin-1")
     lora.save_lora(wrapped, tmp_path / "lora.pt")
-    return dict(base=base, wrapped=wrapped, with_adapters=with_adapters, splits=splits,
+    return dict(base=base, wrapped=wrapped, linear=torch.nn.Linear(2, 1), with_adapters=with_adapters, splits=splits,
                 words=words, model=model, fpb=fpb, conll=conll, phrasebank=phrasebank,
                 tmp=tmp_path)
 
@@ -111,8 +111,11 @@ def _calls(w):
         (metrics.predict, dict(model=w["model"], task="fpb", dataset=w["fpb"], batch_size=4)),
         (metrics.evaluate, dict(model=w["model"], task="fpb", dataset=w["fpb"])),
         (metrics.headline_score, dict(task="fpb", scores={"accuracy": 0.5})),
-        (training.train, dict(model=copy.deepcopy(w["model"]), task="fpb", data=w["fpb"],
-                              steps=1, lr=1e-3, batch_size=4, seed=0, weight_decay=0.0)),
+        (training.train_task, dict(model=copy.deepcopy(w["model"]), task="fpb", data=w["fpb"],
+                                   steps=1, lr=1e-3, batch_size=4, seed=0, weight_decay=0.0)),
+        (training.train, dict(model=w["linear"], loss=lambda batch: w["linear"](batch).sum(),
+                              batches=iter(lambda: torch.ones(2, 2), None), steps=1, lr=1e-3,
+                              weight_decay=0.0)),
         (training.mean_loss, dict(model=w["model"], task="fpb", data=w["fpb"], batch_size=4)),
         (costs.training_memory_bytes, dict(model=w["base"], optimizer_moments=2)),
         (costs.saved_bytes, dict(state={"x": torch.ones(1)})),

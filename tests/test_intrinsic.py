@@ -2,14 +2,13 @@
 merging, training and refusals."""
 
 import copy
-import pickle
 
 import pytest
 import torch
 from helpers import tiny_ids
 from torch import nn
 
-from lora_teach import batching, experiments, intrinsic, lora, training
+from lora_teach import batching, intrinsic, lora, training
 from lora_teach.model import ModelConfig, ModelM
 
 HEAD = ["heads.ner"]
@@ -136,7 +135,7 @@ def test_the_shared_p_z_follows_every_change_of_z(tiny_base):
 def test_merged_copy_is_a_plain_model_m_with_the_same_outputs(tiny_base):
     model = moved(subspaced(tiny_base))
     model("ner", tiny_ids()).sum().backward()    # a cached P z with autograd history
-    merged = intrinsic.merged_copy(model)
+    merged = intrinsic.merged_subspace_copy(model)
     assert type(merged) is ModelM and type(merged.layers[0].attention.W_q) is nn.Linear
     assert not intrinsic.has_subspace(merged)
     assert {name for name, _ in merged.named_parameters()} == {
@@ -146,7 +145,7 @@ def test_merged_copy_is_a_plain_model_m_with_the_same_outputs(tiny_base):
         assert not torch.allclose(merged("ner", tiny_ids()), tiny_base("ner", tiny_ids()))
     assert intrinsic.has_subspace(model)   # the original keeps its subspace
     with pytest.raises(ValueError, match="no subspace"):
-        intrinsic.merged_copy(merged)
+        intrinsic.merged_subspace_copy(merged)
 
 
 def test_training_moves_z_and_lowers_the_loss(small_task):
@@ -158,7 +157,7 @@ def test_training_moves_z_and_lowers_the_loss(small_task):
     model = copy.deepcopy(base)
     intrinsic.add_subspace(model, 50, train_also=HEAD)
     w0 = model.layers[0].attention.W_q.parametrizations.weight.original.clone()
-    result = training.train(model, "ner", data, steps=40, lr=0.1, batch_size=16)
+    result = training.train_task(model, "ner", data, steps=40, lr=0.1, batch_size=16)
     assert result.trainable_parameters == 50 + 16 * 7 + 7
     assert sum(result.losses[-5:]) < sum(result.losses[:5])
     assert model.subspace.z.abs().sum() > 0
@@ -203,18 +202,7 @@ def test_refuses_other_models_and_second_subspaces(tiny_base):
         intrinsic.hadamard_transform(torch.ones(6))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         intrinsic.hadamard_transform([1.0, 2.0])
-    with pytest.raises(ValueError, match="task must be one of"):
-        intrinsic.SubspaceSpec("qa", 10, 0.1)
 
-
-
-def test_run_subspace_gives_a_plain_model_that_travels_between_processes():
-    course = experiments.load_course_data(seed=0)
-    record = intrinsic.run_subspace(course, intrinsic.SubspaceSpec("fpb", 30, 0.1, steps=3))
-    assert type(record.model) is ModelM and not intrinsic.has_subspace(record.model)
-    assert record.result.trainable_parameters == 30 + record.head_parameters == 30 + 64 * 3 + 3
-    assert 0 <= record.score <= 1 and 0 <= record.validation_score <= 1
-    assert pickle.loads(pickle.dumps(record)).spec == record.spec   # in_parallel sends it back
 
 
 def test_a_deep_copy_has_its_own_subspace(tiny_base):

@@ -170,5 +170,5 @@ def test_real_format_files_with_a_200_word_sentence_feed_training(tmp_path):
     for task, examples in (("ner", ner), ("fpb", fpb)):
         data = batching.encode_task(examples, tokenizer, task, max_len=model.config.max_len)
         assert data.truncated == 1 and data.input_ids.shape[1] == 48
-        result = training.train(model, task, data, steps=3, lr=1e-3, batch_size=2)
+        result = training.train_task(model, task, data, steps=3, lr=1e-3, batch_size=2)
         assert len(result.losses) == 3 and all(loss == loss for loss in result.losses)   # no NaN

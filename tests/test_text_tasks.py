@@ -103,8 +103,8 @@ def test_a_real_phrasebank_file_trains_end_to_end(phrasebank_file, tokenizer):
     result = text_tasks.train_classifier(model, data["train"], steps=30, lr=3e-3, batch_size=4)
     assert len(result.losses) == 30 and result.optimizer_state_bytes > 0
     assert sum(result.losses[-5:]) < sum(result.losses[:5]), "training lowers the loss"
-    assert text_tasks.accuracy(model, data["train"]) > 0.5
-    assert 0 <= text_tasks.accuracy(model, data["test"]) <= 1
+    assert text_tasks.classifier_accuracy(model, data["train"]) > 0.5
+    assert 0 <= text_tasks.classifier_accuracy(model, data["test"]) <= 1
 
 
 def test_training_is_repeatable_and_trains_only_what_requires_grad(tokenizer):
@@ -119,8 +119,25 @@ def test_training_is_repeatable_and_trains_only_what_requires_grad(tokenizer):
         assert all(torch.equal(a, b) for a, b in zip(before, model.encoder.parameters()))
     assert runs[0].losses == runs[1].losses
     assert runs[0].trainable_parameters == 16 * 3 + 3
-    predictions = text_tasks.predict(model, data, batch_size=4)
+    predictions = text_tasks.predict_labels(model, data, batch_size=4)
     assert predictions.shape == (10,) and set(predictions.tolist()) <= {0, 1, 2}
+
+
+def test_a_probe_fits_the_head_alone_on_sentence_vectors(tokenizer):
+    texts, labels = zip(*(line.rsplit("@", 1) for line in PHRASEBANK_LINES))
+    data = text_tasks.encode_texts(tokenizer, texts, labels)
+    model = tiny_classifier(tokenizer)
+    vectors = text_tasks.sentence_vectors(model, data)
+    with torch.no_grad():
+        assert torch.allclose(vectors[:2], model.embed(*data.batch(slice(0, 2))[:2]), atol=1e-6)
+    before = model.head.weight.clone()
+    result = text_tasks.train_probe(model.head, vectors, data.labels, lr=0.1, steps=50)
+    assert len(result.losses) == 50 and result.losses[-1] < result.losses[0]
+    assert not torch.equal(before, model.head.weight)
+    with pytest.raises(ValueError, match="vectors must have shape"):
+        text_tasks.train_probe(model.head, vectors[:, :3], data.labels, lr=0.1)
+    with pytest.raises(TypeError, match="head"):
+        text_tasks.train_probe(model, vectors, data.labels, lr=0.1)
 
 
 def test_training_refuses_bad_settings(tokenizer):
@@ -156,4 +173,4 @@ def test_predict_in_length_batches_keeps_the_order_and_the_answers(tokenizer):
     with torch.no_grad():   # one sentence at a time, no padding at all: the reference
         one_by_one = torch.cat([model(*data.batch(slice(i, i + 1))[:2]).argmax(-1) for i in range(len(data))])
     for batch_size in (1, 3, 64):
-        assert torch.equal(text_tasks.predict(model, data, batch_size=batch_size), one_by_one)
+        assert torch.equal(text_tasks.predict_labels(model, data, batch_size=batch_size), one_by_one)

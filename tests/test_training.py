@@ -27,7 +27,7 @@ def test_training_lowers_the_loss_and_is_repeatable(small_task, data):
     runs = []
     for _ in range(2):
         model = make_model(tokenizer)
-        result = training.train(model, "fpb", data["fpb", "train"], steps=60, lr=3e-3,
+        result = training.train_task(model, "fpb", data["fpb", "train"], steps=60, lr=3e-3,
                                 batch_size=16, seed=1)
         runs.append((result.losses, model.heads["fpb"].weight.detach().clone()))
     assert sum(runs[0][0][-10:]) < sum(runs[0][0][:10])
@@ -45,7 +45,7 @@ def test_same_result_whatever_the_thread_count(small_task, data):
         torch.set_num_threads(threads)
         try:
             model = make_model(tokenizer)
-            losses.append(training.train(model, "ner", data["ner", "train"], steps=8, lr=1e-3).losses)
+            losses.append(training.train_task(model, "ner", data["ner", "train"], steps=8, lr=1e-3).losses)
         finally:
             torch.set_num_threads(previous)
     assert losses[0] == losses[1]
@@ -56,7 +56,7 @@ def test_only_trainable_parameters_change_and_optimizer_state_is_measured(small_
     model = make_model(tokenizer)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     freeze_all_except(model, ["heads.ner"])
-    result = training.train(model, "ner", data["ner", "train"], steps=5, lr=1e-3, batch_size=8)
+    result = training.train_task(model, "ner", data["ner", "train"], steps=5, lr=1e-3, batch_size=8)
     for name, parameter in model.named_parameters():
         assert torch.equal(parameter, before[name]) != name.startswith("heads.ner")
     n_head = model.heads["ner"].weight.numel() + model.heads["ner"].bias.numel()
@@ -67,7 +67,7 @@ def test_only_trainable_parameters_change_and_optimizer_state_is_measured(small_
 def test_validation_loss_is_recorded_when_asked(small_task, data):
     _, tokenizer = small_task
     model = make_model(tokenizer)
-    result = training.train(model, "fpb", data["fpb", "train"], steps=10, lr=1e-3,
+    result = training.train_task(model, "fpb", data["fpb", "train"], steps=10, lr=1e-3,
                             validation_data=data["fpb", "validation"], validate_every=4)
     assert [step for step, _ in result.validation] == [4, 8, 10]
     assert result.validation[-1][1] == pytest.approx(
@@ -95,7 +95,7 @@ def test_train_refuses_bad_requests(small_task, data, kwargs, error, message):
     _, tokenizer = small_task
     arguments = {"task": "fpb", "data": data["fpb", "train"], "steps": 1, "lr": 1e-3, **kwargs}
     with pytest.raises(error, match=message):
-        training.train(make_model(tokenizer), **arguments)
+        training.train_task(make_model(tokenizer), **arguments)
 
 
 def test_train_refuses_empty_or_unlabelled_data_and_frozen_models(small_task, data):
@@ -104,15 +104,15 @@ def test_train_refuses_empty_or_unlabelled_data_and_frozen_models(small_task, da
     fpb = data["fpb", "train"]
     empty = EncodedData(fpb.input_ids[:0], fpb.segment_ids[:0], fpb.attention_mask[:0], fpb.labels[:0])
     with pytest.raises(ValueError, match="empty"):
-        training.train(make_model(tokenizer), "fpb", empty, steps=1, lr=1e-3)
+        training.train_task(make_model(tokenizer), "fpb", empty, steps=1, lr=1e-3)
     unlabelled = EncodedData(fpb.input_ids, fpb.segment_ids, fpb.attention_mask,
                              torch.full_like(fpb.labels, IGNORE_INDEX))
     with pytest.raises(ValueError, match="nothing to learn"):
-        training.train(make_model(tokenizer), "fpb", unlabelled, steps=1, lr=1e-3)
+        training.train_task(make_model(tokenizer), "fpb", unlabelled, steps=1, lr=1e-3)
     model = make_model(tokenizer)
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        training.train(model, "fpb", fpb, steps=1, lr=1e-3)
+        training.train_task(model, "fpb", fpb, steps=1, lr=1e-3)
 
 
 def test_lr_scale_gives_matching_parameters_their_own_rate(tiny_base):
@@ -123,3 +123,19 @@ def test_lr_scale_gives_matching_parameters_their_own_rate(tiny_base):
     assert rates == {1e-3: 2 * 2 * 16 + 16 * 7 + 7, 4e-3: 2 * 16 * 2}
     with pytest.raises(ValueError, match=r"lr_scale names \['lora_C'\]"):
         training.parameter_groups(tiny_base, 1e-3, {"lora_C": 2.0})
+
+
+def test_the_one_loop_trains_any_model_from_a_loss_and_batches():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
+    batches = iter(lambda: (x, y), None)
+    result = training.train(model, lambda batch: ((model(batch[0]).squeeze(1) - batch[1]) ** 2).mean(),
+                            batches, steps=200, lr=0.1, weight_decay=0.0)
+    assert result.losses[-1] < 0.01 * result.losses[0]
+    assert len(result.step_seconds) == 200 and result.trainable_parameters == 4
+    with pytest.raises(TypeError, match="loss must be a function"):
+        training.train(model, "mse", batches, steps=1, lr=0.1)
+    with pytest.raises(TypeError, match="batches must be an iterator"):
+        training.train(model, lambda b: b, [x], steps=1, lr=0.1)
