@@ -12,7 +12,7 @@ from torch import nn
 
 from lora_teach import lora, variants
 from lora_teach.model import count_parameters
-from lora_teach.quantization import NF4Linear, quantize_model_base
+from lora_teach.quantization import NF4Linear
 from lora_teach.real_model import quiet_hugging_face
 
 TARGETS = ("query", "value", "ffn", "out")   # of the tiny model below: three different shapes
@@ -452,9 +452,18 @@ def test_loraplus_refuses_bad_input(tiny):
 
 # ---- QLoRA bases --------------------------------------------------------------------------
 
+def nf4_copy(model, targets):
+    """A copy of ``model`` whose ``targets`` are NF4 copies of its layers, as
+    ``add_variant(..., quantize_base=True)`` stores them."""
+    quantized = copy.deepcopy(model)
+    for name in lora.find_targets(quantized, targets):
+        parent, _, child = name.rpartition(".")
+        setattr(quantized.get_submodule(parent), child, NF4Linear(quantized.get_submodule(name)))
+    return quantized
+
+
 def test_quantize_base_builds_each_variant_on_nf4(tiny, x):
-    quantized = copy.deepcopy(tiny)
-    quantize_model_base(quantized, TARGETS)
+    quantized = nf4_copy(tiny, TARGETS)
     for variant in ("LoRA", "DoRA", "VeRA"):
         model = adapted(tiny, variant, trained=False, quantize_base=True)
         assert all(isinstance(layer.base, NF4Linear) for layer in lora.lora_layers(model))
