@@ -457,8 +457,7 @@ def nf4_copy(model, targets):
     ``add_variant(..., quantize_base=True)`` stores them."""
     quantized = copy.deepcopy(model)
     for name in lora.find_targets(quantized, targets):
-        parent, _, child = name.rpartition(".")
-        setattr(quantized.get_submodule(parent), child, NF4Linear(quantized.get_submodule(name)))
+        lora.set_module(quantized, name, NF4Linear(quantized.get_submodule(name)))
     return quantized
 
 
