@@ -37,7 +37,6 @@ from lora_teach.quantization import NF4Linear
 
 VARIANTS = ("LoRA", "rsLoRA", "DoRA", "PiSSA", "VeRA")
 VERA_D_INITIAL = 0.1   # VeRA's start value of lambda_d, as PEFT's d_initial
-PEFT_PREFIX = "base_model.model."
 
 
 class RsLoRALinear(LoRALinear):

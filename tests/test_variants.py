@@ -18,6 +18,7 @@ from lora_teach.real_model import quiet_hugging_face
 TARGETS = ("query", "value", "ffn", "out")   # of the tiny model below: three different shapes
 QV = ("W_q", "W_v")                           # of Model M
 PEFT_TOLERANCE = 1e-5
+PEFT_PREFIX = "base_model.model."            # what PEFT puts before a wrapped model's names
 
 
 class Block(nn.Module):
@@ -544,7 +545,7 @@ def test_vera_projections_and_start_match_peft(tiny):
 
 def course_name(peft_name):
     """A PEFT parameter's name as the course names it."""
-    name = peft_name.removeprefix(variants.PEFT_PREFIX)
+    name = peft_name.removeprefix(PEFT_PREFIX)
     for theirs, mine in ((".lora_A.default.weight", ".lora_A"), (".lora_B.default.weight", ".lora_B"),
                          (".lora_magnitude_vector.default.weight", ".lora_magnitude")):
         name = name.replace(theirs, mine)
