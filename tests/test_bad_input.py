@@ -179,7 +179,6 @@ def _calls(w):
         (plotting.plot_image_grid, dict(images={"a": np.zeros((4, 4))}, ncols=2)),
         (plotting.plot_grouped_bars, dict(groups=["x"], series={"LoRA": [1]}, ylabel="n")),
         (plotting.smooth, dict(values=[1.0, 2.0], window=2)),
-        (plotting.plot_loss_curves, dict(curves={"LoRA": [1.0, 0.5]}, window=2)),
         (plotting.plot_vectors_and_plane, dict(vectors={"a": [1, 0, 1], "b": [0, 1, 1]},
                                                plane=("a", "b"))),
         (diagrams.draw_model_m, dict(model=w["wrapped"])),
