@@ -84,8 +84,6 @@ def _calls(w):
         (labels.Example, dict(tokens=["a", "b"], tags=["B-PER", "O"], entity_type="PER",
                               entity_span=(0, 1), sentiment="neutral")),
         (corpus.name_split, dict(seed=0)),
-        (corpus.make_sentence, dict(rng=random.Random(0), name=("Acme",), entity_type="ORG",
-                                    sentiment="positive")),
         (corpus.make_task_splits, dict(seed=0, n_train=3, n_val=2, n_test=2)),
         (corpus.make_pretraining_corpus, dict(seed=0, n_documents=3, sentences_per_document=(2, 3))),
         (tokenizer.WordTokenizer.from_corpus, dict(sentences=[["a", "b"]], min_count=1)),

@@ -273,13 +273,3 @@ def test_example_refuses_inconsistent_labels():
         labels.Example(tokens, ("O", "O", "I-ORG", "O", "O"), "ORG", (2, 3), "positive")
     with pytest.raises(ValueError, match="sentiment"):
         labels.Example(tokens, tags, "ORG", (2, 3), "great")
-
-
-def test_make_sentence_checks_its_labels():
-    rng = random.Random(0)
-    example = data.make_sentence(rng, ("New", "York"), "LOC", "negative")
-    assert example.entity == ("New", "York") and example.sentiment == "negative"
-    with pytest.raises(ValueError, match="entity_type"):
-        data.make_sentence(rng, ("New", "York"), "CITY", "negative")
-    with pytest.raises(TypeError, match="random.Random"):
-        data.make_sentence(0, ("New", "York"), "LOC", "negative")
