@@ -1,11 +1,13 @@
-"""How an answer is judged: right or not, and if not, what is wrong with it.
+"""Feedback on a student's answer: right or not, and if not, which usual slip it is.
 
-Every checker returns a :class:`Feedback`. Feedback names the usual slips: too few digits, a
-unit slip (bytes, MB, GB, GiB), a factor of two, a percent given as a fraction, an
-off-by-one, a transposed shape. :func:`judge_function` runs a student's function on cases of
-its own and says which case fails and how. A checker never raises on an answer: whatever the
-student types gets a sentence back. The exercises of the course, which use these checkers,
-are in :mod:`lora_teach.exercises`.
+The judges (``judge_*``) and checkers (``check_*``) here each return a :class:`Feedback`.
+Feedback names the usual slips: too few digits, a unit slip (bytes, MB, GB, GiB), a factor of
+two, a percent given as a fraction, an off-by-one, a transposed shape. :func:`judge_function`
+runs a student's function on cases of its own and says which case fails and how. A checker
+never raises on an answer: whatever the student types gets a sentence back. The exercises of
+the course, which use these judges and checkers, are in :mod:`lora_teach.exercises`.
+(Checking the arguments a helper is called with is another job, that of
+:mod:`lora_teach.checks`, which every module uses.)
 """
 
 from __future__ import annotations
