@@ -38,7 +38,7 @@ from lora_teach import (
     tokenizer,
     training,
 )
-from lora_teach.model import ModelM, count_parameters, freeze_all_except, reset_head
+from lora_teach.model import ModelM, freeze_all_except, reset_head
 
 BAD_VALUES = {"None": None, "text": "text", "negative": -1, "nan": math.nan, "empty": [],
               "object": object()}
@@ -93,7 +93,6 @@ def _calls(w):
                                      generator=torch.Generator(), mask_prob=0.15)),
         (tokenizer.make_nsp_pairs, dict(documents=[[("a",), ("b",)], [("c",), ("d",)]],
                                         rng=random.Random(0))),
-        (count_parameters, dict(model=w["base"], trainable_only=False)),
         (reset_head, dict(model=copy.deepcopy(w["base"]), task="ner", seed=0)),
         (freeze_all_except, dict(model=copy.deepcopy(w["base"]), keep=["heads.ner"])),
         (w["base"].forward, dict(task="ner", input_ids=tiny_ids())),

@@ -5,9 +5,10 @@ import copy
 
 import pytest
 import torch
+from helpers import count_parameters
 
 from lora_teach import adapters, batching, costs, lora
-from lora_teach.model import count_parameters, freeze_all_except
+from lora_teach.model import freeze_all_except
 
 
 def test_training_memory_counts_gradients_and_adam_for_trainable_only(tiny_base):

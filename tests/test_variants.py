@@ -7,11 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import perturb_trainable, tiny_ids
+from helpers import count_parameters, perturb_trainable, tiny_ids
 from torch import nn
 
 from lora_teach import lora, variants
-from lora_teach.model import count_parameters
 from lora_teach.quantization import NF4Linear
 from lora_teach.real_model import quiet_hugging_face
 
