@@ -226,15 +226,13 @@ def test_the_sweep_covers_every_public_function_that_takes_arguments(tmp_path):
     skipped = {  # tested elsewhere, or taking only objects the sweep cannot build cheaply
         "is_int", "check_bool", "check_choice", "check_instance", "save_atomically",
         "save_torch_file", "in_pretraining_pool", "task_loss", "pretraining_loss",
-        "warmup_then_decay", "check_task_data", "optimizer_state_bytes",
-        "base_name", "task_state", "load_task_file", "named_lora_layers",
-        "lora_layers", "matches_target", "set_module", "merge_lora", "unmerge_lora", "lora_config",
-        "lora_task_state", "named_adapters", "remove_adapters", "adapter_config",
-        "adapter_task_state", "load_adapters", "weight_matrix_shapes", "published_mismatches",
-        "as_exact_matrix", "as_float_array", "pivot_columns", "dependent_columns",
-        "singular_values", "default_tolerance", "use_course_style", "plane_extent",
-        "read_model", "model_title", "evaluate_pretraining", "batch_order",
-        "check_module_names"}
+        "warmup_then_decay", "check_task_data", "optimizer_state_bytes", "base_name",
+        "task_state", "load_task_file", "named_lora_layers", "lora_layers", "matches_target",
+        "set_module", "merge_lora", "unmerge_lora", "lora_config", "lora_task_state",
+        "named_adapters", "remove_adapters", "adapter_config", "adapter_task_state",
+        "load_adapters", "weight_matrix_shapes", "as_exact_matrix", "as_float_array",
+        "pivot_columns", "dependent_columns", "singular_values", "default_tolerance",
+        "plane_extent", "read_model", "model_title", "evaluate_pretraining", "batch_order"}
     missing = []
     for module in modules:
         for name, value in vars(module).items():
