@@ -402,22 +402,6 @@ def _frame(rng: random.Random, entity_type: str, sentiment: str) -> list[str]:
     return builders[-1][0](rng, entity_type, sentiment)
 
 
-def make_sentence(rng: random.Random, name: tuple[str, ...], entity_type: str,
-                  sentiment: str) -> Example:
-    """One sentence about ``name`` (a word tuple) as an ``entity_type``, with ``sentiment``.
-
-    The sentence starts with a capital letter and ends with ' .'; it may be outside the
-    6..20-token range that the split and corpus builders keep (they draw again).
-    """
-    if not isinstance(rng, random.Random):
-        raise TypeError(f"rng must be a random.Random, got {type(rng).__name__}")
-    if entity_type not in ENTITY_TYPES:
-        raise ValueError(f"entity_type must be one of {ENTITY_TYPES}, got {entity_type!r}")
-    if sentiment not in SENTIMENTS:
-        raise ValueError(f"sentiment must be one of {SENTIMENTS}, got {sentiment!r}")
-    return _sentence(rng, tuple(name), entity_type, sentiment, _frame)
-
-
 def _sentence(rng, name, entity_type, sentiment, build) -> Example:
     """Build the words with ``build``, capitalise, put the name in and label it."""
     words = build(rng, entity_type, sentiment)

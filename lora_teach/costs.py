@@ -23,14 +23,9 @@ from torch import nn
 from lora_teach.batching import EncodedData
 from lora_teach.checks import check_bool, check_choice, check_instance, check_int
 from lora_teach.lora import LoRALinear
-from lora_teach.model import ModelM, count_parameters
+from lora_teach.model import ModelM
 from lora_teach.reproducibility import one_thread
 from lora_teach.training import check_task_data, cpu_seconds, task_loss
-
-
-def trainable_parameters(model: nn.Module) -> int:
-    """Parameters the optimizer will update (those with ``requires_grad``)."""
-    return count_parameters(model, trainable_only=True)
 
 
 def deployed_parameters(model: ModelM, task: str, with_head: bool = True) -> int:

@@ -3,7 +3,7 @@
 A notebook cell reads ``exercises.check("03.1", my_bytes)``: the checker finds the exercise,
 computes the expected answer itself (from the exercise's definition, and from the notebook
 objects passed in when the answer depends on a training run), and returns a
-:class:`~lora_teach.checkers.Feedback`. Nothing in the student's cell reveals the answer.
+:class:`~lora_teach.feedback.Feedback`. Nothing in the student's cell reveals the answer.
 
 Each exercise has a kind: *reasoning* (work something out), *construction* (build an object
 with a property) or *coding* (write a function; the checker runs it on cases of its own).
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from lora_teach import accounting, linalg, lowrank, subspaces
-from lora_teach.checkers import (
+from lora_teach.feedback import (
     NOT_ANSWERED,
     ExerciseSetupError,
     Feedback,

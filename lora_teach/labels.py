@@ -70,8 +70,8 @@ class Example:
 
     ``tags`` are BIO tags (one per token, from :data:`TAGS`); ``entity_type`` and
     ``entity_span`` (start, end exclusive) name the sentence's entity; ``sentiment`` is one of
-    :data:`SENTIMENTS`. Generated sentences hold exactly one entity. Examples read from real
-    files may lack a label: a CoNLL sentence has no sentiment and may hold no entity (or several;
+    :data:`SENTIMENTS`. Generated sentences hold exactly one entity. Examples built from real
+    corpora may lack a label: a CoNLL sentence has no sentiment and may hold no entity (or several;
     then type and span describe the first), a PhraseBank sentence has no entity. The missing
     labels are ``None``.
     """

@@ -152,7 +152,9 @@ def find_targets(model: nn.Module, targets) -> list[str]:
     return chosen
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` in ``model`` at the dotted ``name`` (e.g. ``"layers.0.attention.W_q"``),
+    replacing what was there: how LoRA layers (and their variants) take a layer's place."""
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
@@ -191,7 +193,7 @@ def add_lora(model: nn.Module, targets, r: int, alpha: float = DEFAULT_ALPHA,
             raise type(problem)(f"{name}: {problem}") from None
     for name, layer in wrapped.items():
         layer.train(layer.base.training)   # a new module starts in training mode: match the model
-        _set_module(model, name, layer)
+        set_module(model, name, layer)
     lora_names = [name for name, _ in model.named_parameters() if ".lora_" in name]
     return freeze_all_except(model, lora_names + list(train_also))
 
@@ -218,7 +220,7 @@ def merged_copy(model: nn.Module) -> nn.Module:
     for name, layer in named_lora_layers(merged):
         if layer.enabled and not layer.merged:
             layer.merge()
-        _set_module(merged, name, layer.base)
+        set_module(merged, name, layer.base)
     return merged
 
 

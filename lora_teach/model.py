@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_names
+from lora_teach.checks import check_choice, check_instance, check_int, check_names
 
 TASKS = ("mlm", "nsp", "ner", "fpb")
 
@@ -161,13 +161,6 @@ class ModelM(nn.Module):
         if task in ("nsp", "fpb"):
             hidden = hidden[:, 0]  # the [CLS] position summarises the input
         return self.heads[task](hidden)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (only those with requires_grad when ``trainable_only``)."""
-    check_instance(model, "model", nn.Module)
-    check_bool(trainable_only, "trainable_only")
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def reset_head(model: ModelM, task: str, seed: int) -> None:

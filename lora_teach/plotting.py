@@ -266,26 +266,6 @@ def smooth(values, window: int = 20) -> np.ndarray:
     return (cumulative[1:] - cumulative[starts]) / (np.arange(1, values.size + 1) - starts)
 
 
-def plot_loss_curves(curves: dict, window: int = 20, title=None, ax=None):
-    """Training loss against step for several runs (smoothed), on a log scale.
-
-    Labels starting with a method name ("full fine-tuning", "adapters", "LoRA", "frozen
-    encoder") get that method's colour; NER runs are solid, FPB runs dashed.
-    """
-    if not isinstance(curves, dict) or not curves:
-        raise TypeError("curves must be a non-empty dict mapping labels to loss lists")
-    fig, ax = _figure_and_axes(ax)
-    for label, losses in curves.items():
-        color = _method_color(label)
-        style = "--" if "FPB" in label else "-"
-        ax.plot(np.arange(1, len(losses) + 1), smooth(losses, window), style, color=color, label=label)
-    ax.set(xlabel="training step", ylabel=f"loss (running mean of {window})", yscale="log")
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return fig
-
-
 def _method_color(label: str):
     """The course colour of the method a label starts with (None: matplotlib's cycle)."""
     return next((color for method, color in METHOD_COLORS.items() if label.startswith(method)), None)

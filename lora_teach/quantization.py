@@ -17,8 +17,8 @@ QLoRA trains LoRA exactly as before; what changes is the frozen W0, stored in 4 
   that down to 8 / 64 + 32 / (64 * 256) = 0.127 bits (:func:`memory_bits_per_parameter`).
 
 :class:`NF4Linear` holds a linear layer's weight this way and dequantises it on the fly in
-every forward pass; :func:`quantize_model_base` swaps it in for a model's linear layers, and
-``variants.add_variant(..., quantize_base=True)`` builds LoRA or a variant on it in one call.
+every forward pass; ``variants.add_variant(..., quantize_base=True)`` swaps it in for the
+target layers and builds LoRA or a variant on it in one call.
 What the course does *not* copy is the speed: bitsandbytes packs and dequantises on the GPU in
 fused kernels, while this module favours readable tensor code.
 """
@@ -28,13 +28,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lora_teach.checks import check_bool, check_instance, check_int, check_names, check_real
-from lora_teach.lora import _set_module, find_targets, lora_layers
+from lora_teach.checks import check_bool, check_instance, check_int, check_real
 
 BLOCK_SIZE = 64              # QLoRA's block size for the weights
 CONSTANT_BLOCK_SIZE = 256    # QLoRA's block size for the second quantisation of the constants
 CONSTANT_BITS = 32           # an absmax constant before double quantisation (fp32)
-HEAD_NAMES = ("heads", "head", "classifier", "lm_head")   # left in full precision by default
 
 
 def nf4_levels() -> torch.Tensor:
@@ -91,13 +89,6 @@ def check_levels(levels) -> torch.Tensor:
         raise ValueError(f"levels must run from -1 to 1 (absmax scaling maps each block onto [-1, 1]), "
                          f"got {levels[0]:g} to {levels[-1]:g}")
     return levels
-
-
-def largest_gap(levels: torch.Tensor) -> float:
-    """The widest distance between neighbouring levels: a value in [-1, 1] is at most half of
-    it away from its nearest level."""
-    levels = check_levels(levels)
-    return float((levels[1:] - levels[:-1]).max())
 
 
 def quantize_blockwise(x: torch.Tensor, levels: torch.Tensor,
@@ -238,7 +229,7 @@ class NF4Linear(nn.Linear):
     (double-quantised by default). The bias stays in full precision and frozen.
 
     Assigning ``weight`` is refused, so merging LoRA into a 4-bit weight fails with a clear
-    message: dequantise first (:meth:`to_linear`, :func:`dequantize_model_base`).
+    message: dequantise first (:meth:`to_linear`).
     """
 
     def __init__(self, linear: nn.Linear, block_size: int = BLOCK_SIZE, double_quant: bool = True):
@@ -283,7 +274,7 @@ class NF4Linear(nn.Linear):
     @weight.setter
     def weight(self, value) -> None:
         raise AttributeError("an NF4Linear's weight is stored in 4 bits and cannot be assigned (merging LoRA into "
-                             "it is refused): dequantise the base first, e.g. dequantize_model_base(model)")
+                             "it is refused): dequantise the base first, e.g. replace it by its to_linear()")
 
     def storage_bytes(self) -> int:
         """Bytes of what the layer stores for its weight: packed codes and block constants."""
@@ -308,50 +299,3 @@ class NF4Linear(nn.Linear):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"block_size={self.block_size}, double_quant={self.double_quant}")
-
-
-def _in_head(name: str) -> bool:
-    return any(part in HEAD_NAMES for part in name.split("."))
-
-
-def quantize_model_base(model: nn.Module, targets=None, block_size: int = BLOCK_SIZE,
-                        double_quant: bool = True) -> list[str]:
-    """Replace linear layers of ``model`` by frozen :class:`NF4Linear` ones (in place) and
-    return their names: QLoRA's first step, before LoRA is added.
-
-    ``targets`` names layers as :func:`~lora_teach.lora.add_lora` does; ``None`` takes every
-    ``nn.Linear`` outside a task head (a module named one of ``HEAD_NAMES``), which stays in
-    full precision like QLoRA's output layer. Quantise before adding LoRA or a variant, so
-    that the adapter is built on the 4-bit W0 it will train with; a model that already has
-    LoRA layers is refused.
-    """
-    check_instance(model, "model", nn.Module)
-    if lora_layers(model):
-        raise ValueError("this model already has LoRA layers: quantise the base model first, then add LoRA")
-    check_int(block_size, "block_size", minimum=1)
-    check_bool(double_quant, "double_quant")
-    if targets is None:
-        names = [name for name, module in model.named_modules()
-                 if isinstance(module, nn.Linear) and not _in_head(name)]
-        if not names:
-            raise ValueError("this model has no linear layer outside its head to quantise")
-    else:
-        names = find_targets(model, check_names(targets, "targets"))
-    names = [name for name in names if not isinstance(model.get_submodule(name), NF4Linear)]
-    quantized = {name: NF4Linear(model.get_submodule(name), block_size, double_quant) for name in names}
-    for name, layer in quantized.items():
-        layer.train(model.get_submodule(name).training)
-        _set_module(model, name, layer)
-    return names
-
-
-def dequantize_model_base(model: nn.Module) -> list[str]:
-    """Replace every :class:`NF4Linear` by a plain ``nn.Linear`` with its dequantised weight
-    (in place; also inside LoRA layers), so that LoRA can be merged; return their names."""
-    check_instance(model, "model", nn.Module)
-    names = [name for name, module in model.named_modules() if isinstance(module, NF4Linear)]
-    if not names:
-        raise ValueError("this model has no NF4Linear layers")
-    for name in names:
-        _set_module(model, name, model.get_submodule(name).to_linear())
-    return names

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lora_teach.checks import check_instance
-from lora_teach.files import load_torch_file, save_torch_file
+from lora_teach.files import load_torch_file
 from lora_teach.model import ModelM, in_module
 
 FORMAT = "lora_teach task file"
@@ -76,13 +76,6 @@ def task_state(model: nn.Module, method: str, config: dict) -> dict:
                          "add LoRA or adapters (or unfreeze a head) first")
     return {"format": FORMAT, "version": VERSION, "method": method, "config": config,
             "frozen": fingerprint(model, skip=tensors), "tensors": tensors}
-
-
-def save_task_file(model: nn.Module, path, method: str, config: dict,
-                   overwrite: bool = False) -> int:
-    """Save :func:`task_state` to ``path``; return the file size in bytes. Refuses to
-    replace a file unless ``overwrite=True``."""
-    return save_torch_file(task_state(model, method, config), path, overwrite)
 
 
 def read_task_file(path) -> dict:

@@ -31,13 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_real
-from lora_teach.lora import DEFAULT_ALPHA, LoRALinear, _set_module, find_fresh_targets, find_targets, named_lora_layers
+from lora_teach.lora import DEFAULT_ALPHA, LoRALinear, find_fresh_targets, find_targets, named_lora_layers, set_module
 from lora_teach.model import freeze_all_except
 from lora_teach.quantization import NF4Linear
 
 VARIANTS = ("LoRA", "rsLoRA", "DoRA", "PiSSA", "VeRA")
 VERA_D_INITIAL = 0.1   # VeRA's start value of lambda_d, as PEFT's d_initial
-PEFT_PREFIX = "base_model.model."
 
 
 class RsLoRALinear(LoRALinear):
@@ -320,7 +319,7 @@ def add_variant(model: nn.Module, variant: str, targets, r: int, alpha: float = 
             raise type(problem)(f"{name}: {problem}") from None
     for name, layer in wrapped.items():
         layer.train(model.get_submodule(name).training)   # a new module starts in training mode
-        _set_module(model, name, layer)
+        set_module(model, name, layer)
     own = [f"{name}.{p}" for name, layer in wrapped.items() for p, _ in layer.named_parameters()
            if not p.startswith("base.")]
     return freeze_all_except(model, own + list(train_also))

@@ -16,6 +16,11 @@ NOTES_W = [
 TINY = ModelConfig(vocab_size=40, d_model=16, n_heads=2, d_ffn=32, n_layers=2, max_len=12)
 
 
+def count_parameters(model, trainable_only=False):
+    """Number of parameters of ``model`` (only those with requires_grad when ``trainable_only``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
 def perturb_trainable(model, scale=0.1, seed=0):
     """Give every trainable tensor random values, as training would (B included)."""
     generator = torch.Generator().manual_seed(seed)

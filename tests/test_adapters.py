@@ -5,11 +5,11 @@ import copy
 import pytest
 import torch
 from helpers import TINY as CONFIG
-from helpers import perturb_trainable, tiny_ids
+from helpers import count_parameters, perturb_trainable, tiny_ids
 
 from lora_teach import adapters
 from lora_teach.costs import saved_bytes
-from lora_teach.model import ModelM, count_parameters
+from lora_teach.model import ModelM
 
 
 @pytest.fixture

@@ -7,18 +7,17 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from lora_teach import corpus as data
-from lora_teach import labels
+from lora_teach import corpus, labels
 
 
 @pytest.fixture(scope="module")
 def splits():
-    return data.make_task_splits(seed=0)
+    return corpus.make_task_splits(seed=0)
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    return data.make_pretraining_corpus(seed=0)
+def documents():
+    return corpus.make_pretraining_corpus(seed=0)
 
 
 def _all_examples(splits):
@@ -33,29 +32,29 @@ def _contains(sentence, words):
 # --- determinism ----------------------------------------------------------------
 
 def test_same_seed_gives_the_same_data():
-    first, second = data.make_task_splits(seed=3), data.make_task_splits(seed=3)
+    first, second = corpus.make_task_splits(seed=3), corpus.make_task_splits(seed=3)
     assert first == second
-    assert data.make_pretraining_corpus(seed=3) == data.make_pretraining_corpus(seed=3)
+    assert corpus.make_pretraining_corpus(seed=3) == corpus.make_pretraining_corpus(seed=3)
 
 
-def test_other_seed_gives_other_data(splits, corpus):
-    other = data.make_task_splits(seed=1)
+def test_other_seed_gives_other_data(splits, documents):
+    other = corpus.make_task_splits(seed=1)
     for part in ("train", "validation", "test"):
         assert [e.tokens for e in other[part]] != [e.tokens for e in splits[part]]
-    assert data.make_pretraining_corpus(seed=1) != corpus
-    assert data.name_split(1) != data.name_split(0)
+    assert corpus.make_pretraining_corpus(seed=1) != documents
+    assert corpus.name_split(1) != corpus.name_split(0)
 
 
 def test_global_random_state_is_left_alone():
     random.seed(123)
     state = random.getstate()
-    data.make_task_splits(seed=0, n_train=50, n_val=10, n_test=10)
-    data.make_pretraining_corpus(seed=0, n_documents=10)
+    corpus.make_task_splits(seed=0, n_train=50, n_val=10, n_test=10)
+    corpus.make_pretraining_corpus(seed=0, n_documents=10)
     assert random.getstate() == state
 
 
 def test_validation_and_test_do_not_depend_on_the_train_size(splits):
-    small = data.make_task_splits(seed=0, n_train=30)
+    small = corpus.make_task_splits(seed=0, n_train=30)
     assert small["test"] == splits["test"]
     assert small["validation"] == splits["validation"]
     assert len(small["train"]) == 30
@@ -73,18 +72,18 @@ def test_no_sentence_is_shared_between_splits_or_repeated(splits):
     assert max(seen.values()) == 1
 
 
-def test_no_task_sentence_is_in_the_pretraining_corpus(splits, corpus):
-    corpus_sentences = {s for document in corpus for s in document}
+def test_no_task_sentence_is_in_the_pretraining_corpus(splits, documents):
+    corpus_sentences = {s for document in documents for s in document}
     task_sentences = {e.tokens for e in _all_examples(splits)}
     assert corpus_sentences.isdisjoint(task_sentences)
     # also for other sizes than the defaults: the pools are fixed per sentence
-    bigger = data.make_task_splits(seed=0, n_train=4000)
+    bigger = corpus.make_task_splits(seed=0, n_train=4000)
     assert corpus_sentences.isdisjoint(e.tokens for e in bigger["train"])
 
 
 @pytest.mark.parametrize("seed", [0, 7])
 def test_labels_are_balanced_in_every_split(seed):
-    for part, examples in data.make_task_splits(seed=seed).items():
+    for part, examples in corpus.make_task_splits(seed=seed).items():
         combinations = Counter((e.entity_type, e.sentiment) for e in examples)
         assert len(combinations) == 9
         # "equally frequent up to rounding": each combination n // 9 or n // 9 + 1 times
@@ -135,7 +134,7 @@ def test_an_ambiguous_name_has_two_types_in_train(splits):
 
 
 def test_ambiguous_held_out_names_also_change_type_outside_train(splits):
-    held_out = set(data.name_split(0)["held_out"])
+    held_out = set(corpus.name_split(0)["held_out"])
     types_of = defaultdict(set)
     for e in splits["validation"] + splits["test"]:
         if e.entity in held_out:
@@ -144,7 +143,7 @@ def test_ambiguous_held_out_names_also_change_type_outside_train(splits):
 
 
 def test_held_out_names_appear_only_outside_train(splits):
-    split = data.name_split(0)
+    split = corpus.name_split(0)
     held_out, seen = set(split["held_out"]), set(split["seen"])
     assert held_out and seen and held_out.isdisjoint(seen)
     assert all(e.entity in seen for e in splits["train"])
@@ -155,9 +154,9 @@ def test_held_out_names_appear_only_outside_train(splits):
 
 @pytest.mark.parametrize("seed", range(10))
 def test_every_type_has_seen_and_held_out_names(seed):
-    split = data.name_split(seed)
+    split = corpus.name_split(seed)
     for entity_type in labels.ENTITY_TYPES:
-        names = set(data.NAMES[entity_type])
+        names = set(corpus.NAMES[entity_type])
         assert len(names & set(split["held_out"])) >= 5
         assert len(names & set(split["seen"])) >= 20
 
@@ -206,33 +205,33 @@ def test_bag_of_words_is_neither_perfect_nor_at_chance(splits):
 
 # --- the pretraining corpus -----------------------------------------------------
 
-def test_corpus_shape(corpus):
-    assert len(corpus) == 600
-    assert all(3 <= len(document) <= 6 for document in corpus)
-    sentences = [s for document in corpus for s in document]
+def test_corpus_shape(documents):
+    assert len(documents) == 600
+    assert all(3 <= len(document) <= 6 for document in documents)
+    sentences = [s for document in documents for s in document]
     assert len(set(sentences)) == len(sentences)
     assert all(isinstance(s, tuple) and 6 <= len(s) <= 20 for s in sentences)
 
 
-def test_each_document_is_about_one_name(corpus):
-    name_words = {w for names in data.NAMES.values() for name in names for w in name}
-    for document in corpus:
+def test_each_document_is_about_one_name(documents):
+    name_words = {w for names in corpus.NAMES.values() for name in names for w in name}
+    for document in documents:
         shared = set(document[0]).intersection(*map(set, document[1:]))
         assert shared & name_words, document
 
 
-def test_corpus_mentions_every_name(corpus):
-    sentences = [s for document in corpus for s in document]
-    for names in data.NAMES.values():
+def test_corpus_mentions_every_name(documents):
+    sentences = [s for document in documents for s in document]
+    for names in corpus.NAMES.values():
         for name in names:
             assert any(_contains(s, name) for s in sentences), name
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_corpus_contains_every_word_of_the_tasks(seed):
-    corpus_words = {w for document in data.make_pretraining_corpus(seed=seed)
+    corpus_words = {w for document in corpus.make_pretraining_corpus(seed=seed)
                     for s in document for w in s}
-    task_words = {w for part in data.make_task_splits(seed=seed).values()
+    task_words = {w for part in corpus.make_task_splits(seed=seed).values()
                   for e in part for w in e.tokens}
     assert task_words <= corpus_words
     assert 200 <= len(corpus_words) <= 1500
@@ -243,20 +242,20 @@ def test_corpus_contains_every_word_of_the_tasks(seed):
 @pytest.mark.parametrize("argument", ["n_train", "n_val", "n_test"])
 def test_sizes_below_one_are_refused(argument):
     with pytest.raises(ValueError, match=argument):
-        data.make_task_splits(**{argument: 0})
+        corpus.make_task_splits(**{argument: 0})
 
 
 def test_bad_seed_and_corpus_arguments_are_refused():
     with pytest.raises(TypeError, match="seed"):
-        data.make_task_splits(seed="0")
+        corpus.make_task_splits(seed="0")
     with pytest.raises(TypeError, match="seed"):
-        data.make_pretraining_corpus(seed=1.5)
+        corpus.make_pretraining_corpus(seed=1.5)
     with pytest.raises(ValueError, match="n_documents"):
-        data.make_pretraining_corpus(n_documents=0)
+        corpus.make_pretraining_corpus(n_documents=0)
     with pytest.raises(ValueError, match="sentences_per_document"):
-        data.make_pretraining_corpus(sentences_per_document=(4, 2))
+        corpus.make_pretraining_corpus(sentences_per_document=(4, 2))
     with pytest.raises(TypeError, match="sentences_per_document"):
-        data.make_pretraining_corpus(sentences_per_document=3)
+        corpus.make_pretraining_corpus(sentences_per_document=3)
 
 
 def test_example_refuses_inconsistent_labels():
@@ -273,13 +272,3 @@ def test_example_refuses_inconsistent_labels():
         labels.Example(tokens, ("O", "O", "I-ORG", "O", "O"), "ORG", (2, 3), "positive")
     with pytest.raises(ValueError, match="sentiment"):
         labels.Example(tokens, tags, "ORG", (2, 3), "great")
-
-
-def test_make_sentence_checks_its_labels():
-    rng = random.Random(0)
-    example = data.make_sentence(rng, ("New", "York"), "LOC", "negative")
-    assert example.entity == ("New", "York") and example.sentiment == "negative"
-    with pytest.raises(ValueError, match="entity_type"):
-        data.make_sentence(rng, ("New", "York"), "CITY", "negative")
-    with pytest.raises(TypeError, match="random.Random"):
-        data.make_sentence(0, ("New", "York"), "LOC", "negative")

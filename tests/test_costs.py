@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from helpers import count_parameters
 
 from lora_teach import adapters, batching, costs, lora, training
 from lora_teach.model import freeze_all_except
@@ -15,7 +16,7 @@ def test_training_memory_counts_gradients_and_adam_for_trainable_only(tiny_base)
     freeze_all_except(model, ["heads.ner"])
     memory = costs.training_memory_bytes(model)
     n_head = 16 * 7 + 7
-    assert costs.trainable_parameters(model) == n_head
+    assert count_parameters(model, trainable_only=True) == n_head
     assert memory["gradients"] == 4 * n_head and memory["optimizer_state"] == 8 * n_head
     assert memory["weights"] == 4 * sum(p.numel() for p in model.parameters())
     assert memory["total"] == memory["weights"] + memory["gradients"] + memory["optimizer_state"]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lora_teach import exercises, linalg
-from lora_teach.checkers import ExerciseSetupError
+from lora_teach.feedback import ExerciseSetupError
 
 P = sympy.Matrix([[1, 2, 0, 3], [2, 4, 1, 7], [3, 6, 1, 10]])
 W_CR = (np.array([[1, 7], [2, 10], [3, 15], [4, 12]]) @ np.array([[1, 0, 2, 1, 1], [0, 1, 0, 1, 2]]))

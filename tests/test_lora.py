@@ -5,11 +5,11 @@ import copy
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, perturb_trainable, tiny_ids
+from helpers import TINY, count_parameters, perturb_trainable, tiny_ids
 from torch import nn
 
 from lora_teach import linalg, lora
-from lora_teach.model import ModelM, count_parameters
+from lora_teach.model import ModelM
 
 QV = ("W_q", "W_v")
 

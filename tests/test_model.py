@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+from helpers import count_parameters
 
-from lora_teach.model import TASKS, ModelConfig, ModelM, count_parameters, freeze_all_except, reset_head
+from lora_teach.model import TASKS, ModelConfig, ModelM, freeze_all_except, reset_head
 
 CONFIG = ModelConfig(vocab_size=50, d_model=16, n_heads=2, d_ffn=32, n_layers=2, max_len=12)
 

@@ -95,14 +95,6 @@ def test_smooth_is_a_running_mean():
         plotting.smooth([1, 2], window=0)
 
 
-def test_plot_loss_curves_colours_by_method_and_dashes_fpb():
-    fig = plotting.plot_loss_curves({"LoRA, NER": [3, 2, 1], "full fine-tuning, FPB": [2, 1, 0.5]})
-    lines = fig.axes[0].get_lines()
-    assert lines[0].get_color() == plotting.COLORS["lora"] and lines[0].get_linestyle() == "-"
-    assert lines[1].get_color() == plotting.COLORS["trained"] and lines[1].get_linestyle() == "--"
-    matplotlib.pyplot.close(fig)
-
-
 def test_plot_singular_values_draws_an_all_zero_spectrum():
     # regression: an all-zero spectrum crashed with "min() arg is an empty sequence"
     fig = plotting.plot_singular_values({"zero matrix": [0.0, 0.0, 0.0]})

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lora_teach import corpus as data
+from lora_teach import corpus
 from lora_teach.tokenizer import (
     CLS,
     CLS_ID,
@@ -26,13 +26,13 @@ SMALL_CORPUS = [["profit", "rose", "."], ["profit", "fell", "."], ["sales", "ros
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    return data.make_pretraining_corpus(seed=0)
+def documents():
+    return corpus.make_pretraining_corpus(seed=0)
 
 
 @pytest.fixture(scope="module")
-def tokenizer(corpus):
-    return WordTokenizer.from_corpus(s for document in corpus for s in document)
+def tokenizer(documents):
+    return WordTokenizer.from_corpus(s for document in documents for s in document)
 
 
 # --- vocabulary -----------------------------------------------------------------
@@ -56,7 +56,7 @@ def test_min_count_drops_rare_words():
 
 
 def test_corpus_tokenizer_has_no_unknown_words_in_the_tasks(tokenizer):
-    for part in data.make_task_splits(seed=0).values():
+    for part in corpus.make_task_splits(seed=0).values():
         for e in part:
             assert 1 not in tokenizer.encode(e.tokens), e.text
 
@@ -69,7 +69,7 @@ def test_unknown_words_become_unk():
 
 
 def test_round_trip_on_task_sentences(tokenizer):
-    for e in data.make_task_splits(seed=0)["test"]:
+    for e in corpus.make_task_splits(seed=0)["test"]:
         assert tokenizer.decode(tokenizer.encode(e.tokens)) == list(e.tokens)
 
 
@@ -192,11 +192,11 @@ def test_masking_input_checks(batch):
 
 # --- next sentence prediction -------------------------------------------------
 
-def test_nsp_pairs_are_half_real_half_from_other_documents(corpus):
-    pairs = make_nsp_pairs(corpus, random.Random(0))
-    assert len(pairs) == sum(len(d) - 1 for d in corpus)
-    document_of = {s: d for d, document in enumerate(corpus) for s in document}
-    following = {document[i]: document[i + 1] for document in corpus
+def test_nsp_pairs_are_half_real_half_from_other_documents(documents):
+    pairs = make_nsp_pairs(documents, random.Random(0))
+    assert len(pairs) == sum(len(d) - 1 for d in documents)
+    document_of = {s: d for d, document in enumerate(documents) for s in document}
+    following = {document[i]: document[i + 1] for document in documents
                  for i in range(len(document) - 1)}
     positives = [(a, b) for a, b, label in pairs if label == 1]
     negatives = [(a, b) for a, b, label in pairs if label == 0]
@@ -205,15 +205,15 @@ def test_nsp_pairs_are_half_real_half_from_other_documents(corpus):
     assert all(document_of[a] != document_of[b] for a, b in negatives)
 
 
-def test_nsp_pairs_are_reproducible(corpus):
-    assert make_nsp_pairs(corpus, random.Random(5)) == make_nsp_pairs(corpus, random.Random(5))
-    assert make_nsp_pairs(corpus, random.Random(5)) != make_nsp_pairs(corpus, random.Random(6))
+def test_nsp_pairs_are_reproducible(documents):
+    assert make_nsp_pairs(documents, random.Random(5)) == make_nsp_pairs(documents, random.Random(5))
+    assert make_nsp_pairs(documents, random.Random(5)) != make_nsp_pairs(documents, random.Random(6))
 
 
-def test_nsp_needs_two_documents_and_a_random_generator(corpus):
+def test_nsp_needs_two_documents_and_a_random_generator(documents):
     with pytest.raises(ValueError, match="at least 2"):
-        make_nsp_pairs([corpus[0]], random.Random(0))
+        make_nsp_pairs([documents[0]], random.Random(0))
     with pytest.raises(TypeError, match="random.Random"):
-        make_nsp_pairs(corpus, 0)
+        make_nsp_pairs(documents, 0)
     with pytest.raises(TypeError, match="string"):
         make_nsp_pairs(["profit rose .", "sales fell ."], random.Random(0))

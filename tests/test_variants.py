@@ -7,17 +7,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import perturb_trainable, tiny_ids
+from helpers import count_parameters, perturb_trainable, tiny_ids
 from torch import nn
 
 from lora_teach import lora, variants
-from lora_teach.model import count_parameters
-from lora_teach.quantization import NF4Linear, quantize_model_base
+from lora_teach.quantization import NF4Linear
 from lora_teach.real_model import quiet_hugging_face
 
 TARGETS = ("query", "value", "ffn", "out")   # of the tiny model below: three different shapes
 QV = ("W_q", "W_v")                           # of Model M
 PEFT_TOLERANCE = 1e-5
+PEFT_PREFIX = "base_model.model."            # what PEFT puts before a wrapped model's names
 
 
 class Block(nn.Module):
@@ -452,9 +452,17 @@ def test_loraplus_refuses_bad_input(tiny):
 
 # ---- QLoRA bases --------------------------------------------------------------------------
 
+def nf4_copy(model, targets):
+    """A copy of ``model`` whose ``targets`` are NF4 copies of its layers, as
+    ``add_variant(..., quantize_base=True)`` stores them."""
+    quantized = copy.deepcopy(model)
+    for name in lora.find_targets(quantized, targets):
+        lora.set_module(quantized, name, NF4Linear(quantized.get_submodule(name)))
+    return quantized
+
+
 def test_quantize_base_builds_each_variant_on_nf4(tiny, x):
-    quantized = copy.deepcopy(tiny)
-    quantize_model_base(quantized, TARGETS)
+    quantized = nf4_copy(tiny, TARGETS)
     for variant in ("LoRA", "DoRA", "VeRA"):
         model = adapted(tiny, variant, trained=False, quantize_base=True)
         assert all(isinstance(layer.base, NF4Linear) for layer in lora.lora_layers(model))
@@ -536,7 +544,7 @@ def test_vera_projections_and_start_match_peft(tiny):
 
 def course_name(peft_name):
     """A PEFT parameter's name as the course names it."""
-    name = peft_name.removeprefix(variants.PEFT_PREFIX)
+    name = peft_name.removeprefix(PEFT_PREFIX)
     for theirs, mine in ((".lora_A.default.weight", ".lora_A"), (".lora_B.default.weight", ".lora_B"),
                          (".lora_magnitude_vector.default.weight", ".lora_magnitude")):
         name = name.replace(theirs, mine)

@@ -1,11 +1,13 @@
-"""How an answer is judged: right or not, and if not, what is wrong with it.
+"""Feedback on a student's answer: right or not, and if not, which usual slip it is.
 
-Every checker returns a :class:`Feedback`. Feedback names the usual slips: too few digits, a
-unit slip (bytes, MB, GB, GiB), a factor of two, a percent given as a fraction, an
-off-by-one, a transposed shape. :func:`judge_function` runs a student's function on cases of
-its own and says which case fails and how. A checker never raises on an answer: whatever the
-student types gets a sentence back. The exercises of the course, which use these checkers,
-are in :mod:`lora_teach.exercises`.
+The judges (``judge_*``) and checkers (``check_*``) here each return a :class:`Feedback`.
+Feedback names the usual slips: too few digits, a unit slip (bytes, MB, GB, GiB), a factor of
+two, a percent given as a fraction, an off-by-one, a transposed shape. :func:`judge_function`
+runs a student's function on cases of its own and says which case fails and how. A checker
+never raises on an answer: whatever the student types gets a sentence back. The exercises of
+the course, which use these judges and checkers, are in :mod:`lora_teach.exercises`.
+(Checking the arguments a helper is called with is another job, that of
+:mod:`lora_teach.checks`, which every module uses.)
 """
 
 from __future__ import annotations
@@ -359,49 +361,3 @@ def check_tolerance(tol, matrix, wanted_rank: int) -> Feedback:
                       f"noise counts as a direction. Go above it.")
     return _wrong(f"Too large: σ{got + 1} = {sigma[got]:.1e} is a real direction but is below "
                   f"your tolerance. Go below it.")
-
-
-@_never_raises
-def check_matrix(answer, expected, name: str = "matrix", atol: float = 0.0) -> Feedback:
-    """Compare a matrix answer with the expected one: shape first, then entries."""
-    if answer is None:
-        return NOT_ANSWERED
-    try:
-        given = linalg.as_float_array(answer)
-    except (TypeError, ValueError) as problem:
-        return _wrong(f"Your {name} is not a usable matrix: {problem}.")
-    wanted = linalg.as_float_array(expected)
-    if given.shape != wanted.shape:
-        transposed = " (the transpose?)" if given.shape == wanted.shape[::-1] else ""
-        return _wrong(f"Your {name} has shape {given.shape[0]}×{given.shape[1]}{transposed}, "
-                      f"but it should be {wanted.shape[0]}×{wanted.shape[1]}.")
-    wrong = np.argwhere(np.abs(given - wanted) > atol)
-    if len(wrong) == 0:
-        return _right(f"Your {name} matches, all {wanted.size} entries.")
-    first = ", ".join(f"({i + 1}, {j + 1})" for i, j in wrong[:4])
-    return _wrong(f"{len(wrong)} of {wanted.size} entries of your {name} are off, "
-                  f"e.g. at (row, column) {first}.")
-
-
-@_never_raises
-def check_number(answer, expected: float, name: str = "answer", rel_tol: float = 1e-9) -> Feedback:
-    """Compare a numeric answer with the expected value to a relative tolerance."""
-    if answer is None:
-        return NOT_ANSWERED
-    value, reason = as_real(answer)
-    if value is None:
-        return _wrong(f"Your {name}: {reason}.")
-    if np.isclose(value, float(expected), rtol=rel_tol, atol=0.0):
-        shown = f"{expected:,}" if float(expected).is_integer() else f"{expected:,.6g}"
-        return _right(f"The {name} is {shown}.")
-    direction = "too high" if value > expected else "too low"
-    return _wrong(f"Your {name} {value:,.6g} is {direction}.")
-
-
-@_never_raises
-def check_choice(answer, correct: str, options) -> Feedback:
-    """A multiple-choice answer, one of ``options`` (a list, or a dict option -> reason)."""
-    if not isinstance(options, dict):
-        options = {option: f"It is {option!r}." if option == correct else
-                   "That is not it; look again at the numbers above." for option in options}
-    return judge_choice(answer, correct, options)

@@ -1,0 +1,164 @@
+"""Tests for lora_teach.feedback: right answers pass, wrong ones get a specific reason."""
+
+import numpy as np
+import pytest
+from helpers import NOTES_W
+
+from lora_teach import feedback, linalg
+
+
+def test_unanswered_exercise_says_so():
+    for verdict in (feedback.check_rank(None, NOTES_W),
+                    feedback.judge_number(None, 3, "answer"),
+                    feedback.check_tolerance(None, NOTES_W, 2)):
+        assert not verdict.correct and "Not answered yet" in repr(verdict)
+
+
+def test_check_rank_explains_each_kind_of_mistake():
+    assert feedback.check_rank(3, NOTES_W).correct
+    too_high = feedback.check_rank(4, NOTES_W)
+    assert not too_high and "Too high" in too_high.message and "C4 = 1·C1 + 1·C2" in too_high.message
+    assert "Too low" in feedback.check_rank(2, NOTES_W).message
+    assert "min(4, 5) = 4" in feedback.check_rank(5, NOTES_W).message
+    assert "whole number" in feedback.check_rank(2.0, NOTES_W).message
+
+
+def test_check_column_numbers_detects_counting_from_zero():
+    assert feedback.check_column_numbers([1, 2, 3], [0, 1, 2]).correct
+    assert "counted from 0" in feedback.check_column_numbers([0, 1, 2], [0, 1, 2]).message
+    message = feedback.check_column_numbers([1, 2, 4], [0, 1, 2]).message
+    assert "missing [3]" in message and "should not include [4]" in message
+
+
+def test_check_combination_names_broken_rows():
+    assert feedback.check_combination([1, 1], NOTES_W, target=3, using=[0, 1]).correct
+    wrong = feedback.check_combination([2, 0], NOTES_W, target=2, using=[0, 1])
+    assert not wrong and "row(s) [3, 4]" in wrong.message
+    assert "list of 2" in feedback.check_combination([1], NOTES_W, 3, [0, 1]).message
+
+
+def test_judge_number_says_direction():
+    assert feedback.judge_number(18, 18, "answer").correct
+    assert "too high" in feedback.judge_number(20, 18, "answer").message
+    assert "should be a number" in feedback.judge_number("18", 18, "answer").message
+
+
+def test_check_tolerance_points_at_the_singular_value_on_the_wrong_side():
+    corrected = np.array([[1, 7], [2, 10], [3, 15], [4, 12]]) @ np.array(
+        [[1, 0, 2, 1, 1], [0, 1, 0, 1, 2]])
+    noisy = corrected + 1e-9 * np.random.default_rng(0).standard_normal(corrected.shape)
+    assert feedback.check_tolerance(1e-6, noisy, 2).correct
+    assert "Too small" in feedback.check_tolerance(1e-12, noisy, 2).message
+    sigma2 = linalg.singular_values(noisy)[1]
+    assert "Too large" in feedback.check_tolerance(sigma2 * 2, noisy, 2).message
+
+
+def test_check_relation_repair_counts_the_fewest_changes():
+    repaired = [row[:] for row in NOTES_W]
+    repaired[2][2], repaired[3][2] = 6, 8          # C3 = 2·C1 in rows 3 and 4
+    verdict = feedback.check_relation_repair(repaired, NOTES_W, 2, {0: 2, 1: 0})
+    assert verdict.correct and "the fewest possible" in verdict.message and "rank is still 3" in verdict.message
+    wasteful = [row[:] for row in repaired]
+    wasteful[0][0], wasteful[0][2] = 5, 10          # row 1 changed too, though it already held
+    assert "2 are enough" in feedback.check_relation_repair(wasteful, NOTES_W, 2, {0: 2, 1: 0}).message
+    half = [row[:] for row in NOTES_W]
+    half[2][2] = 6
+    assert "still fails in row(s) [4]" in feedback.check_relation_repair(half, NOTES_W, 2, {0: 2, 1: 0}).message
+
+
+def test_judge_choice_explains_each_option():
+    options = {"NER": "because it lost more", "FPB": "it lost less"}
+    assert feedback.judge_choice("NER", "NER", options).message == "Correct. Because it lost more."
+    assert feedback.judge_choice("FPB", "NER", options).message == "Not yet. Not 'FPB'. It lost less."
+    assert "one of ['NER', 'FPB']" in feedback.judge_choice("ner", "NER", options).message
+    with pytest.raises(ValueError, match="not among the options"):
+        feedback.judge_choice("NER", "POS", options)
+
+
+@pytest.mark.parametrize("answer, message", [
+    (4_109_015_040, "Correct. The state is 4,109,015,040 bytes."),
+    (4_109_015_040 / 1e9, "looks like it is in GB"),
+    (4_109_015_040 / 2 ** 30, "looks like it is in GiB"),
+    (4_109_015_040 / 1e6, "looks like it is in MB"),
+    (2 * 4_109_015_040, "2× the right value"),
+    (4_109_015_041, "off by one"),
+    (4_109_015_040.5, "whole number"),
+    (3e9, "too low"),
+])
+def test_judge_number_names_the_usual_slips(answer, message):
+    verdict = feedback.judge_number(answer, 4_109_015_040, "state", unit="bytes", integer=True)
+    assert message in verdict.message
+
+
+@pytest.mark.parametrize("answer, message", [
+    (3.16, "Correct"), (3.162, "Correct"), (3.2, "give 3 significant digits; you gave 2"),
+    (3.17, "within 5% but not right to 3 significant digits"), (316.2, "percentage"),
+    (0.0316, "a fraction where a percentage"), (1.0, "too low"),
+])
+def test_judge_number_wants_the_precision_it_asks_for(answer, message):
+    assert message in feedback.judge_number(answer, 10 ** 0.5, "error", significant=3).message
+
+
+def test_judge_function_names_the_failing_case():
+    cases = [("two", (2,)), ("minus three", (-3,))]
+    square = lambda x: x * x   # noqa: E731
+    compare = lambda expected, got: None if expected == got else f"expected {expected}, got {got}"   # noqa: E731
+    assert feedback.judge_function(square, cases, square, compare, "f").correct
+    wrong = feedback.judge_function(lambda x: x * abs(x), cases, square, compare, "f")
+    assert wrong.message == "Not yet. On minus three: expected 9, got -9"
+    crash = feedback.judge_function(lambda x: x / 0, cases, square, compare, "f")
+    assert "On two, your function raised ZeroDivisionError" in crash.message
+    assert "Define a function" in feedback.judge_function(4, cases, square, compare, "f").message
+
+
+def test_compare_arrays_recognises_a_transpose():
+    assert "transpose" in feedback.compare_arrays(np.zeros((2, 3)), np.zeros((3, 2)))
+    assert feedback.compare_arrays(np.ones((2, 3)), np.ones((2, 3))) is None
+
+
+# --- checkers never raise on a student's answer (regressions from issue 9) -----------------
+
+WEIRD_ANSWERS = [float("nan"), float("inf"), -float("inf"), 2 + 1j, "three", [1, 2.5], {"a": 1},
+                 object(), np.array([1.0, 2.0]), np.float64("nan")]
+
+
+@pytest.mark.parametrize("answer", WEIRD_ANSWERS, ids=[f"answer{i}" for i in range(len(WEIRD_ANSWERS))])
+def test_no_checker_raises_on_any_answer(answer):
+    import sympy
+    calls = [
+        lambda a: feedback.check_rank(a, NOTES_W),
+        lambda a: feedback.check_column_numbers(a, [0, 1]),
+        lambda a: feedback.check_combination(a, NOTES_W, target=3, using=[0, 1]),
+        lambda a: feedback.check_combination([a, 1], NOTES_W, target=3, using=[0, 1]),
+        lambda a: feedback.judge_number(a, 3, "answer"),
+        lambda a: feedback.check_tolerance(a, NOTES_W, 2),
+        lambda a: feedback.check_relation_repair(a, NOTES_W, 2, {0: 2, 1: 0}),
+        lambda a: feedback.judge_number(sympy.Symbol("x") if isinstance(a, str) else a, 3, "answer"),
+    ]
+    for call in calls:
+        verdict = call(answer)
+        assert isinstance(verdict, feedback.Feedback) and not verdict.correct
+        assert verdict.message.startswith("Not yet.") and verdict.message.rstrip().endswith(".")
+
+
+@pytest.mark.parametrize("answer", [3, 3.0, np.int64(3), np.float32(3), __import__("fractions").Fraction(3, 1)])
+def test_numbers_of_any_type_are_understood(answer):
+    import sympy
+    assert feedback.judge_number(answer, 3, "answer").correct
+    assert feedback.judge_number(sympy.Rational(6, 2), 3, "answer").correct
+    assert feedback.judge_number(sympy.sqrt(9), 3, "answer").correct
+
+
+def test_complex_with_zero_imaginary_part_is_a_real_number():
+    assert feedback.judge_number(3 + 0j, 3, "answer").correct
+
+
+def test_a_repeated_column_gets_a_sentence_not_an_empty_list():
+    # regression: "Your list of pivot columns is ." when only a repeat was wrong
+    message = feedback.check_column_numbers([1, 1, 2], [0, 1]).message
+    assert "more than once" in message and " is ." not in message
+
+
+def test_a_wrongly_set_up_exercise_still_raises_for_the_author():
+    with pytest.raises(feedback.ExerciseSetupError):
+        feedback.judge_choice("A", "C", {"A": "the first", "B": "the second"})
