@@ -2,28 +2,66 @@
 
 import pytest
 
-from tests.nbval_tolerance import texts_close, tolerance_of
+from tests.nbval_tolerance import Tolerance, split_at_numbers, texts_close, tolerance_of
 
 
 def test_the_marker_states_the_tolerance():
-    assert tolerance_of("x = 1\n# NBVAL_TOLERANCE abs=0.02\nprint(x)") == (0.02, 0.0)
-    assert tolerance_of("# NBVAL_TOLERANCE abs=0.01 rel=0.05") == (0.01, 0.05)
+    assert tolerance_of("x = 1\n# NBVAL_TOLERANCE abs=0.02 places=3\nprint(x)") == (0.02, 0.0, {3})
+    assert tolerance_of("# NBVAL_TOLERANCE abs=0.01 rel=0.05 places=2,3  (a reason, ignored: abs=9)") == \
+        (0.01, 0.05, {2, 3})
     assert tolerance_of("print(1)") is None
     with pytest.raises(ValueError, match="needs abs"):
-        tolerance_of("# NBVAL_TOLERANCE")
+        tolerance_of("# NBVAL_TOLERANCE places=3")
+    with pytest.raises(ValueError, match="cannot read"):
+        tolerance_of("# NBVAL_TOLERANCE abs=0.02 places=3.5")
 
 
-def test_decimals_may_move_within_the_tolerance():
-    tolerance = (0.02, 0.0)
-    assert texts_close("F1 0.932 +- 0.011", "F1 0.925 +- 0.013", tolerance) is None
-    assert "0.932 became 0.899" in texts_close("F1 0.932", "F1 0.899", tolerance)
-    assert texts_close("sigma 1.0438", "sigma 1.04379", (0.0, 1e-3)) is None
-    assert texts_close("loss 1.2e-03", "loss 1.3e-03", (0.001, 0.0)) is None
+def test_a_marker_without_places_is_an_error():
+    with pytest.raises(ValueError, match=r"needs places=.*'# NBVAL_TOLERANCE abs=0.03  \(training\)'"):
+        tolerance_of("# NBVAL_TOLERANCE abs=0.03  (training)\nprint(1)")
 
 
-def test_integers_and_words_must_match_exactly():
-    tolerance = (0.5, 0.5)
-    assert "integer 4,551 became 4,552" in texts_close("trainable 4,551", "trainable 4,552", tolerance)
+def test_decimals_with_the_stated_places_may_move_within_the_tolerance():
+    three = Tolerance(0.02, 0.0, {3})
+    assert texts_close("F1 0.932 +- 0.011", "F1 0.925 +- 0.013", three) is None
+    assert "0.932 became 0.899, beyond the tolerance" in texts_close("F1 0.932", "F1 0.899", three)
+    assert texts_close("sigma 1.0438", "sigma 1.0437", Tolerance(0.0, 1e-3, {4})) is None
+    assert texts_close("loss 1.2e-03", "loss 1.3e-03", Tolerance(0.001, 0.0, {1})) is None
+    assert texts_close("acc 0.75 F1 0.750", "acc 0.78 F1 0.780", Tolerance(0.05, 0.0, {2, 3})) is None
+
+
+def test_settings_compare_exactly():
+    tolerance = tolerance_of("# NBVAL_TOLERANCE abs=0.05 places=3")
+    stored = "chosen: 0.01; validation accuracy 0.750"
+    assert texts_close(stored, "chosen: 0.01; validation accuracy 0.780", tolerance) is None
+    assert "0.01 became 0.001" in texts_close(stored, "chosen: 0.001; validation accuracy 0.750", tolerance)
+    assert "3e-04 became 4e-04" in texts_close("lr 3e-04 F1 0.812", "lr 4e-04 F1 0.812", tolerance)
+    # the same number printed with other places (as :g prints it) is not covered either
+    assert "0.750 became 0.75" in texts_close("score 0.750", "score 0.75", tolerance)
+
+
+def test_names_are_text():
+    assert split_at_numbers("layers.0 W_2 x1 v0.21 (64, 64) 0.41") == [
+        "layers.0 W_2 x1 v0.21 (", "64", ", ", "64", ") ", "0.41", ""]
+    assert split_at_numbers("steps 1-20: -0.5, +0.048, 4,551, 1.2e-03") == [
+        "steps ", "1", "-", "20", ": ", "-0.5", ", ", "+0.048", ", ", "4,551", ", ", "1.2e-03", ""]
+    wide = Tolerance(2.0, 0.1, {0, 2})    # would let 0.41 become 2.20
+    problem = texts_close("layers.0.attention.W_q ratio 0.41", "layers.1.attention.W_q ratio 2.20", wide)
+    assert problem == "the text differs: 'layers.0.attention.W_q ratio ' != 'layers.1.attention.W_q ratio '"
+
+
+def test_places_0_lets_integers_move_and_keeps_the_other_decimals_exact():
+    ranks = tolerance_of("# NBVAL_TOLERANCE abs=2 places=0  (ranks of trained updates)")
+    assert texts_close("rank 37 of 64, size 0.412", "rank 38 of 64, size 0.412", ranks) is None
+    assert "37 became 40, beyond the tolerance" in texts_close("rank 37", "rank 40", ranks)
+    assert "0.412 became 0.413, but only the numbers covered by abs=2 rel=0 places=0" in \
+        texts_close("rank 37 of 64, size 0.412", "rank 37 of 64, size 0.413", ranks)
+    three = Tolerance(0.5, 0.5, {3})        # without places=0, integers are exact
+    assert "4,551 became 4,552" in texts_close("trainable 4,551", "trainable 4,552", three)
+
+
+def test_words_and_the_count_of_numbers_must_match():
+    tolerance = Tolerance(0.5, 0.5, {0, 1, 2, 3})
     assert "text differs" in texts_close("LoRA wins", "LoRA ties", tolerance)
     assert "different numbers of numbers" in texts_close("a 1.0", "a 1.0 2.0", tolerance)
-    assert texts_close("C4 = 1·C1 + 1·C2", "C4 = 1·C1 + 1·C2", (0.0, 0.0)) is None
+    assert texts_close("C4 = 1·C1 + 1·C2", "C4 = 1·C1 + 1·C2", Tolerance(0.0, 0.0, {0})) is None
