@@ -1,8 +1,9 @@
 """Tests for the NBVAL_TOLERANCE rule: close enough for trained numbers, exact for the rest."""
 
+import numpy as np
 import pytest
 
-from tests.nbval_tolerance import Tolerance, split_at_numbers, texts_close, tolerance_of
+from tests.nbval_tolerance import HELPER_SOURCE, Tolerance, split_at_numbers, texts_close, tolerance_of, with_margins
 
 
 def test_the_marker_states_the_tolerance():
@@ -65,3 +66,68 @@ def test_words_and_the_count_of_numbers_must_match():
     assert "text differs" in texts_close("LoRA wins", "LoRA ties", tolerance)
     assert "different numbers of numbers" in texts_close("a 1.0", "a 1.0 2.0", tolerance)
     assert texts_close("C4 = 1·C1 + 1·C2", "C4 = 1·C1 + 1·C2", Tolerance(0.0, 0.0, {0})) is None
+
+
+# --- margins of asserts ---
+
+def run_cell(source, **variables):
+    """Run a cell as nbval now runs it (rewritten by with_margins), with the given variables defined."""
+    exec(compile(with_margins(source, tolerance_of(source)), "<cell>", "exec"), dict(variables, np=np))
+
+
+MARKER = "# NBVAL_TOLERANCE abs=0.03 places=3\n"
+
+
+def test_an_assert_needs_a_margin_wider_than_the_tolerance():
+    with pytest.raises(AssertionError, match=r"x < 0.02: 0 < 0.02 is True, but .* move by 0.03 together"):
+        run_cell(MARKER + "assert x < 0.02, 'LoRA and adapters: level'", x=0.0)
+    run_cell(MARKER + "assert x < 0.1", x=0.0)
+    run_cell(MARKER + "assert a < b", a=0.80, b=0.87)      # both measured: 0.06 in all, 0.07 apart
+    with pytest.raises(AssertionError, match="a < b: 0.8 < 0.85 is True"):
+        run_cell(MARKER + "assert a < b", a=0.80, b=0.85)
+    with pytest.raises(AssertionError, match="^too large$"):    # a plain failure is the assert's own
+        run_cell(MARKER + "assert x < 0.1, 'too large'", x=0.5)
+
+
+def test_margins_inside_chains_and_not_and_generators():
+    chained = MARKER + "assert 0.5 < x < 1"
+    run_cell(chained, x=0.7)
+    with pytest.raises(AssertionError, match="^$"):    # false at its first comparison, as Python's chain
+        run_cell(chained, x=0.1)
+    with pytest.raises(AssertionError, match="0.5 < x < 1: 0.5 < 0.52 is True"):
+        run_cell(chained, x=0.52)
+    with pytest.raises(AssertionError, match="0.5 < x < 1: 0.98 < 1 is True"):
+        run_cell(chained, x=0.98)
+    both = MARKER + "assert x > 0.5 and y < 0.2"
+    run_cell(both, x=0.9, y=0.1)
+    with pytest.raises(AssertionError, match="y < 0.2: 0.19 < 0.2"):
+        run_cell(both, x=0.9, y=0.19)
+    with pytest.raises(AssertionError, match="x > 0.5: 0.48 > 0.5 is False"):   # not: it must stay False
+        run_cell(MARKER + "assert not x > 0.5", x=0.48)
+    with pytest.raises(AssertionError, match="v < 1: 0.99 < 1"):
+        run_cell(MARKER + "assert all(v < 1 for v in values)", values=[0.5, 0.99])
+    rank = "# NBVAL_TOLERANCE rel=0.1 places=0\nassert rank < 40"    # ints are real numbers too
+    run_cell(rank, rank=30)
+    with pytest.raises(AssertionError, match="rank < 40: 37 < 40 is True"):
+        run_cell(rank, rank=37)
+
+
+def test_comparisons_of_other_values_are_left_as_they_are():
+    run_cell(MARKER + "assert (x < 0.02).all() and 'a' < 'b' and flag < 1.01", x=np.zeros(3), flag=True)
+    with pytest.raises(AssertionError):
+        run_cell(MARKER + "assert (x < 0.02).all()", x=np.ones(3))
+    equal = MARKER + "assert x == 0.0 and x != 1 and len(s) == 3"
+    assert with_margins(equal, tolerance_of(equal)) == equal
+
+
+def test_the_rewrite_only_touches_asserts_with_orderings():
+    source = MARKER + "x = 0.0\nif x < 0.02:\n    print(f'{x:.3f}')\nx"
+    assert with_margins(source, tolerance_of(source)) == source
+    cell = MARKER + "x = 0.0\nassert (x <\n        0.1), (\n    'message')  # why\nprint(x)\n"
+    rewritten = with_margins(cell, tolerance_of(cell))
+    assert rewritten.startswith(HELPER_SOURCE.split("%")[0]) and HELPER_SOURCE.count("\n") == 24   # as documented
+    lines, cell_lines = rewritten.split("\n")[HELPER_SOURCE.count("\n"):], cell.split("\n")
+    assert len(lines) == len(cell_lines) and lines[:2] == cell_lines[:2] and lines[-2:] == cell_lines[-2:]
+    assert "_nbval_margin((x, 0.1), ('<',), (False, True), 'x < 0.1')" in lines[2]
+    magic = MARKER + "%time y = 1\nassert x < 0.1"                   # IPython syntax is rewritten too
+    assert "_nbval_margin((x, 0.1)" in with_margins(magic, tolerance_of(magic))
