@@ -1,9 +1,17 @@
 """Tests for the NBVAL_TOLERANCE rule: close enough for trained numbers, exact for the rest."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
+import nbformat
 import numpy as np
 import pytest
 
 from tests.nbval_tolerance import HELPER_SOURCE, Tolerance, split_at_numbers, texts_close, tolerance_of, with_margins
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_the_marker_states_the_tolerance():
@@ -131,3 +139,34 @@ def test_the_rewrite_only_touches_asserts_with_orderings():
     assert "_nbval_margin((x, 0.1), ('<',), (False, True), 'x < 0.1')" in lines[2]
     magic = MARKER + "%time y = 1\nassert x < 0.1"                   # IPython syntax is rewritten too
     assert "_nbval_margin((x, 0.1)" in with_margins(magic, tolerance_of(magic))
+
+
+def test_nbval_reports_margins_places_and_settings(tmp_path):
+    """End to end: pytest with nbval and this plugin on a small notebook."""
+    def cell(source, output=None):
+        outputs = [] if output is None else [nbformat.v4.new_output("stream", name="stdout", text=output)]
+        return nbformat.v4.new_code_cell(source, execution_count=1, outputs=outputs)
+
+    measured = MARKER + "score = 0.0\nprint(f'lr 0.01 score {score:.3f}')\n"
+    notebook = nbformat.v4.new_notebook(cells=[
+        cell(measured + "assert score < 0.1", "lr 0.01 score 0.020\n"),            # within the tolerance
+        cell(MARKER + "assert score < 0.02, 'level'"),                             # too small a margin
+        cell("# NBVAL_TOLERANCE abs=0.03\nprint(1)", "1\n"),                       # no places=
+        cell(MARKER + "print(f'lr 0.001 score {score:.3f}')", "lr 0.01 score 0.000\n"),   # a setting changed
+        cell(MARKER + "assert score < 0.1\nscore / 0"),                             # a real error
+    ])
+    nbformat.write(notebook, tmp_path / "small.ipynb")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.nbval_tolerance", "-p", "no:cacheprovider",
+                          "--nbval", "--nbval-current-env", "-rA", "small.ipynb"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    report = run.stdout + run.stderr
+    for number, outcome in enumerate(["PASSED", "FAILED", "FAILED", "FAILED", "FAILED"]):
+        assert f"{outcome} small.ipynb::Cell {number}" in report, report
+    assert "score < 0.02: 0 < 0.02 is True, but its sides are only 0.02 apart" in report
+    assert "Cell 2: NBVAL_TOLERANCE needs places=" in report
+    assert "0.01 became 0.001, but only the numbers covered by abs=0.03 rel=0 places=3 may differ" in report
+    assert "ZeroDivisionError" in report
+    assert "Input:\n\x1b[0m# NBVAL_TOLERANCE abs=0.03 places=3\nassert score < 0.02, 'level'\n" in report
+    assert "def _nbval_margin" not in report    # the report shows the cell's own source
