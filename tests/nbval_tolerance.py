@@ -16,9 +16,11 @@ between the numbers must be equal too, and digits glued to a name are text: ``la
 tolerance covers a setting by accident; a cell whose marker lacks it fails. A list is allowed
 (``places=2,3``), and ``places=0`` lets integers move, such as ranks of trained updates
 (``# NBVAL_TOLERANCE abs=2 places=0``): then every integer the cell prints may move, so print
-counts that must not in another cell. Text after the settings, usually the reason in
-parentheses, is ignored. A number is a run of digits with an optional point, exponent and
-``,`` thousands separators (``4,551``); its places are the digits after its point
+counts that must not in another cell. Likewise a setting printed with the places of a
+measured number is covered (``lr 0.001`` next to ``.3f`` scores): print it another way, such
+as ``f"{lr:.0e}"``. Text after the settings, usually the reason in parentheses, is ignored. A
+number is a run of digits with an optional point, exponent and ``,`` thousands separators
+(``4,551``); its places are the digits after its point
 (``6.3472e+00``: 4; ``37`` and ``1e-05``: 0).
 
 Its asserts. The kernel runs the cell with each assert rewritten (the notebook itself is not
