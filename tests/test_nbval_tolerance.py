@@ -30,7 +30,8 @@ def test_the_old_marker_without_places_covers_every_decimal_but_no_integer_or_na
     old = tolerance_of("# NBVAL_TOLERANCE abs=0.03  (training)\nprint(1)")
     assert old.places is None
     assert texts_close("score 0.850, lr 0.01", "score 0.870, lr 0.01", old) is None
-    assert texts_close("rank 37", "rank 38", old) == "37 became 38, but only the numbers covered by abs=0.03 rel=0 may differ"
+    assert texts_close("rank 37", "rank 38", old) == \
+        "37 became 38, but only the numbers covered by abs=0.03 rel=0 may differ"
     assert texts_close("layers.0 ratio 0.41", "layers.1 ratio 0.41", old) is not None
 
 
