@@ -4,7 +4,7 @@ Thread counts are fixed *before* any notebook kernel starts (kernels inherit thi
 environment), so stored outputs are made and compared under the same settings; ``setdefault``
 keeps a value the caller chose, e.g. ``OMP_NUM_THREADS=1 make test``. The plugin in
 ``tests/nbval_tolerance.py`` lets nbval compare results of float training within the
-tolerance a cell states.
+tolerance a cell states, and holds the cell's asserts about them to a wider margin.
 """
 
 import os
