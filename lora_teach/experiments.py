@@ -25,6 +25,7 @@ import hashlib
 import os
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import joblib
@@ -556,10 +557,14 @@ def run_all(data, specs, workers: int | None = None, progress: bool = True) -> l
                                    return_as="generator_unordered")
         finished = parallel(joblib.delayed(_numbered_run)(i, data, specs[i]) for i in order)
     try:
-        for i, record in finished:
-            records[i] = record
-            if display:
-                display.update(spec=specs[i])
+        with warnings.catch_warnings():
+            # loky replaces a worker whose memory grew by 300 MB since its first run (it takes that for
+            # a leak); a worker that fine-tuned all of MiniLM has, harmlessly: the next run goes on
+            warnings.filterwarnings("ignore", "A worker stopped while some jobs", UserWarning)
+            for i, record in finished:
+                records[i] = record
+                if display:
+                    display.update(spec=specs[i])
     except TerminatedWorkerError as error:
         unfinished = [spec.describe() for spec, record in zip(specs, records) if record is None]
         raise RuntimeError(f"a worker process crashed while running one of these runs: {unfinished}. "
