@@ -59,23 +59,16 @@ TOKEN = re.compile(r"""
 
 
 class Tolerance(NamedTuple):
-    """How far a cell's numbers printed with ``places`` decimal places may move.
-
-    ``places=None`` is the old form of the marker (no ``places=``), kept only until every notebook's
-    markers are converted: every number with a point or an exponent may move, and asserts are not
-    checked for margins."""
+    """How far a cell's numbers printed with ``places`` decimal places may move."""
     absolute: float
     relative: float
-    places: frozenset[int] | None
+    places: frozenset[int]
 
     def __str__(self):
-        places = "" if self.places is None else f" places={','.join(map(str, sorted(self.places)))}"
-        return f"abs={self.absolute:g} rel={self.relative:g}{places}"
+        return f"abs={self.absolute:g} rel={self.relative:g} places={','.join(map(str, sorted(self.places)))}"
 
     def covers(self, stored: str, fresh: str) -> bool:
         """Whether two printed numbers both have one of the decimal places this tolerance covers."""
-        if self.places is None:
-            return all("." in n or "e" in n.lower() for n in (stored, fresh))
         return decimal_places(stored) == decimal_places(fresh) and decimal_places(stored) in self.places
 
 
@@ -93,13 +86,15 @@ def tolerance_of(source: str) -> Tolerance | None:
     line = match.group(0).strip()
     if "abs" not in settings and "rel" not in settings:
         raise ValueError(f"NBVAL_TOLERANCE needs abs=... and/or rel=..., got {line!r}")
+    if "places" not in settings:
+        raise ValueError(f"NBVAL_TOLERANCE needs places=...: the decimal places of the measured numbers it covers "
+                         f"(places=3 for scores printed with .3f, places=0 for integers), got {line!r}")
     try:
         tolerance = Tolerance(float(settings.get("abs", 0)), float(settings.get("rel", 0)),
-                              None if "places" not in settings else   # the old form, being converted
                               frozenset(int(places) for places in settings["places"].split(",")))
     except ValueError:
         raise ValueError(f"NBVAL_TOLERANCE: cannot read the numbers in {line!r}") from None
-    if min(tolerance.absolute, tolerance.relative, *(tolerance.places or ())) < 0:
+    if min(tolerance.absolute, tolerance.relative, *tolerance.places) < 0:
         raise ValueError(f"NBVAL_TOLERANCE: negative setting in {line!r}")
     return tolerance
 
@@ -280,7 +275,7 @@ def pytest_configure(config):
             tolerance = tolerance_of(source)
         except ValueError as problem:
             self.raise_cell_error(str(problem))
-        if tolerance is None or tolerance.places is None:   # no margins to check for the old form
+        if tolerance is None:
             return plain_runtest(self)
         # The kernel runs the rewritten source; everything else (a failure's report included) sees the cell's own.
         kernel, rewritten = self.parent.kernel, with_margins(source, tolerance)

@@ -25,14 +25,9 @@ def test_the_marker_states_the_tolerance():
         tolerance_of("# NBVAL_TOLERANCE abs=0.02 places=3.5")
 
 
-def test_the_old_marker_without_places_covers_every_decimal_but_no_integer_or_name():
-    # kept until every notebook's markers say places=: decimals move, integers and names do not
-    old = tolerance_of("# NBVAL_TOLERANCE abs=0.03  (training)\nprint(1)")
-    assert old.places is None
-    assert texts_close("score 0.850, lr 0.01", "score 0.870, lr 0.01", old) is None
-    assert texts_close("rank 37", "rank 38", old) == \
-        "37 became 38, but only the numbers covered by abs=0.03 rel=0 may differ"
-    assert texts_close("layers.0 ratio 0.41", "layers.1 ratio 0.41", old) is not None
+def test_a_marker_without_places_is_an_error():
+    with pytest.raises(ValueError, match=r"needs places=.*'# NBVAL_TOLERANCE abs=0.03  \(training\)'"):
+        tolerance_of("# NBVAL_TOLERANCE abs=0.03  (training)\nprint(1)")
 
 
 def test_decimals_with_the_stated_places_may_move_within_the_tolerance():
@@ -156,7 +151,7 @@ def test_nbval_reports_margins_places_and_settings(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[
         cell(measured + "assert score < 0.1", "lr 0.01 score 0.020\n"),            # within the tolerance
         cell(MARKER + "assert score < 0.02, 'level'"),                             # too small a margin
-        cell("# NBVAL_TOLERANCE abs=0.03\nprint(1)", "2\n"),                       # old form: ints exact
+        cell("# NBVAL_TOLERANCE abs=0.03\nprint(1)", "1\n"),                       # no places=
         cell(MARKER + "print(f'lr 0.001 score {score:.3f}')", "lr 0.01 score 0.000\n"),   # a setting changed
         cell(MARKER + "assert score < 0.1\nscore / 0"),                             # a real error
     ])
@@ -170,6 +165,7 @@ def test_nbval_reports_margins_places_and_settings(tmp_path):
     for number, outcome in enumerate(["PASSED", "FAILED", "FAILED", "FAILED", "FAILED"]):
         assert f"{outcome} small.ipynb::Cell {number}" in report, report
     assert "score < 0.02: 0 < 0.02 is True, but its sides are only 0.02 apart" in report
+    assert "Cell 2: NBVAL_TOLERANCE needs places=" in report
     assert "0.01 became 0.001, but only the numbers covered by abs=0.03 rel=0 places=3 may differ" in report
     assert "ZeroDivisionError" in report
     assert "Input:\n\x1b[0m# NBVAL_TOLERANCE abs=0.03 places=3\nassert score < 0.02, 'level'\n" in report

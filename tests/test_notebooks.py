@@ -81,3 +81,25 @@ def test_readme_course_map_lists_every_notebook():
     readme = (ROOT / "README.md").read_text()
     for path in NOTEBOOKS:
         assert path.name in readme, f"{path.name} missing from the README's course map"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_tolerance_marker_says_which_numbers_it_covers(path):
+    from tests.nbval_tolerance import MARKER, tolerance_of
+    markers = 0
+    for cell in code_cells(path):
+        source = "".join(cell["source"])
+        if MARKER.search(source):
+            markers += 1
+            tolerance_of(source)   # raises, naming the marker, if places= (or abs/rel) is missing
+    assert markers == sum("NBVAL_TOLERANCE" in "".join(c["source"]) for c in code_cells(path))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_cell_deals_with_processes_futures_or_threads(path):
+    # the run layer (lora_teach.experiments.run_all) does that; notebooks read top to bottom
+    forbidden = re.compile(r"\.submit\(|\.result\(\)|concurrent\.futures|set_num_threads|multiprocessing|"
+                           r"threading|start_workers|ProcessPool")
+    for number, cell in enumerate(code_cells(path)):
+        hit = forbidden.search("".join(cell["source"]))
+        assert hit is None, f"code cell {number} uses {hit.group(0)!r}"
