@@ -52,11 +52,6 @@ class TextData:
         length = max(1, int(mask.sum(1).max()))
         return self.input_ids[index][:, :length], mask[:, :length], self.labels[index]
 
-    def subset(self, positions) -> TextData:
-        """The sentences at ``positions`` (a list of ints)."""
-        index = torch.as_tensor(list(positions), dtype=torch.long)
-        return TextData(self.input_ids[index], self.attention_mask[index], self.labels[index],
-                        [self.texts[i] for i in index.tolist()])
 
 
 def encode_texts(tokenizer, texts, labels, max_length: int = 64) -> TextData:
