@@ -296,24 +296,6 @@ def _subspace(model: ModelM) -> Subspace:
     return model.subspace
 
 
-def subspace_size(model: ModelM) -> int:
-    """d, the length of z: how many numbers the encoder is trained with."""
-    return _subspace(model).z.numel()
-
-
-@torch.no_grad()
-def projection_matrix(model: ModelM) -> torch.Tensor:
-    """P itself (D x d; rows in the order of ``model.named_parameters()``), built by projecting
-    each unit vector: for looking at small cases, since Model M's P would be far too big."""
-    subspace = _subspace(model)
-    d = subspace.z.numel()
-    D = subspace.projection(torch.zeros_like(subspace.z)).numel()
-    if D * d * 4 > DENSE_LIMIT_BYTES:
-        raise ValueError(f"P has {D:,} x {d:,} entries ({D * d * 4 / 2**20:,.0f} MB): too many "
-                         f"to build; try a smaller model or d")
-    return subspace.projection(torch.eye(d, dtype=subspace.z.dtype, device=subspace.z.device)).T
-
-
 @torch.no_grad()
 def merged_subspace_copy(model: ModelM) -> ModelM:
     """A plain ``ModelM`` holding theta_0 + P z (no parametrizations, no z): what you deploy,

@@ -29,6 +29,12 @@ def moved(model, seed=0):
     return model
 
 
+def projection_matrix(model):
+    """P itself (D x d), built by projecting each unit vector: small cases only."""
+    subspace = model.subspace
+    return subspace.projection(torch.eye(subspace.z.numel())).T
+
+
 def dense_hadamard(n):
     """H[i, j] = (-1)^(number of bits i and j share): a formula independent of Sylvester's."""
     return torch.tensor([[(-1.0) ** bin(i & j).count("1") for j in range(n)] for i in range(n)],
@@ -65,7 +71,7 @@ def test_what_is_projected(tiny_base):
     assert intrinsic.projected_names(tiny_base, "matrices")[:3] == [
         "token_embedding.weight", "position_embedding.weight", "segment_embedding.weight"]
     model = subspaced(tiny_base, d=7, include="matrices")
-    assert intrinsic.subspace_size(model) == 7
+    assert model.subspace.z.numel() == 7
     # biases and LayerNorms stay as pretrained under include="matrices"
     with torch.no_grad():
         moved(model)
@@ -96,18 +102,18 @@ def test_fastfood_is_the_product_of_its_factors():
 
 def test_fastfood_columns_have_about_unit_norm_and_depend_only_on_the_seed(tiny_base):
     model = subspaced(tiny_base, d=64)
-    P = intrinsic.projection_matrix(model)
+    P = projection_matrix(model)
     assert P.shape == (intrinsic.projected_parameter_count(tiny_base), 64)
     norms = P.norm(dim=0)
     assert 0.8 < norms.min() and norms.max() < 1.2 and abs(norms.mean() - 1) < 0.05
     # nearly orthogonal columns, as for a Gaussian matrix
     assert (P.T @ P - torch.diag(norms ** 2)).abs().max() < 0.2
-    assert torch.equal(intrinsic.projection_matrix(subspaced(tiny_base, d=64)), P)
-    assert not torch.allclose(intrinsic.projection_matrix(subspaced(tiny_base, d=64, seed=1)), P)
+    assert torch.equal(projection_matrix(subspaced(tiny_base, d=64)), P)
+    assert not torch.allclose(projection_matrix(subspaced(tiny_base, d=64, seed=1)), P)
 
 
 def test_dense_projection_has_unit_columns_and_a_memory_limit(tiny_base, monkeypatch):
-    P = intrinsic.projection_matrix(subspaced(tiny_base, d=30, projection="dense"))
+    P = projection_matrix(subspaced(tiny_base, d=30, projection="dense"))
     assert torch.allclose(P.norm(dim=0), torch.ones(30))
     monkeypatch.setattr(intrinsic, "DENSE_LIMIT_BYTES", 10_000)
     model = copy.deepcopy(tiny_base)
@@ -195,7 +201,7 @@ def test_refuses_other_models_and_second_subspaces(tiny_base):
         lora.add_lora(wrapped, ["W_q"], r=2)
         intrinsic.add_subspace(wrapped, 5)
     with pytest.raises(ValueError, match="no subspace"):
-        intrinsic.subspace_size(tiny_base)
+        intrinsic.merged_subspace_copy(tiny_base)
     with pytest.raises(ValueError, match="block must be a power of two"):
         intrinsic.hadamard_transform(torch.ones(8), block=3)
     with pytest.raises(ValueError, match="power-of-two length"):
