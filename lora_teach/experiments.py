@@ -186,9 +186,8 @@ class RunSpec:
         """Settings that belong to another method or model are refused, not ignored."""
         if self.method != "LoRA" and (self.variant != "LoRA" or self.quantize_base):
             raise ValueError(f"variant and quantize_base apply to LoRA runs, not to {self.method!r}")
-        if (self.method == "subspace") != (self.d > 0):
+        if (self.method == "subspace") != (check_int(self.d, "d", minimum=0) > 0):
             raise ValueError("d > 0 goes with method 'subspace', and that method needs it")
-        check_int(self.d, "d", minimum=0)
         if self.model == "MiniLM":
             if self.forgetting or self.probe_forgetting or self.validate_every or self.train_size:
                 raise ValueError("forgetting, probe_forgetting, validate_every and train_size are "

@@ -340,6 +340,7 @@ def test_a_subspace_run_gives_a_plain_model_m_that_travels_between_processes(cou
     (dict(method="subspace"), "d > 0"),
     (dict(d=10), "d > 0"),
     (dict(probe_lr=0.1), "probe_lr"),
+    (dict(method="subspace", d=-1), "d must be >= 0"),
     (dict(variant="DoRA", method="adapters"), "variant"),
 ])
 def test_run_spec_refuses_settings_of_another_method_or_model(changes, error):

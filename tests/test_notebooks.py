@@ -103,3 +103,12 @@ def test_no_cell_deals_with_processes_futures_or_threads(path):
     for number, cell in enumerate(code_cells(path)):
         hit = forbidden.search("".join(cell["source"]))
         assert hit is None, f"code cell {number} uses {hit.group(0)!r}"
+
+
+def test_the_course_map_run_times_keep_the_time_budget():
+    # each notebook at most 120 s under nbval on the 2-core machine, the whole course at most 12 minutes
+    readme = (ROOT / "README.md").read_text()
+    times = {name: int(seconds) for name, seconds in
+             re.findall(r"^\| \[`(\d\d_\w+)\.ipynb`\].*\| (\d+) s \|$", readme, re.MULTILINE)}
+    assert set(times) == {path.stem for path in NOTEBOOKS}, "every notebook's measured run time is in the README"
+    assert max(times.values()) <= 120 and sum(times.values()) <= 12 * 60, times
