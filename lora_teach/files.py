@@ -95,24 +95,45 @@ def sha256_of(path) -> str:
 def read_lines(path, encoding: str):
     """Yield ``(line_number, line)`` for each line of a text file, line ending removed.
 
-    A byte that is not valid in ``encoding`` raises a ValueError naming the file, the line
-    and the byte offset, and suggesting another encoding.
+    Lines may end in LF (Linux, macOS), CRLF (Windows) or a lone CR (Mac OS 9 and older), mixed
+    or not. Byte-order marks are dropped wherever they are: files joined with ``cat`` keep one at
+    every join. Errors name the file and the line:
+
+    * a byte that is not valid in ``encoding`` (with its offset, and an encoding to try);
+    * a byte-order mark that says the file is in another encoding: a UTF-8 file read as latin-1
+      would start with 'ï»¿' and turn every 'ü' into 'Ã¼', so it is refused, saying what to pass.
     """
+    import codecs
+
     path = _as_path(path)
-    raw = path.read_bytes()
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding must be a str such as 'utf-8', got {type(encoding).__name__}")
     try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise ValueError(f"{path}:{line}: byte {raw[error.start]:#04x} at offset {error.start} "
-                         f"is not valid {encoding}; pass the file's encoding, e.g. "
-                         f"encoding='latin-1'") from None
+        codec = codecs.lookup(encoding).name   # the codec's own name: "UTF8" -> "utf-8"
     except LookupError:
         raise ValueError(f"unknown encoding {encoding!r}") from None
-    if text.startswith("\ufeff"):   # a byte-order mark is not part of the first line
-        text = text[1:]
-    lines = text.split("\n")
+    raw = path.read_bytes()
+
+    def line_at(offset: int) -> int:
+        """The number of the line that holds byte ``offset``: one more than the line ends before it."""
+        before = raw[:offset].decode(codec, errors="replace")
+        return before.count("\n") + before.count("\r") - before.count("\r\n") + 1
+
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) and not codec.startswith(("utf-16", "utf-32")):
+        raise ValueError(f"{path}:1: the file starts with a UTF-16 byte-order mark, so it is not "
+                         f"{encoding}; pass encoding='utf-16'")
+    utf8_mark = raw.find(b"\xef\xbb\xbf")
+    if utf8_mark >= 0 and not codec.startswith("utf"):
+        raise ValueError(f"{path}:{line_at(utf8_mark)}: a UTF-8 byte-order mark (bytes ef bb bf) says "
+                         f"the text from here on is UTF-8, not {encoding}; pass encoding='utf-8'")
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}:{line_at(error.start)}: byte {raw[error.start]:#04x} at offset "
+                         f"{error.start} is not valid {encoding}; pass the file's encoding, e.g. "
+                         f"encoding='latin-1'") from None
+    # not str.splitlines(): it also splits at \x85, \v, \f and U+2028, which are text here
+    lines = text.replace("\ufeff", "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines[-1] == "":
         lines.pop()
-    for number, line in enumerate(lines, start=1):
-        yield number, line.rstrip("\r")
+    yield from enumerate(lines, start=1)

