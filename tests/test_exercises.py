@@ -159,4 +159,115 @@ def test_an_unknown_exercise_or_missing_context_is_an_error_for_the_author():
         exercises.check("09.9", 1)
     with pytest.raises(ExerciseSetupError, match="01.1"):
         exercises.check("01.1", 2)   # forgot P=
+    with pytest.raises(ExerciseSetupError, match="01.4"):
+        exercises.check("01.4", _repaired(), s=S)   # misspelt S=
     assert linalg.exact_rank(P) == 2
+
+
+# --- issue 22: a checker cannot be fooled, never raises, and takes a right answer in any form ---
+
+CODING = sorted(i for i, e in exercises.EXERCISES.items() if e.kind == "coding")
+
+
+def _wipe(value) -> bool:
+    """Zero a tensor or array in place, or empty a list, as a careless x *= 0 would; False for
+    a value that cannot be changed in place (a number)."""
+    if isinstance(value, torch.Tensor):
+        value.zero_()
+    elif isinstance(value, np.ndarray):
+        value[...] = 0
+    elif isinstance(value, list):
+        value.clear()
+    else:
+        return False
+    return True
+
+
+def _odd_answers():
+    """Answers and return values a student might give by mistake, made fresh for each use."""
+    return ["three", "", 10 ** 400, -10 ** 400, math.nan, math.inf, -math.inf, [[1, 2], [3]], [[[1]]],
+            (n for n in range(3)), {"a": 1}, {1, 2}, object(), torch.ones(2, 3), torch.ones(3, dtype=torch.bool),
+            torch.tensor([1 + 2j]), torch.zeros(0), torch.ones(2, 3, dtype=torch.float16), np.array(["a"]),
+            (np.zeros((2, 2)), {}), [np.zeros(2), (n for n in range(2))], (None, None),
+            lambda *arguments: 1 / 0, lambda *arguments: [_wipe(a) for a in arguments]]
+
+
+@pytest.mark.parametrize("exercise_id", sorted(CASES))
+def test_odd_answers_and_odd_return_values_get_feedback(exercise_id):
+    context = CASES[exercise_id][0]
+    answers = _odd_answers()
+    if exercise_id in CODING:
+        answers += [lambda *arguments, value=value: value for value in _odd_answers()]
+    for answer in answers:
+        feedback = exercises.check(exercise_id, answer, **context)
+        assert not feedback.correct and feedback.message.startswith("Not"), (answer, feedback.message)
+        assert "could not be checked" not in feedback.message, feedback.message   # a specific reason
+
+
+def test_an_error_while_judging_is_feedback_not_blamed_on_the_notebook(monkeypatch):
+    # regression: any TypeError mentioning "argument" was taken for a missing notebook object
+    def judge(answer):
+        return float(answer)   # "float() argument must be ... not 'dict'"
+    monkeypatch.setitem(exercises.EXERCISES, "99.1", exercises.Exercise("a test", "reasoning", judge))
+    feedback = exercises.check("99.1", {})
+    assert not feedback.correct and "could not be checked (TypeError" in feedback.message
+
+
+def test_02_4_factors_that_are_no_matrices_get_feedback():
+    # regressions: (B, dict) and (B, generator) made check raise
+    for second in ({}, (n for n in range(3))):
+        feedback = exercises.check("02.4", lambda M, r, second=second: (_svd(M, r)[0], second))
+        assert not feedback.correct and "B and A must be matrices of numbers" in feedback.message
+
+
+def _numbers(x):
+    """The number x as numpy, torch and sympy write it (a whole x as a float too)."""
+    forms = [np.float64(x), np.array(x), torch.tensor(x, dtype=torch.float64), sympy.Float(x)]
+    if isinstance(x, int):
+        forms += [float(x), np.int64(x), torch.tensor(x), sympy.Integer(x)]
+    return forms
+
+
+def _as_numpy(result):
+    return tuple(r.numpy() if isinstance(r, torch.Tensor) else r for r in result)
+
+
+def _solution_forms(exercise_id):
+    """Other ways to write the solution in CASES that mean the same."""
+    solution = CASES[exercise_id][1]
+    if exercise_id in ("01.2", "01.3", "01.4"):
+        forms = [np.array(solution), np.array(solution, dtype=float), torch.tensor(solution),
+                 tuple(solution), sympy.Matrix(solution)]
+        if exercise_id == "01.2":   # a set of column numbers; the coefficients of 01.3 have an order
+            forms += [set(solution), [float(c) for c in solution]]
+        return forms
+    if exercise_id == "05.2":
+        return [np.str_(solution)]
+    if exercise_id not in CODING:
+        return _numbers(solution)
+    forms = {
+        "02.4": [lambda M, r: list(_svd(M, r)), lambda M, r: tuple(torch.from_numpy(m) for m in _svd(M, r))],
+        "03.3": [lambda *a: float(solution(*a)), lambda *a: torch.tensor(solution(*a)),
+                 lambda *a: np.int64(solution(*a))],
+        "04.3": [lambda *a: solution(*a).numpy(), lambda *a: solution(*a).tolist()],
+        "05.4": [lambda *a: list(solution(*a)), lambda *a: _as_numpy(solution(*a))],
+        "06.3": [lambda *a: tuple(solution(*a)), lambda *a: (label for label in solution(*a)),
+                 lambda *a: [np.int64(label) if isinstance(label, int) else label for label in solution(*a)]],
+        "07.3": [lambda U, V: torch.from_numpy(solution(U, V)), lambda U, V: solution(U, V).tolist()],
+        "08.3": [lambda *a: list(solution(*a)), lambda *a: (solution(*a)[0].tolist(), float(solution(*a)[1])),
+                 lambda *a: (solution(*a)[0].float(), solution(*a)[1].item())],
+    }
+    return forms[exercise_id]
+
+
+@pytest.mark.parametrize("exercise_id", sorted(CASES))
+def test_a_right_answer_in_another_form_is_right(exercise_id):
+    context = CASES[exercise_id][0]
+    for answer in _solution_forms(exercise_id):
+        feedback = exercises.check(exercise_id, answer, **context)
+        assert feedback.correct, (exercise_id, answer, feedback.message)
+
+
+def test_01_3_refuses_a_set_and_says_why():
+    feedback = exercises.check("01.3", {3, 1}, P=P)
+    assert not feedback.correct and "A set has no order" in feedback.message
