@@ -3,17 +3,20 @@
 The judges (``judge_*``) and checkers (``check_*``) here each return a :class:`Feedback`.
 Feedback names the usual slips: too few digits, a unit slip (bytes, MB, GB, GiB), a factor of
 two, a percent given as a fraction, an off-by-one, a transposed shape. :func:`judge_function`
-runs a student's function on cases of its own and says which case fails and how. A checker
-never raises on an answer: whatever the student types gets a sentence back. A right answer
-counts in any form that means the same (3, 3.0 or a 0-d tensor; a list, tuple, set or array;
-see the ``as_*`` readers below). The exercises of the course, which use these judges and
-checkers, are in :mod:`lora_teach.exercises`. (Checking the arguments a helper is called with
-is another job, that of :mod:`lora_teach.checks`, which every module uses.)
+runs a student's function on copies of cases of its own and says which case fails and how, or
+that the function changed its inputs. A checker never raises on an answer: whatever the
+student types gets a sentence back. A right answer counts in any form that means the same (3,
+3.0 or a 0-d tensor; a list, tuple, set or array; see the ``as_*`` readers below). The
+exercises of the course, which use these judges and checkers, are in
+:mod:`lora_teach.exercises`. (Checking the arguments a helper is called with is another job,
+that of :mod:`lora_teach.checks`, which every module uses.)
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 import math
 import numbers
 from dataclasses import dataclass
@@ -244,7 +247,10 @@ def judge_function(student, cases, run_reference, compare, name: str) -> Feedbac
     """Run the student's function on each case and compare with the reference.
 
     ``cases`` is a list of ``(description, arguments)``; ``run_reference(*arguments)`` gives
-    the expected result and ``compare(expected, got)`` returns None or what differs.
+    the expected result and ``compare(expected, got)`` returns None or what differs. The
+    reference runs first, on its own copy of the arguments, and the student's function gets
+    another copy: a function that changes its inputs cannot change the expected result, and
+    it is told so, since changing the caller's tensors is a bug of its own.
     """
     if student is None:
         return NOT_ANSWERED
@@ -252,22 +258,52 @@ def judge_function(student, cases, run_reference, compare, name: str) -> Feedbac
         return _wrong(f"Define a function and pass it, e.g. exercises.check(..., {name}); you "
                       f"passed a value of type {type(student).__name__}.")
     for description, arguments in cases:
+        expected = run_reference(*copy.deepcopy(arguments))
+        given = copy.deepcopy(arguments)
         try:
-            got = student(*arguments)
+            got = student(*given)
         except Exception as problem:   # noqa: BLE001 - a bug in the student's code is feedback
             return _wrong(f"On {description}, your function raised {type(problem).__name__}: "
                           f"{problem}")
+        changed = [i for i, (before, after) in enumerate(zip(arguments, given)) if not _unchanged(before, after)]
+        if changed:
+            return _wrong(f"On {description}, your function changed its input{'s' * (len(changed) > 1)} "
+                          f"{_argument_names(student, changed)} in place (as x += ..., x[...] = ... or "
+                          f"x.zero_() do). Compute a new result and leave the inputs as they were.")
         if got is None:
             return Feedback(False, "Not answered yet: your function returns None; write its "
                                    "body and run the cell.")
         try:
-            problem = compare(run_reference(*arguments), got)
+            problem = compare(expected, got)
         except Exception as error:   # noqa: BLE001 - whatever it returned, say so
             problem = (f"your result ({type(got).__name__}) could not be compared with the expected "
                        f"one ({type(error).__name__}: {error})")
         if problem:
             return _wrong(f"On {description}: {problem}")
     return _right(f"Your function agrees with the reference on all {len(cases)} cases.")
+
+
+def _unchanged(before, after) -> bool:
+    """True when ``after`` still equals ``before`` entry by entry (numbers, lists, arrays, tensors)."""
+    try:
+        if isinstance(before, (list, tuple)):
+            return len(after) == len(before) and all(_unchanged(b, a) for b, a in zip(before, after))
+        if hasattr(before, "shape"):
+            return (tuple(after.shape) == tuple(before.shape)
+                    and np.array_equal(as_array(before), as_array(after), equal_nan=True))
+        return bool(before == after)
+    except Exception:   # noqa: BLE001 - something that cannot even be compared has changed
+        return False
+
+
+def _argument_names(function, positions: list[int]) -> str:
+    """The names the student gave the arguments at ``positions`` (or "argument 2" and so on)."""
+    try:
+        names = [p.name for p in inspect.signature(function).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):   # a builtin without a signature
+        names = []
+    return ", ".join(names[i] if i < len(names) else f"argument {i + 1}" for i in positions)
 
 
 def compare_arrays(expected, got, atol: float = 1e-6) -> str | None:

@@ -183,6 +183,36 @@ def _wipe(value) -> bool:
     return True
 
 
+@pytest.mark.parametrize("exercise_id", CODING)
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_function_that_changes_its_inputs_is_not_correct(exercise_id, when):
+    # "before": wipe the inputs, then run the solution on them. The reference used to run
+    # afterwards on the same wiped inputs and agree. "after": a right result, but the
+    # caller's tensors are destroyed.
+    context, solution, _ = CASES[exercise_id]
+    wiped = []
+
+    def careless(*arguments):
+        if when == "before":
+            wiped.extend(_wipe(a) for a in arguments)
+        result = solution(*arguments)
+        if when == "after":
+            wiped.extend(_wipe(a) for a in arguments)
+        return result
+    feedback = exercises.check(exercise_id, careless, **context)
+    if any(wiped):
+        assert not feedback.correct and "in place" in feedback.message, feedback.message
+    else:   # 03.3 takes numbers only: nothing to change, so the solution is still right
+        assert feedback.correct, feedback.message
+
+
+def test_the_message_names_the_input_that_was_changed():
+    def adapter(x, down_weight, down_bias, up_weight, up_bias):
+        up_bias += 1
+        return x + F.linear(F.gelu(F.linear(x, down_weight, down_bias)), up_weight, up_bias - 1)
+    assert "changed its input up_bias in place" in exercises.check("04.3", adapter).message
+
+
 def _odd_answers():
     """Answers and return values a student might give by mistake, made fresh for each use."""
     return ["three", "", 10 ** 400, -10 ** 400, math.nan, math.inf, -math.inf, [[1, 2], [3]], [[[1]]],

@@ -217,6 +217,26 @@ def _compare(expected, got):
     return None if expected == got else f"expected {expected}, got {got}"
 
 
+def test_judge_function_is_not_fooled_by_a_function_that_wipes_its_input():
+    # regression: the reference ran after the student's function, on the same (wiped) input
+    def wipe_then_compute(v):
+        v[:] = [0] * len(v)
+        return _sum_of_squares(v)
+    verdict = feedback.judge_function(wipe_then_compute, _sum_of_squares_cases(), _sum_of_squares, _compare, "f")
+    assert not verdict and "On three ones, your function changed its input v in place" in verdict.message
+
+
+def test_judge_function_refuses_a_right_result_that_cost_the_callers_input():
+    def compute_then_grow(v):
+        result = _sum_of_squares(v)
+        if isinstance(v, list):
+            v.append(0.0)
+        return result
+    verdict = feedback.judge_function(compute_then_grow, _sum_of_squares_cases(), _sum_of_squares, _compare, "f")
+    assert not verdict and "On the list [1, 2], your function changed its input v" in verdict.message
+    assert feedback.judge_function(_sum_of_squares, _sum_of_squares_cases(), _sum_of_squares, _compare, "f")
+
+
 def test_judge_function_turns_a_result_that_breaks_the_comparison_into_feedback():
     def breaks(expected, got):
         return None if got + 1 else "unreachable"   # a dict cannot be added to
