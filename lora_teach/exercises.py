@@ -108,10 +108,25 @@ def _(answer, P):
     return check_combination(answer, P, target=3, using=[0, 2])
 
 
+# The matrix S of exercise 01.4, as notebook 01 prints it. The answer is judged against this
+# copy, not against the notebook's S: a student who writes my_S = S (no copy) and edits my_S
+# edits S too, and would otherwise be compared with their own answer.
+MISTYPED_S = ((1, 0, 2, 5), (0, 1, 1, 2), (2, 1, 3, 9), (1, 3, 0, 2))
+
+
 @exercise("01.4", "repair C4 = C1 + 2·C3 in the matrix S with the fewest changed entries",
           "construction")
 def _(answer, S):
-    return check_relation_repair(answer, S, target=3, combination={0: 1, 2: 2})
+    verdict = check_relation_repair(answer, MISTYPED_S, target=3, combination={0: 1, 2: 2})
+    try:
+        edited = linalg.as_exact_matrix(S) != linalg.as_exact_matrix(MISTYPED_S)
+    except (TypeError, ValueError):
+        edited = True
+    if not edited:
+        return verdict
+    return Feedback(verdict.correct, f"{verdict.message} (Note: the notebook's S has changed too, "
+                                     f"probably through my_S = S, which gives S a second name. Run "
+                                     f"the cell that defines S again and start from my_S = S.copy().)")
 
 
 @exercise("01.5", "a tolerance that gives the noisy W numerical rank 2", "construction")

@@ -1,6 +1,9 @@
 """Tests for lora_teach.exercises: every exercise accepts its solution and explains slips."""
 
+import ast
+import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -211,6 +214,34 @@ def test_the_message_names_the_input_that_was_changed():
         up_bias += 1
         return x + F.linear(F.gelu(F.linear(x, down_weight, down_bias)), up_weight, up_bias - 1)
     assert "changed its input up_bias in place" in exercises.check("04.3", adapter).message
+
+
+def _notebook_01_s():
+    """The matrix S as notebook 01 defines it, read from the notebook's cell."""
+    notebook = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "01_rank_and_linear_independence.ipynb"
+    for cell in json.loads(notebook.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and source.startswith("S = sympy.Matrix("):
+            return ast.literal_eval(ast.parse(source).body[0].value.args[0])
+    raise AssertionError("notebook 01 has no cell defining S")
+
+
+def test_01_4_judges_against_the_notebooks_s():
+    assert _notebook_01_s() == S == [list(row) for row in exercises.MISTYPED_S]
+
+
+def test_01_4_is_not_fooled_when_the_notebook_s_itself_was_edited():
+    notebook_S = sympy.Matrix(S)
+    my_S = notebook_S                                  # no copy: my_S is another name for S
+    wasteful = _repaired_with_extra_change()
+    for i in range(4):
+        for j in range(4):
+            my_S[i, j] = wasteful[i][j]
+    feedback = exercises.check("01.4", my_S, S=notebook_S)
+    assert not feedback.correct and "2 are enough" in feedback.message and "S.copy()" in feedback.message
+    right = sympy.Matrix(S)
+    right[2, 3], right[3, 3] = _repaired()[2][3], _repaired()[3][3]
+    assert exercises.check("01.4", right, S=right).correct   # right, though S was edited too
 
 
 def _odd_answers():
