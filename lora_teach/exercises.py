@@ -11,7 +11,9 @@ with a property) or *coding* (write a function; the checker runs it on cases of 
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +25,9 @@ from lora_teach.feedback import (
     NOT_ANSWERED,
     ExerciseSetupError,
     Feedback,
+    as_array,
+    as_real,
+    as_whole,
     check_column_numbers,
     check_combination,
     check_rank,
@@ -67,14 +72,14 @@ def check(exercise_id: str, answer, **context) -> Feedback:
     if answer is None:
         return NOT_ANSWERED
     judge = EXERCISES[exercise_id].judge
+    try:   # a missing or misspelt notebook object is the author's mistake, found before judging
+        inspect.signature(judge).bind(answer, **context)
+    except TypeError as problem:
+        raise ExerciseSetupError(f"exercise {exercise_id}: {problem}") from None
     try:
         return judge(answer, **context)
     except ExerciseSetupError:
         raise
-    except TypeError as problem:
-        if "argument" in str(problem) and "judge" not in str(problem):
-            raise ExerciseSetupError(f"exercise {exercise_id}: {problem}") from None
-        return Feedback(False, f"Not yet. Your answer could not be checked ({problem}).")
     except Exception as problem:   # noqa: BLE001 - an answer never gives a traceback
         return Feedback(False, f"Not yet. Your answer could not be checked "
                                f"({type(problem).__name__}: {problem}).")
@@ -103,10 +108,25 @@ def _(answer, P):
     return check_combination(answer, P, target=3, using=[0, 2])
 
 
+# The matrix S of exercise 01.4, as notebook 01 prints it. The answer is judged against this
+# copy, not against the notebook's S: a student who writes my_S = S (no copy) and edits my_S
+# edits S too, and would otherwise be compared with their own answer.
+MISTYPED_S = ((1, 0, 2, 5), (0, 1, 1, 2), (2, 1, 3, 9), (1, 3, 0, 2))
+
+
 @exercise("01.4", "repair C4 = C1 + 2·C3 in the matrix S with the fewest changed entries",
           "construction")
 def _(answer, S):
-    return check_relation_repair(answer, S, target=3, combination={0: 1, 2: 2})
+    verdict = check_relation_repair(answer, MISTYPED_S, target=3, combination={0: 1, 2: 2})
+    try:
+        edited = linalg.as_exact_matrix(S) != linalg.as_exact_matrix(MISTYPED_S)
+    except (TypeError, ValueError):
+        edited = True
+    if not edited:
+        return verdict
+    return Feedback(verdict.correct, f"{verdict.message} (Note: the notebook's S has changed too, "
+                                     f"probably through my_S = S, which gives S a second name. Run "
+                                     f"the cell that defines S again and start from my_S = S.copy().)")
 
 
 @exercise("01.5", "a tolerance that gives the noisy W numerical rank 2", "construction")
@@ -153,9 +173,12 @@ def _svd_cases():
 
 
 def _compare_factors(expected, got) -> str | None:
-    if not isinstance(got, tuple) or len(got) != 2:
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
         return "return two matrices, (B, A)"
-    B, A = (np.asarray(m, dtype=float) for m in got)
+    B, A = (as_array(m) for m in got)
+    if B is None or A is None:
+        return (f"B and A must be matrices of numbers; you returned ({type(got[0]).__name__}, "
+                f"{type(got[1]).__name__})")
     d, k = expected.shape
     if B.ndim != 2 or A.ndim != 2 or B.shape[0] != d or A.shape[1] != k or B.shape[1] != A.shape[0]:
         return (f"B should be {d} × r and A r × {k}; yours are {B.shape} and {A.shape}")
@@ -221,12 +244,13 @@ def _reference_memory(n_total, n_trainable, bytes_per_number):
 
 
 def _compare_bytes(expected, got) -> str | None:
-    if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
-        return f"return a number of bytes, not a {type(got).__name__}"
-    if got == expected:
+    value, reason = as_real(got)   # 4.0e6, np.int64 and a 0-d tensor are numbers of bytes too
+    if value is None:
+        return f"return a number of bytes: {reason}"
+    if value == expected:
         return None
-    ratio = got / expected if expected else math.inf
-    return f"expected {expected:,} bytes, got {got:,.0f} ({ratio:.3g}×)"
+    ratio = value / expected if expected else math.inf
+    return f"expected {expected:,} bytes, got {value:,.0f} ({ratio:.3g}×)"
 
 
 @exercise("03.3", "write training_memory(n_total, n_trainable, bytes_per_number)", "coding")
@@ -372,7 +396,7 @@ def _reference_lora(x, W0, b, A, B, alpha):
 
 def _compare_lora(expected, got) -> str | None:
     forward, merged = expected
-    if not isinstance(got, tuple) or len(got) != 2:
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
         return "return two things: the layer's output and the merged weight"
     problem = compare_arrays(forward, got[0], atol=1e-5)
     if problem:
@@ -453,11 +477,20 @@ def _reference_alignment(word_ids, word_labels):
     return labels
 
 
+def _label(value):
+    """A label as the reference writes it: a string, or a whole number such as -100 (also when
+    it is a numpy int, a 0-d tensor or -100.0)."""
+    whole = None if isinstance(value, str) else as_whole(value)
+    return value if whole is None else whole
+
+
 def _compare_alignment(expected, got) -> str | None:
-    got = list(got) if not isinstance(got, str) else got
-    if not isinstance(got, list) or len(got) != len(expected):
+    if isinstance(got, (str, dict)) or not isinstance(got, Iterable):
+        return f"return a list with one label per token ({len(expected)} here)"
+    got = [_label(g) for g in got]
+    if len(got) != len(expected):
         return f"return one label per token ({len(expected)} here)"
-    wrong = [i for i, (e, g) in enumerate(zip(expected, got)) if e != g]
+    wrong = [i for i, (e, g) in enumerate(zip(expected, got)) if not isinstance(g, (str, int)) or e != g]
     if not wrong:
         return None
     i = wrong[0]
@@ -584,19 +617,19 @@ def _nearest(block, absmax, levels):
 
 def _compare_block(expected, got) -> str | None:
     restored, absmax = expected
-    if not isinstance(got, tuple) or len(got) != 2:
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
         return "return two things: the codes and the absmax"
     codes, their_absmax = got
     problem = compare_arrays(absmax, their_absmax)
     if problem:
         return f"absmax is wrong: {problem}"
-    try:
-        codes = torch.as_tensor(codes).long()
-    except (TypeError, ValueError, RuntimeError):
+    codes = as_array(codes)
+    if codes is None:
         return "codes must be a tensor of level indices"
-    if codes.shape != restored.shape or codes.min() < 0 or codes.max() > 15:
-        return f"codes must hold one index 0-15 per value, got shape {tuple(codes.shape)}"
-    return compare_arrays(restored, torch.linspace(-1, 1, 16)[codes] * absmax, atol=1e-6)
+    if codes.shape != tuple(restored.shape) or not np.isin(codes, np.arange(16)).all():
+        return f"codes must hold one whole index 0-15 per value, got shape {codes.shape}"
+    levels = torch.linspace(-1, 1, 16)
+    return compare_arrays(restored, levels[torch.as_tensor(codes, dtype=torch.long)] * absmax, atol=1e-6)
 
 
 @exercise("08.3", "write quantise_block(block, levels) returning (codes, absmax)", "coding")

@@ -3,20 +3,23 @@
 The judges (``judge_*``) and checkers (``check_*``) here each return a :class:`Feedback`.
 Feedback names the usual slips: too few digits, a unit slip (bytes, MB, GB, GiB), a factor of
 two, a percent given as a fraction, an off-by-one, a transposed shape. :func:`judge_function`
-runs a student's function on cases of its own and says which case fails and how. A checker
-never raises on an answer: whatever the student types gets a sentence back. The exercises of
-the course, which use these judges and checkers, are in :mod:`lora_teach.exercises`.
-(Checking the arguments a helper is called with is another job, that of
-:mod:`lora_teach.checks`, which every module uses.)
+runs a student's function on copies of cases of its own and says which case fails and how, or
+that the function changed its inputs. A checker never raises on an answer: whatever the
+student types gets a sentence back. A right answer counts in any form that means the same (3,
+3.0 or a 0-d tensor; a list, tuple, set or array; see the ``as_*`` readers below). The
+exercises of the course, which use these judges and checkers, are in
+:mod:`lora_teach.exercises`. (Checking the arguments a helper is called with is another job,
+that of :mod:`lora_teach.checks`, which every module uses.)
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 import math
 import numbers
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 import sympy
@@ -74,32 +77,85 @@ def _never_raises(checker):
 # Reading an answer
 # ---------------------------------------------------------------------------
 
+def _plain(answer):
+    """A 0-d numpy array or tensor, or a numpy scalar, as the Python value it holds (so that
+    ``torch.tensor(3)`` and ``np.float64(3)`` read as 3); anything else unchanged."""
+    if getattr(answer, "shape", None) == () and hasattr(answer, "item"):
+        return answer.item()
+    return answer
+
+
+def _kind(answer) -> str:
+    """What an answer is, for a message: its type, with the shape of an array or tensor."""
+    shape = getattr(answer, "shape", None)
+    return f"{type(answer).__name__} of shape {tuple(shape)}" if shape is not None else type(answer).__name__
+
+
 def as_real(answer) -> tuple[float | None, str]:
     """``(value, "")`` for an answer that is a finite real number (int, float, Fraction, numpy
-    or sympy number), else ``(None, reason)``."""
+    or sympy number, 0-d array or tensor), else ``(None, reason)``."""
+    answer = _plain(answer)
     if isinstance(answer, (bool, np.bool_)):
         return None, f"{answer} is a truth value, not a number"
-    if isinstance(answer, sympy.Basic):
-        if not answer.is_number:
-            return None, f"{answer} still contains a symbol; give a number"
-        answer = complex(answer) if not answer.is_real else float(answer)
-    if isinstance(answer, numbers.Complex) and not isinstance(answer, numbers.Real):
-        if answer.imag != 0:
-            return None, f"{answer} is a complex number; the answer is real"
-        answer = answer.real
-    if isinstance(answer, (numbers.Real, Fraction)):
+    try:
+        if isinstance(answer, sympy.Basic):
+            if not answer.is_number:
+                return None, f"{answer} still contains a symbol; give a number"
+            answer = complex(answer) if not answer.is_real else float(answer)
+        if isinstance(answer, numbers.Complex) and not isinstance(answer, numbers.Real):
+            if answer.imag != 0:
+                return None, f"{answer} is a complex number; the answer is real"
+            answer = answer.real
+        if not isinstance(answer, numbers.Real):
+            return None, f"it should be a number, got {_kind(answer)}"
         value = float(answer)
-        if math.isnan(value):
-            return None, "NaN (not a number) cannot be the answer"
-        if math.isinf(value):
-            return None, "infinity cannot be the answer"
-        return value, ""
-    return None, f"it should be a number, got {type(answer).__name__}"
+    except OverflowError:   # an int or Fraction beyond the largest float, e.g. 10**400
+        return None, "it is far too large (beyond 10^308) to be the answer"
+    except (TypeError, ValueError):   # a sympy expression that has no numeric value
+        return None, f"{answer} cannot be read as a number"
+    if math.isnan(value):
+        return None, "NaN (not a number) cannot be the answer"
+    if math.isinf(value):
+        return None, "infinity cannot be the answer"
+    return value, ""
 
 
-def _is_integer(value) -> bool:
-    """True for whole numbers given as ints (numpy ints included), or as sympy integers."""
-    return is_int(value) or isinstance(value, sympy.Integer)
+def as_whole(answer) -> int | None:
+    """``answer`` as an int when it is a whole number however written (3, 3.0, numpy's 3, a 0-d
+    tensor holding 3, sympy's 3), else None: a count or a column number may be typed any way."""
+    answer = _plain(answer)
+    if is_int(answer) or isinstance(answer, sympy.Integer):
+        return int(answer)   # exact, however large
+    value, _ = as_real(answer)
+    return int(value) if value is not None and value.is_integer() else None
+
+
+def as_list(answer) -> list | None:
+    """The entries of a flat list, tuple, set, 1-D numpy array or tensor, or sympy vector;
+    None for anything else (a string, a dict, a matrix, a generator)."""
+    if isinstance(answer, (list, tuple, set, frozenset)):
+        return list(answer)
+    if isinstance(answer, sympy.MatrixBase):
+        return list(answer) if 1 in answer.shape else None
+    if getattr(answer, "ndim", None) == 1 and hasattr(answer, "tolist"):
+        return answer.tolist()
+    return None
+
+
+def as_array(value) -> np.ndarray | None:
+    """``value`` (numpy array, tensor of any dtype, nested list or number) as a float array;
+    None when it does not hold real numbers: text, truth values, complex numbers, dicts,
+    generators, ragged lists, ints too large for a float."""
+    try:
+        if hasattr(value, "detach"):   # a torch tensor (feedback does not need torch itself)
+            value = value.detach().cpu()
+            value = (value.double() if value.is_floating_point() else value).numpy()
+        array = np.asarray(value)
+        if array.dtype.kind == "O":    # sympy numbers or Fractions, or something that is no number
+            array = array.astype(float)
+    except (TypeError, ValueError, RuntimeError, AttributeError, OverflowError):
+        return None
+    return array.astype(float) if array.dtype.kind in "iuf" else None
 
 
 def _significant(value: float) -> int:
@@ -119,6 +175,7 @@ UNIT_SLIPS = {   # ratio answer / expected -> what the student probably did, by 
 }
 
 
+@_never_raises
 def judge_number(answer, expected: float, name: str, significant: int | None = None,
                  unit: str | None = None, hints: dict | None = None,
                  integer: bool = False) -> Feedback:
@@ -169,15 +226,16 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
     return _wrong(f"Your {name} {value:,.6g} is {direction}.")
 
 
+@_never_raises
 def judge_choice(answer, correct: str, options: dict) -> Feedback:
-    """A multiple-choice answer; ``options`` maps each option to the reason it is (or is
-    not) the answer, so a wrong choice is told why it is wrong."""
+    """A multiple-choice answer; ``options`` maps each option (a string) to the reason it is
+    (or is not) the answer, so a wrong choice is told why it is wrong."""
     if answer is None:
         return NOT_ANSWERED
     if correct not in options:
         raise ExerciseSetupError(f"the correct answer {correct!r} is not among the options "
                                  f"{list(options)}")
-    if answer not in options:
+    if not isinstance(answer, str) or answer not in options:   # a list or a dict is no option
         return _wrong(f"Answer with one of {list(options)}; you gave {answer!r}.")
     reason = options[answer][:1].upper() + options[answer][1:]
     if answer == correct:
@@ -189,35 +247,71 @@ def judge_function(student, cases, run_reference, compare, name: str) -> Feedbac
     """Run the student's function on each case and compare with the reference.
 
     ``cases`` is a list of ``(description, arguments)``; ``run_reference(*arguments)`` gives
-    the expected result and ``compare(expected, got)`` returns None or what differs.
+    the expected result and ``compare(expected, got)`` returns None or what differs. The
+    reference runs first, on its own copy of the arguments, and the student's function gets
+    another copy: a function that changes its inputs cannot change the expected result, and
+    it is told so, since changing the caller's tensors is a bug of its own.
     """
     if student is None:
         return NOT_ANSWERED
     if not callable(student):
         return _wrong(f"Define a function and pass it, e.g. exercises.check(..., {name}); you "
-                      f"passed a {type(student).__name__}.")
+                      f"passed a value of type {type(student).__name__}.")
     for description, arguments in cases:
+        expected = run_reference(*copy.deepcopy(arguments))
+        given = copy.deepcopy(arguments)
         try:
-            got = student(*arguments)
+            got = student(*given)
         except Exception as problem:   # noqa: BLE001 - a bug in the student's code is feedback
             return _wrong(f"On {description}, your function raised {type(problem).__name__}: "
                           f"{problem}")
+        changed = [i for i, (before, after) in enumerate(zip(arguments, given)) if not _unchanged(before, after)]
+        if changed:
+            return _wrong(f"On {description}, your function changed its input{'s' * (len(changed) > 1)} "
+                          f"{_argument_names(student, changed)} in place (as x += ..., x[...] = ... or "
+                          f"x.zero_() do). Compute a new result and leave the inputs as they were.")
         if got is None:
             return Feedback(False, "Not answered yet: your function returns None; write its "
                                    "body and run the cell.")
-        problem = compare(run_reference(*arguments), got)
+        try:
+            problem = compare(expected, got)
+        except Exception as error:   # noqa: BLE001 - whatever it returned, say so
+            problem = (f"your result ({type(got).__name__}) could not be compared with the expected "
+                       f"one ({type(error).__name__}: {error})")
         if problem:
             return _wrong(f"On {description}: {problem}")
     return _right(f"Your function agrees with the reference on all {len(cases)} cases.")
 
 
+def _unchanged(before, after) -> bool:
+    """True when ``after`` still equals ``before`` entry by entry (numbers, lists, arrays, tensors)."""
+    try:
+        if isinstance(before, (list, tuple)):
+            return len(after) == len(before) and all(_unchanged(b, a) for b, a in zip(before, after))
+        if hasattr(before, "shape"):
+            return (tuple(after.shape) == tuple(before.shape)
+                    and np.array_equal(as_array(before), as_array(after), equal_nan=True))
+        return bool(before == after)
+    except Exception:   # noqa: BLE001 - something that cannot even be compared has changed
+        return False
+
+
+def _argument_names(function, positions: list[int]) -> str:
+    """The names the student gave the arguments at ``positions`` (or "argument 2" and so on)."""
+    try:
+        names = [p.name for p in inspect.signature(function).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):   # a builtin without a signature
+        names = []
+    return ", ".join(names[i] if i < len(names) else f"argument {i + 1}" for i in positions)
+
+
 def compare_arrays(expected, got, atol: float = 1e-6) -> str | None:
     """None when ``got`` is an array of the expected shape and values, else what differs."""
-    expected = np.asarray(expected, dtype=float)
-    try:
-        got = np.asarray(got.detach() if hasattr(got, "detach") else got, dtype=float)
-    except (TypeError, ValueError):
-        return f"you returned a {type(got).__name__}, not an array of numbers"
+    expected, returned = as_array(expected), got
+    got = as_array(got)
+    if got is None:
+        return f"you returned a {_kind(returned)}, not an array of numbers"
     if got.shape != expected.shape:
         if got.shape == expected.shape[::-1]:
             return f"your result has shape {got.shape}, the transpose of the expected {expected.shape}"
@@ -239,9 +333,11 @@ def check_rank(answer, matrix) -> Feedback:
     """Check a claimed rank of ``matrix`` against the exact rank, explaining a miss."""
     if answer is None:
         return NOT_ANSWERED
-    if not _is_integer(answer):
+    whole = as_whole(answer)   # 2, 2.0 and torch.tensor(2) are the same rank
+    if whole is None:
         return _wrong(f"A rank is a whole number of columns; you gave {answer!r} "
-                      f"({type(answer).__name__}).")
+                      f"({_kind(answer)}).")
+    answer = whole
     exact = linalg.as_exact_matrix(matrix)
     rank = linalg.exact_rank(exact)
     bound = min(exact.shape)
@@ -269,10 +365,12 @@ def check_column_numbers(answer, expected: list[int], what: str = "pivot columns
     """
     if answer is None:
         return NOT_ANSWERED
-    if not isinstance(answer, (list, tuple)) or not all(_is_integer(a) for a in answer):
+    given = as_list(answer)   # a set, a tuple or an array will do too
+    given = None if given is None else [as_whole(a) for a in given]
+    if given is None or None in given:
         return _wrong(f"Give the {what} as a list of whole numbers, e.g. [1, 2].")
     wanted = sorted(j + 1 for j in expected)
-    given = sorted(answer)
+    given = sorted(given)
     if given == wanted:
         return _right(f"The {what} are {wanted}.")
     if given == [j - 1 for j in wanted]:
@@ -297,11 +395,15 @@ def check_combination(coefficients, matrix, target: int, using: list[int]) -> Fe
     The check is by computation: the residual of the claimed relation must be exactly zero;
     otherwise the rows in which it breaks are named.
     """
+    columns = ", ".join(linalg.column_name(j) for j in using)
     if coefficients is None:
         return NOT_ANSWERED
-    if not isinstance(coefficients, (list, tuple)) or len(coefficients) != len(using):
-        return _wrong(f"Give a list of {len(using)} coefficient(s), one for each of "
-                      f"{', '.join(linalg.column_name(j) for j in using)}.")
+    if isinstance(coefficients, (set, frozenset)):
+        return _wrong(f"A set has no order (and keeps no repeats): give the coefficients as a list, "
+                      f"one for each of {columns} in that order.")
+    coefficients = [_plain(c) for c in as_list(coefficients) or []]   # an array or tuple will do too
+    if len(coefficients) != len(using):
+        return _wrong(f"Give a list of {len(using)} coefficient(s), one for each of {columns}.")
     for c in coefficients:
         if isinstance(c, sympy.Basic) and c.is_number and c.is_real:
             continue
@@ -324,7 +426,12 @@ def check_relation_repair(answer, original, target: int, combination: dict) -> F
     relation  C_target = sum c_j C_j  holds in every row."""
     if answer is None:
         return NOT_ANSWERED
-    given, start = linalg.as_exact_matrix(answer), linalg.as_exact_matrix(original)
+    start = linalg.as_exact_matrix(original)
+    try:
+        given = linalg.as_exact_matrix(answer.detach().tolist() if hasattr(answer, "detach") else answer)
+    except (TypeError, ValueError) as problem:
+        return _wrong(f"Give the repaired matrix as a sympy Matrix, numpy array or list of rows of "
+                      f"numbers: {problem}.")
     if given.shape != start.shape:
         return _wrong(f"Keep the shape {start.rows}×{start.cols}; yours is {given.rows}×{given.cols}.")
     relation = linalg.format_relation(target, combination)

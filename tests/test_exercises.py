@@ -1,6 +1,9 @@
 """Tests for lora_teach.exercises: every exercise accepts its solution and explains slips."""
 
+import ast
+import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -159,4 +162,173 @@ def test_an_unknown_exercise_or_missing_context_is_an_error_for_the_author():
         exercises.check("09.9", 1)
     with pytest.raises(ExerciseSetupError, match="01.1"):
         exercises.check("01.1", 2)   # forgot P=
+    with pytest.raises(ExerciseSetupError, match="01.4"):
+        exercises.check("01.4", _repaired(), s=S)   # misspelt S=
     assert linalg.exact_rank(P) == 2
+
+
+# --- issue 22: a checker cannot be fooled, never raises, and takes a right answer in any form ---
+
+CODING = sorted(i for i, e in exercises.EXERCISES.items() if e.kind == "coding")
+
+
+def _wipe(value) -> bool:
+    """Zero a tensor or array in place, or empty a list, as a careless x *= 0 would; False for
+    a value that cannot be changed in place (a number)."""
+    if isinstance(value, torch.Tensor):
+        value.zero_()
+    elif isinstance(value, np.ndarray):
+        value[...] = 0
+    elif isinstance(value, list):
+        value.clear()
+    else:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("exercise_id", CODING)
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_function_that_changes_its_inputs_is_not_correct(exercise_id, when):
+    # "before": wipe the inputs, then run the solution on them. The reference used to run
+    # afterwards on the same wiped inputs and agree. "after": a right result, but the
+    # caller's tensors are destroyed.
+    context, solution, _ = CASES[exercise_id]
+    wiped = []
+
+    def careless(*arguments):
+        if when == "before":
+            wiped.extend(_wipe(a) for a in arguments)
+        result = solution(*arguments)
+        if when == "after":
+            wiped.extend(_wipe(a) for a in arguments)
+        return result
+    feedback = exercises.check(exercise_id, careless, **context)
+    if any(wiped):
+        assert not feedback.correct and "in place" in feedback.message, feedback.message
+    else:   # 03.3 takes numbers only: nothing to change, so the solution is still right
+        assert feedback.correct, feedback.message
+
+
+def test_the_message_names_the_input_that_was_changed():
+    def adapter(x, down_weight, down_bias, up_weight, up_bias):
+        up_bias += 1
+        return x + F.linear(F.gelu(F.linear(x, down_weight, down_bias)), up_weight, up_bias - 1)
+    assert "changed its input up_bias in place" in exercises.check("04.3", adapter).message
+
+
+def _notebook_01_s():
+    """The matrix S as notebook 01 defines it, read from the notebook's cell."""
+    notebook = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "01_rank_and_linear_independence.ipynb"
+    for cell in json.loads(notebook.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and source.startswith("S = sympy.Matrix("):
+            return ast.literal_eval(ast.parse(source).body[0].value.args[0])
+    raise AssertionError("notebook 01 has no cell defining S")
+
+
+def test_01_4_judges_against_the_notebooks_s():
+    assert _notebook_01_s() == S == [list(row) for row in exercises.MISTYPED_S]
+
+
+def test_01_4_is_not_fooled_when_the_notebook_s_itself_was_edited():
+    notebook_S = sympy.Matrix(S)
+    my_S = notebook_S                                  # no copy: my_S is another name for S
+    wasteful = _repaired_with_extra_change()
+    for i in range(4):
+        for j in range(4):
+            my_S[i, j] = wasteful[i][j]
+    feedback = exercises.check("01.4", my_S, S=notebook_S)
+    assert not feedback.correct and "2 are enough" in feedback.message and "S.copy()" in feedback.message
+    right = sympy.Matrix(S)
+    right[2, 3], right[3, 3] = _repaired()[2][3], _repaired()[3][3]
+    assert exercises.check("01.4", right, S=right).correct   # right, though S was edited too
+
+
+def _odd_answers():
+    """Answers and return values a student might give by mistake, made fresh for each use."""
+    return ["three", "", 10 ** 400, -10 ** 400, math.nan, math.inf, -math.inf, [[1, 2], [3]], [[[1]]],
+            (n for n in range(3)), {"a": 1}, {1, 2}, object(), torch.ones(2, 3), torch.ones(3, dtype=torch.bool),
+            torch.tensor([1 + 2j]), torch.zeros(0), torch.ones(2, 3, dtype=torch.float16), np.array(["a"]),
+            (np.zeros((2, 2)), {}), [np.zeros(2), (n for n in range(2))], (None, None),
+            lambda *arguments: 1 / 0, lambda *arguments: [_wipe(a) for a in arguments]]
+
+
+@pytest.mark.parametrize("exercise_id", sorted(CASES))
+def test_odd_answers_and_odd_return_values_get_feedback(exercise_id):
+    context = CASES[exercise_id][0]
+    answers = _odd_answers()
+    if exercise_id in CODING:
+        answers += [lambda *arguments, value=value: value for value in _odd_answers()]
+    for answer in answers:
+        feedback = exercises.check(exercise_id, answer, **context)
+        assert not feedback.correct and feedback.message.startswith("Not"), (answer, feedback.message)
+        assert "could not be checked" not in feedback.message, feedback.message   # a specific reason
+
+
+def test_an_error_while_judging_is_feedback_not_blamed_on_the_notebook(monkeypatch):
+    # regression: any TypeError mentioning "argument" was taken for a missing notebook object
+    def judge(answer):
+        return float(answer)   # "float() argument must be ... not 'dict'"
+    monkeypatch.setitem(exercises.EXERCISES, "99.1", exercises.Exercise("a test", "reasoning", judge))
+    feedback = exercises.check("99.1", {})
+    assert not feedback.correct and "could not be checked (TypeError" in feedback.message
+
+
+def test_02_4_factors_that_are_no_matrices_get_feedback():
+    # regressions: (B, dict) and (B, generator) made check raise
+    for second in ({}, (n for n in range(3))):
+        feedback = exercises.check("02.4", lambda M, r, second=second: (_svd(M, r)[0], second))
+        assert not feedback.correct and "B and A must be matrices of numbers" in feedback.message
+
+
+def _numbers(x):
+    """The number x as numpy, torch and sympy write it (a whole x as a float too)."""
+    forms = [np.float64(x), np.array(x), torch.tensor(x, dtype=torch.float64), sympy.Float(x)]
+    if isinstance(x, int):
+        forms += [float(x), np.int64(x), torch.tensor(x), sympy.Integer(x)]
+    return forms
+
+
+def _as_numpy(result):
+    return tuple(r.numpy() if isinstance(r, torch.Tensor) else r for r in result)
+
+
+def _solution_forms(exercise_id):
+    """Other ways to write the solution in CASES that mean the same."""
+    solution = CASES[exercise_id][1]
+    if exercise_id in ("01.2", "01.3", "01.4"):
+        forms = [np.array(solution), np.array(solution, dtype=float), torch.tensor(solution),
+                 tuple(solution), sympy.Matrix(solution)]
+        if exercise_id == "01.2":   # a set of column numbers; the coefficients of 01.3 have an order
+            forms += [set(solution), [float(c) for c in solution]]
+        return forms
+    if exercise_id == "05.2":
+        return [np.str_(solution)]
+    if exercise_id not in CODING:
+        return _numbers(solution)
+    forms = {
+        "02.4": [lambda M, r: list(_svd(M, r)), lambda M, r: tuple(torch.from_numpy(m) for m in _svd(M, r))],
+        "03.3": [lambda *a: float(solution(*a)), lambda *a: torch.tensor(solution(*a)),
+                 lambda *a: np.int64(solution(*a))],
+        "04.3": [lambda *a: solution(*a).numpy(), lambda *a: solution(*a).tolist()],
+        "05.4": [lambda *a: list(solution(*a)), lambda *a: _as_numpy(solution(*a))],
+        "06.3": [lambda *a: tuple(solution(*a)), lambda *a: (label for label in solution(*a)),
+                 lambda *a: [np.int64(label) if isinstance(label, int) else label for label in solution(*a)]],
+        "07.3": [lambda U, V: torch.from_numpy(solution(U, V)), lambda U, V: solution(U, V).tolist()],
+        "08.3": [lambda *a: list(solution(*a)), lambda *a: (solution(*a)[0].tolist(), float(solution(*a)[1])),
+                 lambda *a: (solution(*a)[0].float(), solution(*a)[1].item())],
+    }
+    return forms[exercise_id]
+
+
+@pytest.mark.parametrize("exercise_id", sorted(CASES))
+def test_a_right_answer_in_another_form_is_right(exercise_id):
+    context = CASES[exercise_id][0]
+    for answer in _solution_forms(exercise_id):
+        feedback = exercises.check(exercise_id, answer, **context)
+        assert feedback.correct, (exercise_id, answer, feedback.message)
+
+
+def test_01_3_refuses_a_set_and_says_why():
+    feedback = exercises.check("01.3", {3, 1}, P=P)
+    assert not feedback.correct and "A set has no order" in feedback.message

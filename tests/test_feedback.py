@@ -1,7 +1,11 @@
 """Tests for lora_teach.feedback: right answers pass, wrong ones get a specific reason."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
+import sympy
+import torch
 from helpers import NOTES_W
 
 from lora_teach import feedback, linalg
@@ -20,7 +24,7 @@ def test_check_rank_explains_each_kind_of_mistake():
     assert not too_high and "Too high" in too_high.message and "C4 = 1·C1 + 1·C2" in too_high.message
     assert "Too low" in feedback.check_rank(2, NOTES_W).message
     assert "min(4, 5) = 4" in feedback.check_rank(5, NOTES_W).message
-    assert "whole number" in feedback.check_rank(2.0, NOTES_W).message
+    assert "whole number" in feedback.check_rank(2.5, NOTES_W).message
 
 
 def test_check_column_numbers_detects_counting_from_zero():
@@ -119,13 +123,15 @@ def test_compare_arrays_recognises_a_transpose():
 # --- checkers never raise on a student's answer (regressions from issue 9) -----------------
 
 WEIRD_ANSWERS = [float("nan"), float("inf"), -float("inf"), 2 + 1j, "three", [1, 2.5], {"a": 1},
-                 object(), np.array([1.0, 2.0]), np.float64("nan")]
+                 object(), np.array([0.5, 2.0]), np.float64("nan"),
+                 10 ** 400, -10 ** 400, Fraction(10 ** 400, 3), {1, 5}, [[1, 2], [3]], torch.ones(2, 3),
+                 torch.tensor([True]), torch.tensor(1 + 2j), lambda: 1 / 0]
 
 
 @pytest.mark.parametrize("answer", WEIRD_ANSWERS, ids=[f"answer{i}" for i in range(len(WEIRD_ANSWERS))])
 def test_no_checker_raises_on_any_answer(answer):
-    import sympy
     calls = [
+        lambda a: feedback.judge_choice(a, "NER", {"NER": "it lost more", "FPB": "it lost less"}),
         lambda a: feedback.check_rank(a, NOTES_W),
         lambda a: feedback.check_column_numbers(a, [0, 1]),
         lambda a: feedback.check_combination(a, NOTES_W, target=3, using=[0, 1]),
@@ -143,7 +149,6 @@ def test_no_checker_raises_on_any_answer(answer):
 
 @pytest.mark.parametrize("answer", [3, 3.0, np.int64(3), np.float32(3), __import__("fractions").Fraction(3, 1)])
 def test_numbers_of_any_type_are_understood(answer):
-    import sympy
     assert feedback.judge_number(answer, 3, "answer").correct
     assert feedback.judge_number(sympy.Rational(6, 2), 3, "answer").correct
     assert feedback.judge_number(sympy.sqrt(9), 3, "answer").correct
@@ -162,3 +167,90 @@ def test_a_repeated_column_gets_a_sentence_not_an_empty_list():
 def test_a_wrongly_set_up_exercise_still_raises_for_the_author():
     with pytest.raises(feedback.ExerciseSetupError):
         feedback.judge_choice("A", "C", {"A": "the first", "B": "the second"})
+
+
+# --- issue 22: no answer raises, a right answer counts in any form, no function fools the judge ---
+
+def test_a_huge_number_or_an_unhashable_choice_is_feedback():
+    # regressions: judge_number(10**400) raised OverflowError, judge_choice([...]) TypeError
+    assert "far too large" in feedback.judge_number(10 ** 400, 3, "answer").message
+    for answer in (["NER"], {"NER": 1}, np.array(["NER"])):
+        verdict = feedback.judge_choice(answer, "NER", {"NER": "it lost more", "FPB": "it lost less"})
+        assert not verdict and "one of ['NER', 'FPB']" in verdict.message
+
+
+@pytest.mark.parametrize("form", [3.0, np.int64(3), np.float32(3), np.array(3), torch.tensor(3), torch.tensor(3.0),
+                                  sympy.Integer(3)])
+def test_a_whole_number_may_be_written_in_any_form(form):
+    assert feedback.check_rank(form, NOTES_W).correct
+    assert feedback.judge_number(form, 3, "answer", integer=True).correct
+    assert feedback.check_column_numbers([1, 2, form], [0, 1, 2]).correct
+
+
+@pytest.mark.parametrize("form", [np.array([1, 2, 3]), {1, 2, 3}, (1, 2, 3), [1.0, 2.0, 3.0], torch.tensor([1, 2, 3]),
+                                  sympy.Matrix([1, 2, 3])])
+def test_column_numbers_may_be_written_in_any_form(form):
+    assert feedback.check_column_numbers(form, [0, 1, 2]).correct
+
+
+@pytest.mark.parametrize("form", [np.array([1, 1]), (1, 1), torch.tensor([1.0, 1.0]), sympy.Matrix([[1, 1]]),
+                                  [torch.tensor(1), np.float64(1)]])
+def test_coefficients_may_be_written_in_any_ordered_form(form):
+    assert feedback.check_combination(form, NOTES_W, target=3, using=[0, 1]).correct
+
+
+def test_a_repaired_matrix_may_be_a_tensor():
+    repaired = [row[:] for row in NOTES_W]
+    repaired[2][2], repaired[3][2] = 6, 8
+    assert feedback.check_relation_repair(torch.tensor(repaired), NOTES_W, 2, {0: 2, 1: 0}).correct
+
+
+def _sum_of_squares_cases():
+    return [("three ones", (np.ones(3),)), ("the list [1, 2]", ([1.0, 2.0],))]
+
+
+def _sum_of_squares(v):
+    return float(np.sum(np.square(v)))
+
+
+def _compare(expected, got):
+    return None if expected == got else f"expected {expected}, got {got}"
+
+
+def test_judge_function_is_not_fooled_by_a_function_that_wipes_its_input():
+    # regression: the reference ran after the student's function, on the same (wiped) input
+    def wipe_then_compute(v):
+        v[:] = [0] * len(v)
+        return _sum_of_squares(v)
+    verdict = feedback.judge_function(wipe_then_compute, _sum_of_squares_cases(), _sum_of_squares, _compare, "f")
+    assert not verdict and "On three ones, your function changed its input v in place" in verdict.message
+
+
+def test_judge_function_refuses_a_right_result_that_cost_the_callers_input():
+    def compute_then_grow(v):
+        result = _sum_of_squares(v)
+        if isinstance(v, list):
+            v.append(0.0)
+        return result
+    verdict = feedback.judge_function(compute_then_grow, _sum_of_squares_cases(), _sum_of_squares, _compare, "f")
+    assert not verdict and "On the list [1, 2], your function changed its input v" in verdict.message
+    assert feedback.judge_function(_sum_of_squares, _sum_of_squares_cases(), _sum_of_squares, _compare, "f")
+
+
+def test_judge_function_turns_a_result_that_breaks_the_comparison_into_feedback():
+    def breaks(expected, got):
+        return None if got + 1 else "unreachable"   # a dict cannot be added to
+    verdict = feedback.judge_function(lambda v: {}, _sum_of_squares_cases(), _sum_of_squares, breaks, "f")
+    assert not verdict and "your result (dict) could not be compared" in verdict.message
+
+
+@pytest.mark.parametrize("got", [torch.ones(2, 3, requires_grad=True), torch.ones(2, 3, dtype=torch.float16),
+                                 [[1, 1, 1], [1, 1, 1]], np.ones((2, 3), dtype=np.float32)])
+def test_compare_arrays_reads_arrays_of_any_kind(got):
+    assert feedback.compare_arrays(np.ones((2, 3)), got) is None
+
+
+@pytest.mark.parametrize("got", ["111", {"a": 1}, (x for x in range(3)), [[1, 2], [3]], torch.ones(3, dtype=torch.bool),
+                                 np.array([1 + 2j]), [10 ** 400]])
+def test_compare_arrays_says_what_is_no_array_of_numbers(got):
+    assert "not an array of numbers" in feedback.compare_arrays(np.ones(3), got)
