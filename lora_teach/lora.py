@@ -92,12 +92,23 @@ class LoRALinear(nn.Module):
         return out
 
     @torch.no_grad()
-    def merge(self) -> None:
-        """Fold the update into the weight: W = W0 + (alpha / r) B A (no extra work at inference)."""
+    def check_mergeable(self) -> None:
+        """Refuse a merge that would damage W0, before anything is written: a switched-off
+        layer, or an update that would put NaN or inf into the weight (after a diverged
+        training run). Unmerging cannot subtract a NaN again, so W0 would be lost for good."""
         if not self.enabled:
             raise ValueError("this LoRA layer is switched off, so merging would add an update the "
                              "model does not use; switch it on first (set_lora_enabled)")
+        bad = int((~torch.isfinite(self.base.weight + self.delta_weight())).sum())
+        if bad:
+            raise ValueError(f"merging would write {bad} NaN or inf values into W0 (do B or A hold "
+                             f"NaN or inf, e.g. after training diverged?); W0 is left unchanged")
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the update into the weight: W = W0 + (alpha / r) B A (no extra work at inference)."""
         if not self.merged:
+            self.check_mergeable()
             self.base.weight += self.delta_weight()
             self.merged = True
 
@@ -199,8 +210,15 @@ def add_lora(model: nn.Module, targets, r: int, alpha: float = DEFAULT_ALPHA,
 
 
 def merge_lora(model: nn.Module) -> None:
-    """Merge every LoRA layer's update into its weight (in place)."""
-    for layer in lora_layers(model):
+    """Merge every LoRA layer's update into its weight (in place). All or nothing: every layer
+    is checked first, so one layer with a NaN or inf update leaves every W0 as it was."""
+    layers = [(name, layer) for name, layer in named_lora_layers(model) if not layer.merged]
+    for name, layer in layers:
+        try:
+            layer.check_mergeable()
+        except ValueError as problem:
+            raise ValueError(f"{name}: {problem}") from None
+    for _, layer in layers:
         layer.merge()
 
 
@@ -219,7 +237,10 @@ def merged_copy(model: nn.Module) -> nn.Module:
     merged = copy.deepcopy(model)
     for name, layer in named_lora_layers(merged):
         if layer.enabled and not layer.merged:
-            layer.merge()
+            try:
+                layer.merge()
+            except ValueError as problem:
+                raise ValueError(f"{name}: {problem}") from None
         set_module(merged, name, layer.base)
     return merged
 

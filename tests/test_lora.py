@@ -80,6 +80,24 @@ def test_merging_a_switched_off_layer_is_an_error(tiny_base):
         lora.merge_lora(model)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_merging_a_non_finite_update_is_refused_and_leaves_w0_intact(tiny_base, bad):
+    # regression: a NaN in B was merged into W0, and unmerging left NaN in W0 for good
+    model = wrapped(tiny_base)
+    broken = model.layers[1].attention.W_v
+    with torch.no_grad():
+        broken.lora_B[0, 0] = bad
+    weights = {name: p.clone() for name, p in model.named_parameters()}
+    for merge in (lora.merge_lora, lora.merged_copy):
+        with pytest.raises(ValueError, match=r"layers\.1\.attention\.W_v: merging would write \d+ NaN"):
+            merge(model)
+    with pytest.raises(ValueError, match="W0 is left unchanged"):
+        broken.merge()
+    assert not any(layer.merged for layer in lora.lora_layers(model))   # all or nothing
+    for name, parameter in model.named_parameters():   # W0 untouched (and B still holds its bad value)
+        torch.testing.assert_close(parameter, weights[name], rtol=0, atol=0, equal_nan=True)
+
+
 def test_new_layers_take_the_mode_of_the_model(tiny_base):
     model = copy.deepcopy(tiny_base)
     lora.add_lora(model, QV, r=4, dropout=0.5)

@@ -145,6 +145,21 @@ def test_merged_copy_and_merge_unmerge_work_for_every_variant(tiny, x, variant):
         assert torch.allclose(layer.base.weight, weight, atol=1e-6)
 
 
+@pytest.mark.parametrize("variant", variants.VARIANTS)
+def test_every_variant_refuses_to_merge_a_nan_and_keeps_w0(tiny, variant):
+    # regression: a NaN in a trained tensor was merged into W0 and stayed there after unmerging
+    model = adapted(tiny, variant)
+    layer = model.blocks[1].out
+    trained = [p for name, p in layer.named_parameters() if p.requires_grad]
+    with torch.no_grad():
+        trained[-1].view(-1)[0] = float("nan")
+    weights = [other.base.weight.clone() for other in lora.lora_layers(model)]
+    with pytest.raises(ValueError, match="blocks.1.out: merging would write"):
+        lora.merge_lora(model)
+    for other, weight in zip(lora.lora_layers(model), weights):
+        assert not other.merged and torch.equal(other.base.weight, weight)
+
+
 @pytest.mark.parametrize("variant", ["LoRA", "rsLoRA", "DoRA", "VeRA"])
 def test_switching_a_variant_off_gives_the_base_model(tiny, x, variant):
     model = adapted(tiny, variant)
