@@ -24,7 +24,7 @@ from torch import nn
 
 from lora_teach.checks import check_bool, check_instance, check_int, check_names, check_real
 from lora_teach.files import save_torch_file
-from lora_teach.model import check_module_names, freeze_all_except
+from lora_teach.model import check_module_names, freeze_all_except, in_module
 from lora_teach.taskfiles import load_task_file, task_state
 
 DEFAULT_ALPHA = 8.0   # as PEFT: alpha is fixed, not tied to r, so alpha / r shrinks as r grows
@@ -172,14 +172,23 @@ def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def find_fresh_targets(model: nn.Module, targets, train_also=()) -> tuple[list[str], tuple]:
     """The checks that come before LoRA layers (of any variant) are added: the model has none
-    yet, and ``targets`` and ``train_also`` name its modules. Returns both lists of names."""
+    yet, ``targets`` and ``train_also`` name its modules, and no ``train_also`` module holds
+    or lies in a target (that would make the target's frozen W0 trainable again). Returns
+    both lists of names."""
     check_instance(model, "model", nn.Module)
     already = [name for name, _ in named_lora_layers(model)]
     if already:
         raise ValueError(f"this model already has LoRA layers ({already[0]}, ...); start from a "
                          f"fresh copy of the base model")
     names = find_targets(model, targets)
-    return names, (check_module_names(model, train_also, "train_also") if train_also else ())
+    train_also = check_module_names(model, train_also, "train_also") if train_also else ()
+    for prefix in train_also:
+        overlap = [name for name in names if in_module(name, prefix) or in_module(prefix, name)]
+        if overlap:
+            raise ValueError(f"train_also names {prefix!r}, which overlaps the target {overlap[0]!r}: "
+                             f"its frozen W0 would train too; train_also is for modules outside the "
+                             f"targets, such as the task head")
+    return names, train_also
 
 
 def add_lora(model: nn.Module, targets, r: int, alpha: float = DEFAULT_ALPHA,

@@ -260,6 +260,18 @@ def test_a_failed_add_lora_leaves_the_model_unchanged_and_a_retry_works(tiny_bas
     assert len(lora.lora_layers(model)) == 2 * TINY.n_layers
 
 
+@pytest.mark.parametrize("train_also", [["layers.0.attention"], ["layers"], ["layers.1.attention.W_v"],
+                                        ["heads.ner", "layers.0.attention.W_q.weight"]])
+def test_train_also_overlapping_a_target_is_refused(tiny_base, train_also):
+    # regression: train_also=["layers.0.attention"] made the frozen W0 of W_q and W_v trainable again
+    model = copy.deepcopy(tiny_base)
+    with pytest.raises(ValueError, match=r"train_also names '.*', which overlaps the target 'layers\.[01]"):
+        lora.add_lora(model, QV, r=4, train_also=train_also)
+    assert not lora.lora_layers(model) and all(p.requires_grad for p in model.parameters())
+    trainable = lora.add_lora(model, QV, r=4, train_also=["heads.ner", "layers.0.attention.W_k"])
+    assert not any(".base." in name for name in trainable)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
 def test_lora_follows_the_base_dtype(tiny_base, tmp_path, dtype):
     # regression: A and B were float32 whatever the base, so float64 and bfloat16 bases failed
