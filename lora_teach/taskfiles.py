@@ -56,7 +56,7 @@ def _digest(tensor: torch.Tensor) -> str:
     return digest.hexdigest()[:16]
 
 
-def checksum(tensors: dict) -> str:
+def _checksum(tensors: dict) -> str:
     """The sha256 of named tensors (names, dtypes, shapes and bytes, in name order): what a
     task file stores about its own tensors, to notice a damaged byte when it is read."""
     digest = hashlib.sha256()
@@ -99,7 +99,7 @@ def task_state(model: nn.Module, method: str, config: dict) -> dict:
         raise ValueError("the model has no trainable tensors, so there is nothing to save; "
                          "add LoRA or adapters (or unfreeze a head) first")
     return {"format": FORMAT, "version": VERSION, "method": method, "config": config,
-            "frozen": fingerprint(model, skip=tensors), "tensors": tensors, "checksum": checksum(tensors)}
+            "frozen": fingerprint(model, skip=tensors), "tensors": tensors, "checksum": _checksum(tensors)}
 
 
 ENTRIES = {"method": str, "config": dict, "frozen": dict, "tensors": dict, "checksum": str}
@@ -134,7 +134,7 @@ def read_task_file(path) -> dict:
     wrong = _malformed(saved)
     if wrong:
         raise ValueError(f"{path} is an incomplete task file (missing or malformed: {wrong}); save the task again")
-    if checksum(saved["tensors"]) != saved["checksum"]:
+    if _checksum(saved["tensors"]) != saved["checksum"]:
         raise ValueError(f"{path} is damaged: its tensors do not match the checksum saved with them, "
                          f"so they are not what was trained; save the task again")
     return saved

@@ -99,12 +99,14 @@ def test_flipped_bytes_in_the_tensors_are_refused_naming_the_file(tiny_base, tmp
         lora.load_lora(with_lora(tiny_base), path)
 
 
-def test_the_checksum_covers_names_and_values():
-    tensors = {"a": torch.zeros(3), "b": torch.ones(2)}
-    same = taskfiles.checksum({"b": torch.ones(2), "a": torch.zeros(3)})
-    assert taskfiles.checksum(tensors) == same   # the order of the entries does not matter
-    assert taskfiles.checksum({"a": torch.zeros(3), "c": torch.ones(2)}) != same
-    assert taskfiles.checksum({"a": torch.zeros(3), "b": torch.tensor([1.0, 1.5])}) != same
+def test_tensors_swapped_between_names_are_refused(tiny_base, tmp_path):
+    # the checksum binds each tensor to its name: W_q's A and W_v's A have the same shape, swapped they would load
+    saved_lora(tiny_base, tmp_path / "ner.pt")
+    first, second = "layers.0.attention.W_q.lora_A", "layers.0.attention.W_v.lora_A"
+    edit(tmp_path / "ner.pt", lambda content: content["tensors"].update(
+        {first: content["tensors"][second], second: content["tensors"][first]}))
+    with pytest.raises(ValueError, match="is damaged"):
+        lora.load_lora(with_lora(tiny_base), tmp_path / "ner.pt")
 
 
 def test_a_file_from_an_older_version_gets_a_clear_error(tiny_base, tmp_path):
