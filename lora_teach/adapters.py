@@ -15,7 +15,7 @@ from torch import nn
 
 from lora_teach.checks import check_instance, check_int, check_names, check_real
 from lora_teach.files import save_torch_file
-from lora_teach.model import ModelM, check_module_names, freeze_all_except
+from lora_teach.model import ModelM, check_module_names, freeze_all_except, in_module
 from lora_teach.taskfiles import load_task_file, task_state
 
 PLACES = {"attention": "attention_adapter", "output": "output_adapter"}
@@ -66,26 +66,33 @@ def add_adapters(model: ModelM, bottleneck: int, places=("attention", "output"),
     ``places`` picks where: "attention" (after W_o, before the first add & LayerNorm) and/or
     "output" (after the feed-forward block, before the second). Trained, as in Houlsby et al.:
     the adapters, the LayerNorms inside the layers, and the modules named in ``train_also``
-    (the task head). All or nothing: on any error the model is left as it was.
+    (the task head), which must lie outside the modules the method trains (naming a whole
+    layer would unfreeze its pretrained weights too). All or nothing: on any error the model
+    is left as it was.
     """
     check_instance(model, "model", ModelM)
     if named_adapters(model):
         raise ValueError("this model already has adapters; start from a fresh copy of the base")
     places = check_names(places, "places", PLACES)
     train_also = check_module_names(model, train_also, "train_also") if train_also else ()
+    trained = [f"layers.{index}.{name}" for index in range(len(model.layers))
+               for name in [PLACES[place] for place in places] + ["attention_norm", "output_norm"]]
+    for prefix in train_also:
+        overlap = [name for name in trained if in_module(name, prefix) or in_module(prefix, name)]
+        if overlap:
+            raise ValueError(f"train_also names {prefix!r}, which overlaps {overlap[0]!r}, a module the "
+                             f"adapters method trains already; train_also is for modules outside the "
+                             f"encoder layers, such as the task head")
     generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
     weight = model.token_embedding.weight
     new = [[BottleneckAdapter(model.config.d_model, bottleneck, generator=generator,
                               device=weight.device, dtype=weight.dtype) for _ in places]
            for _ in model.layers]
-    keep = list(train_also)
-    for index, (layer, adapters) in enumerate(zip(model.layers, new)):
+    for layer, adapters in zip(model.layers, new):
         for place, adapter in zip(places, adapters):
             adapter.train(layer.training)   # a new module starts in training mode: match the model
             setattr(layer, PLACES[place], adapter)
-            keep.append(f"layers.{index}.{PLACES[place]}")
-        keep += [f"layers.{index}.attention_norm", f"layers.{index}.output_norm"]
-    return freeze_all_except(model, keep)
+    return freeze_all_except(model, [*train_also, *trained])
 
 
 def remove_adapters(model: ModelM) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from lora_teach.checks import check_bool, check_instance, check_int, check_names, check_real
 from lora_teach.files import save_torch_file
-from lora_teach.model import check_module_names, freeze_all_except
+from lora_teach.model import check_module_names, freeze_all_except, in_module
 from lora_teach.taskfiles import load_task_file, task_state
 
 DEFAULT_ALPHA = 8.0   # as PEFT: alpha is fixed, not tied to r, so alpha / r shrinks as r grows
@@ -92,12 +92,23 @@ class LoRALinear(nn.Module):
         return out
 
     @torch.no_grad()
-    def merge(self) -> None:
-        """Fold the update into the weight: W = W0 + (alpha / r) B A (no extra work at inference)."""
+    def check_mergeable(self) -> None:
+        """Refuse a merge that would damage W0, before anything is written: a switched-off
+        layer, or an update that would put NaN or inf into the weight (after a diverged
+        training run). Unmerging cannot subtract a NaN again, so W0 would be lost for good."""
         if not self.enabled:
             raise ValueError("this LoRA layer is switched off, so merging would add an update the "
                              "model does not use; switch it on first (set_lora_enabled)")
+        bad = int((~torch.isfinite(self.base.weight + self.delta_weight())).sum())
+        if bad:
+            raise ValueError(f"merging would write {bad} NaN or inf values into W0 (do B or A hold "
+                             f"NaN or inf, e.g. after training diverged?); W0 is left unchanged")
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the update into the weight: W = W0 + (alpha / r) B A (no extra work at inference)."""
         if not self.merged:
+            self.check_mergeable()
             self.base.weight += self.delta_weight()
             self.merged = True
 
@@ -161,14 +172,23 @@ def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def find_fresh_targets(model: nn.Module, targets, train_also=()) -> tuple[list[str], tuple]:
     """The checks that come before LoRA layers (of any variant) are added: the model has none
-    yet, and ``targets`` and ``train_also`` name its modules. Returns both lists of names."""
+    yet, ``targets`` and ``train_also`` name its modules, and no ``train_also`` module holds
+    or lies in a target (that would make the target's frozen W0 trainable again). Returns
+    both lists of names."""
     check_instance(model, "model", nn.Module)
     already = [name for name, _ in named_lora_layers(model)]
     if already:
         raise ValueError(f"this model already has LoRA layers ({already[0]}, ...); start from a "
                          f"fresh copy of the base model")
     names = find_targets(model, targets)
-    return names, (check_module_names(model, train_also, "train_also") if train_also else ())
+    train_also = check_module_names(model, train_also, "train_also") if train_also else ()
+    for prefix in train_also:
+        overlap = [name for name in names if in_module(name, prefix) or in_module(prefix, name)]
+        if overlap:
+            raise ValueError(f"train_also names {prefix!r}, which overlaps the target {overlap[0]!r}: "
+                             f"its frozen W0 would train too; train_also is for modules outside the "
+                             f"targets, such as the task head")
+    return names, train_also
 
 
 def add_lora(model: nn.Module, targets, r: int, alpha: float = DEFAULT_ALPHA,
@@ -199,8 +219,15 @@ def add_lora(model: nn.Module, targets, r: int, alpha: float = DEFAULT_ALPHA,
 
 
 def merge_lora(model: nn.Module) -> None:
-    """Merge every LoRA layer's update into its weight (in place)."""
-    for layer in lora_layers(model):
+    """Merge every LoRA layer's update into its weight (in place). All or nothing: every layer
+    is checked first, so one layer with a NaN or inf update leaves every W0 as it was."""
+    layers = [(name, layer) for name, layer in named_lora_layers(model) if not layer.merged]
+    for name, layer in layers:
+        try:
+            layer.check_mergeable()
+        except ValueError as problem:
+            raise ValueError(f"{name}: {problem}") from None
+    for _, layer in layers:
         layer.merge()
 
 
@@ -219,7 +246,10 @@ def merged_copy(model: nn.Module) -> nn.Module:
     merged = copy.deepcopy(model)
     for name, layer in named_lora_layers(merged):
         if layer.enabled and not layer.merged:
-            layer.merge()
+            try:
+                layer.merge()
+            except ValueError as problem:
+                raise ValueError(f"{name}: {problem}") from None
         set_module(merged, name, layer.base)
     return merged
 

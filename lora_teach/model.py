@@ -128,14 +128,18 @@ class ModelM(nn.Module):
             "fpb": nn.Linear(d, config.n_sentiments),
         })
 
-    def encode(self, input_ids, segment_ids=None, attention_mask=None) -> torch.Tensor:
-        """Hidden states (B, T, d) for token ids (B, T)."""
+    def _checked_inputs(self, input_ids, segment_ids=None, attention_mask=None) -> tuple[torch.Tensor, ...]:
+        """The three inputs, checked (shape, dtype, values) so that a mistake gets an error that
+        names the argument instead of an IndexError deep inside torch; a missing
+        ``segment_ids`` is all 0 (one sentence) and a missing ``attention_mask`` all True."""
         check_instance(input_ids, "input_ids", torch.Tensor)
         if input_ids.dtype != torch.long:
             raise TypeError(f"input_ids must hold token ids (torch.long), got {input_ids.dtype}")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}")
         length = input_ids.shape[1]
+        if length == 0:
+            raise ValueError("input_ids has length 0; every input needs at least one token ([CLS])")
         if length > self.config.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len = {self.config.max_len}; "
                              f"encode the text with max_len={self.config.max_len} to truncate it")
@@ -146,12 +150,37 @@ class ModelM(nn.Module):
             segment_ids = torch.zeros_like(input_ids)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids, dtype=torch.bool)
-        positions = torch.arange(length, device=input_ids.device)
+        for name, values in (("segment_ids", segment_ids), ("attention_mask", attention_mask)):
+            check_instance(values, name, torch.Tensor)
+            if values.shape != input_ids.shape:
+                raise ValueError(f"{name} must have the shape of input_ids {tuple(input_ids.shape)}, "
+                                 f"got {tuple(values.shape)}")
+        if segment_ids.dtype != torch.long:
+            raise TypeError(f"segment_ids must hold segment numbers (torch.long), got {segment_ids.dtype}")
+        if segment_ids.numel() and (segment_ids.min() < 0 or segment_ids.max() >= self.config.n_segments):
+            raise ValueError(f"segment_ids must lie in [0, {self.config.n_segments}) (0 for sentence A, "
+                             f"1 for sentence B), got values from {int(segment_ids.min())} to "
+                             f"{int(segment_ids.max())}")
+        if attention_mask.dtype.is_floating_point or attention_mask.dtype.is_complex:
+            raise TypeError(f"attention_mask must be bool or integer (1 for a real token, 0 for "
+                            f"padding), got {attention_mask.dtype}; an additive mask (0 / -inf) is not "
+                            f"what Model M reads")
+        if not ((attention_mask == 0) | (attention_mask == 1)).all():
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (a real token)")
+        if not attention_mask.any(dim=1).all():
+            row = int((~attention_mask.any(dim=1)).nonzero()[0])
+            raise ValueError(f"row {row} of attention_mask has no real token, so it has nothing to attend to")
+        return input_ids, segment_ids, attention_mask.bool()
+
+    def encode(self, input_ids, segment_ids=None, attention_mask=None) -> torch.Tensor:
+        """Hidden states (B, T, d) for token ids (B, T); see :meth:`_checked_inputs` for the other two."""
+        input_ids, segment_ids, attention_mask = self._checked_inputs(input_ids, segment_ids, attention_mask)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = (self.token_embedding(input_ids) + self.position_embedding(positions)
              + self.segment_embedding(segment_ids))
         x = self.embedding_norm(x)
         for layer in self.layers:
-            x = layer(x, attention_mask.bool())
+            x = layer(x, attention_mask)
         return x
 
     def forward(self, task: str, input_ids, segment_ids=None, attention_mask=None) -> torch.Tensor:

@@ -8,12 +8,15 @@ computes what it computed when it was saved:
   adapters with their bottleneck size. A model set up differently is refused, naming the
   difference (a file trained with alpha = 16 would silently compute something else with
   alpha = 8).
-* ``frozen``: a fingerprint (sha256) of every frozen tensor of the base model, LayerNorms
-  included, so a file trained on one base is refused by another, naming the tensors that
-  differ.
+* ``frozen``: a fingerprint (sha256) of every frozen tensor the task's function depends on,
+  LayerNorms and heads included, so a file trained on one base is refused by another, naming
+  the tensors that differ. A model with a tensor the fingerprint does not list is refused too.
+* ``checksum``: the sha256 of the file's own tensors, checked when it is read, so a damaged
+  file is refused instead of silently computing something else.
 
-Model M's task heads are left out of the fingerprint: one base serves many tasks, and a task
-reads only its own head (which is in its file).
+Model M reads one head per task, so one base can serve many tasks: when a file carries a head
+(trained, or with LoRA), Model M's other heads are left out of the fingerprint. A file that
+carries no head (e.g. LoRA read through the frozen MLM head) fingerprints every head.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from torch import nn
 
 from lora_teach.checks import check_instance
 from lora_teach.files import load_torch_file
-from lora_teach.model import ModelM, in_module
+from lora_teach.model import ModelM
 
 FORMAT = "lora_teach task file"
-VERSION = 2
+VERSION = 3   # 3: heads in the fingerprint, and a checksum of the tensors
 WRAPPER_PART = ".base."   # LoRA wraps a layer and keeps the original as its ``base``
 
 
@@ -38,27 +41,48 @@ def base_name(name: str) -> str:
     return name.replace(WRAPPER_PART, ".")
 
 
-def _digest(tensor: torch.Tensor) -> str:
-    """The first 16 hex digits (64 bits) of the sha256 of a tensor's dtype, shape and bytes
-    (any dtype, bfloat16 included): short, and a change of one bit changes it."""
+def _add_tensor(digest, tensor: torch.Tensor) -> None:
+    """Feed a tensor's dtype, shape and bytes (any dtype, bfloat16 included) to a sha256."""
     flat = tensor.detach().cpu().contiguous().reshape(-1)
-    digest = hashlib.sha256(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+    digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
     digest.update(flat.view(torch.uint8).numpy().tobytes())
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    """The first 16 hex digits (64 bits) of the sha256 of a tensor's dtype, shape and bytes:
+    short, and a change of one bit changes it."""
+    digest = hashlib.sha256()
+    _add_tensor(digest, tensor)
     return digest.hexdigest()[:16]
 
 
-def _excluded(model: nn.Module, name: str) -> bool:
-    """Tensors outside the base: Model M's task heads (each task file carries its own)."""
-    return isinstance(model, ModelM) and in_module(name, "heads")
+def _checksum(tensors: dict) -> str:
+    """The sha256 of named tensors (names, dtypes, shapes and bytes, in name order): what a
+    task file stores about its own tensors, to notice a damaged byte when it is read."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        _add_tensor(digest, tensors[name])
+    return digest.hexdigest()
+
+
+def _head(name: str) -> str | None:
+    """The head a tensor of Model M lies in ("heads.ner.base.weight" -> "heads.ner"), or None."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if parts[0] == "heads" and len(parts) > 2 else None
 
 
 def fingerprint(model: nn.Module, skip=()) -> dict[str, dict]:
     """For every tensor of ``model`` (parameters and buffers) except those in ``skip`` (the
-    ones a task file carries): its sha256 and its norm, keyed by its name in the base."""
+    ones a task file carries): its sha256 and its norm, keyed by its name in the base.
+    Model M's heads that ``skip`` does not touch are left out if it touches one: that one is
+    the task's head, and the task reads no other."""
     check_instance(model, "model", nn.Module)
+    task_heads = {_head(name) for name in skip if _head(name)} if isinstance(model, ModelM) else set()
     prints = {}
     for name, tensor in model.state_dict().items():
-        if name in skip or _excluded(model, name):
+        head = _head(name)
+        if name in skip or (head and task_heads and head not in task_heads):
             continue
         prints[base_name(name)] = {"sha256": _digest(tensor),
                                    "norm": float(tensor.detach().double().norm())}
@@ -75,19 +99,44 @@ def task_state(model: nn.Module, method: str, config: dict) -> dict:
         raise ValueError("the model has no trainable tensors, so there is nothing to save; "
                          "add LoRA or adapters (or unfreeze a head) first")
     return {"format": FORMAT, "version": VERSION, "method": method, "config": config,
-            "frozen": fingerprint(model, skip=tensors), "tensors": tensors}
+            "frozen": fingerprint(model, skip=tensors), "tensors": tensors, "checksum": _checksum(tensors)}
+
+
+ENTRIES = {"method": str, "config": dict, "frozen": dict, "tensors": dict, "checksum": str}
+
+
+def _malformed(saved: dict) -> list[str]:
+    """The entries of a task file that are missing or not what :func:`task_state` writes."""
+    wrong = [key for key, kind in ENTRIES.items() if not isinstance(saved.get(key), kind)]
+    if "tensors" not in wrong and not all(isinstance(t, torch.Tensor) for t in saved["tensors"].values()):
+        wrong.append("tensors")
+    if "frozen" not in wrong and not all(isinstance(entry, dict) and {"sha256", "norm"} <= entry.keys()
+                                         for entry in saved["frozen"].values()):
+        wrong.append("frozen")
+    return wrong
 
 
 def read_task_file(path) -> dict:
-    """Read a task file, checking that it is one (a clear error names the path otherwise)."""
+    """Read a task file, checking that it is one, of this course's version, complete and
+    undamaged (its tensors match their checksum); a clear error names the path otherwise."""
     saved = load_torch_file(path, "task file")
+    path = pathlib.Path(path)
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise ValueError(f"{pathlib.Path(path)} is not a lora_teach task file (no "
-                         f"'format': {FORMAT!r} entry); was it saved with save_lora or "
-                         f"save_adapters?")
-    if saved.get("version") != VERSION:
-        raise ValueError(f"{pathlib.Path(path)} is a task file of version "
-                         f"{saved.get('version')!r}; this course reads version {VERSION}")
+        raise ValueError(f"{path} is not a lora_teach task file (no 'format': {FORMAT!r} entry); "
+                         f"was it saved with save_lora or save_adapters?")
+    version = saved.get("version")
+    if isinstance(version, int) and version < VERSION:
+        raise ValueError(f"{path} is a task file of version {version}, from an older version of the "
+                         f"course, which could not check the base's heads and its own bytes; this "
+                         f"course reads version {VERSION}: save the task again")
+    if version != VERSION:
+        raise ValueError(f"{path} is a task file of version {version!r}; this course reads version {VERSION}")
+    wrong = _malformed(saved)
+    if wrong:
+        raise ValueError(f"{path} is an incomplete task file (missing or malformed: {wrong}); save the task again")
+    if _checksum(saved["tensors"]) != saved["checksum"]:
+        raise ValueError(f"{path} is damaged: its tensors do not match the checksum saved with them, "
+                         f"so they are not what was trained; save the task again")
     return saved
 
 
@@ -157,7 +206,14 @@ def load_task_file(model: nn.Module, path, method: str, config: dict) -> None:
         if parameters[name].shape != tensor.shape:
             raise ValueError(f"tensor {name!r} has shape {tuple(tensor.shape)} in {path.name} "
                              f"but {tuple(parameters[name].shape)} in the model")
-    differences = _base_differences(saved["frozen"], fingerprint(model, skip=saved["tensors"]))
+    current = fingerprint(model, skip=saved["tensors"])
+    unlisted = [name for name in current if name not in saved["frozen"]]
+    if unlisted:
+        raise ValueError(f"the fingerprint in {path} does not list {unlisted[:3]}"
+                         f"{' and more' if len(unlisted) > 3 else ''}, which this model's task depends on, "
+                         f"so it cannot vouch for them: was the file edited, or saved from a model set up "
+                         f"differently?")
+    differences = _base_differences(saved["frozen"], current)
     if differences:
         raise ValueError(f"{path} was trained on another base model: " + "; ".join(differences))
     with torch.no_grad():

@@ -232,7 +232,7 @@ class VeRALinear(LoRALinear):
             raise ValueError(f"shared holds projections for layers up to {shared.vera_B.shape[0]}x"
                              f"{shared.vera_A.shape[1]}, too small for this "
                              f"{base.out_features}x{base.in_features} layer")
-        self.d_initial = check_real(d_initial, "d_initial")
+        self.d_initial = _check_d_initial(d_initial)
         self._wrap(base, dropout)
         self.shared = shared
         self.r = shared.r
@@ -261,6 +261,17 @@ class VeRALinear(LoRALinear):
 
     def extra_repr(self) -> str:
         return f"r={self.r}, d_initial={self.d_initial:g}"
+
+
+def _check_d_initial(d_initial) -> float:
+    """VeRA's start value of lambda_d: a finite number, not 0. lambda_b starts at 0, and each
+    vector's gradient is proportional to the other, so with lambda_d = 0 too both gradients
+    stay 0 and VeRA never learns (the trap of exercise 05.2)."""
+    d_initial = check_real(d_initial, "d_initial")
+    if d_initial == 0:
+        raise ValueError(f"d_initial must not be 0: lambda_b starts at 0, so both vectors' gradients "
+                         f"would stay 0 and VeRA would never learn; PEFT's default is {VERA_D_INITIAL}")
+    return d_initial
 
 
 LAYERS = {"LoRA": LoRALinear, "rsLoRA": RsLoRALinear, "DoRA": DoRALinear, "PiSSA": PiSSALinear}
@@ -293,6 +304,8 @@ def add_variant(model: nn.Module, variant: str, targets, r: int, alpha: float = 
     d_initial = check_real(d_initial, "d_initial")
     if variant != "VeRA" and d_initial != VERA_D_INITIAL:
         raise ValueError(f"d_initial is a setting of VeRA, not of {variant}")
+    if variant == "VeRA":
+        _check_d_initial(d_initial)
     check_bool(quantize_base, "quantize_base")
     generator = torch.Generator().manual_seed(seed)
     was_trainable = {p: p.requires_grad for p in model.parameters()}
@@ -329,12 +342,17 @@ def trainable_count(variant: str, shapes, r: int) -> int:
     """Trainable parameters a variant adds to layers of ``shapes`` ((d_out, d_in) pairs), by
     formula: LoRA, rsLoRA, PiSSA r (d_in + d_out) per layer; DoRA that plus d_out (the
     magnitude); VeRA r + d_out (its two vectors; the shared A and B are frozen,
-    :func:`vera_shared_count`)."""
+    :func:`vera_shared_count`). As the layers themselves, only VeRA accepts an r larger than a
+    layer's min(d_in, d_out)."""
     check_choice(variant, "variant", VARIANTS)
     shapes = _check_shapes(shapes)
     r = check_int(r, "r", minimum=1)
     if variant == "VeRA":
         return sum(r + d_out for d_out, _ in shapes)
+    d_out, d_in = min(shapes, key=min)
+    if r > min(d_out, d_in):
+        raise ValueError(f"r must be between 1 and min(d_in, d_out) = {min(d_out, d_in)} for a "
+                         f"{d_out}x{d_in} layer, got {r} (only VeRA's r may be larger)")
     extra = 1 if variant == "DoRA" else 0
     return sum(r * (d_in + d_out) + extra * d_out for d_out, d_in in shapes)
 

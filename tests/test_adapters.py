@@ -119,6 +119,18 @@ def test_bad_requests_are_refused_and_leave_the_model_unchanged(base, kwargs, er
     assert all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.parametrize("train_also, overlap", [
+    (["layers.1"], "layers.1.attention_adapter"), (["layers"], "layers.0.attention_adapter"),
+    (["heads.ner", "layers.0.output_norm"], "layers.0.output_norm"),
+])
+def test_train_also_overlapping_what_adapters_train_is_refused(base, train_also, overlap):
+    # regression: train_also=["layers.1"] unfroze layer 1's pretrained W_q, W_k, ... as well
+    model = copy.deepcopy(base)
+    with pytest.raises(ValueError, match=f"train_also names '.*', which overlaps '{overlap}'"):
+        adapters.add_adapters(model, bottleneck=4, train_also=train_also)
+    assert not adapters.named_adapters(model) and all(p.requires_grad for p in model.parameters())
+
+
 def test_adding_twice_is_refused_and_removal_restores_identity(base):
     model = copy.deepcopy(base)
     adapters.add_adapters(model, bottleneck=4, train_also=["heads.ner"])

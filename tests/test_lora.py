@@ -80,6 +80,24 @@ def test_merging_a_switched_off_layer_is_an_error(tiny_base):
         lora.merge_lora(model)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_merging_a_non_finite_update_is_refused_and_leaves_w0_intact(tiny_base, bad):
+    # regression: a NaN in B was merged into W0, and unmerging left NaN in W0 for good
+    model = wrapped(tiny_base)
+    broken = model.layers[1].attention.W_v
+    with torch.no_grad():
+        broken.lora_B[0, 0] = bad
+    weights = {name: p.clone() for name, p in model.named_parameters()}
+    for merge in (lora.merge_lora, lora.merged_copy):
+        with pytest.raises(ValueError, match=r"layers\.1\.attention\.W_v: merging would write \d+ NaN"):
+            merge(model)
+    with pytest.raises(ValueError, match="W0 is left unchanged"):
+        broken.merge()
+    assert not any(layer.merged for layer in lora.lora_layers(model))   # all or nothing
+    for name, parameter in model.named_parameters():   # W0 untouched (and B still holds its bad value)
+        torch.testing.assert_close(parameter, weights[name], rtol=0, atol=0, equal_nan=True)
+
+
 def test_new_layers_take_the_mode_of_the_model(tiny_base):
     model = copy.deepcopy(tiny_base)
     lora.add_lora(model, QV, r=4, dropout=0.5)
@@ -240,6 +258,18 @@ def test_a_failed_add_lora_leaves_the_model_unchanged_and_a_retry_works(tiny_bas
     assert {name: p.requires_grad for name, p in model.named_parameters()} == before
     lora.add_lora(model, QV, r=4)
     assert len(lora.lora_layers(model)) == 2 * TINY.n_layers
+
+
+@pytest.mark.parametrize("train_also", [["layers.0.attention"], ["layers"], ["layers.1.attention.W_v"],
+                                        ["heads.ner", "layers.0.attention.W_q.weight"]])
+def test_train_also_overlapping_a_target_is_refused(tiny_base, train_also):
+    # regression: train_also=["layers.0.attention"] made the frozen W0 of W_q and W_v trainable again
+    model = copy.deepcopy(tiny_base)
+    with pytest.raises(ValueError, match=r"train_also names '.*', which overlaps the target 'layers\.[01]"):
+        lora.add_lora(model, QV, r=4, train_also=train_also)
+    assert not lora.lora_layers(model) and all(p.requires_grad for p in model.parameters())
+    trainable = lora.add_lora(model, QV, r=4, train_also=["heads.ner", "layers.0.attention.W_k"])
+    assert not any(".base." in name for name in trainable)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])

@@ -96,3 +96,34 @@ def test_bad_calls_are_named(model):
     with pytest.raises(ValueError, match="seed must be >= 0"):
         reset_head(model, "ner", seed=-2)
     assert set(TASKS) == set(model.heads)
+
+
+IDS = torch.randint(5, 50, (2, 6), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("task", ["ner", "fpb"])
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"input_ids": torch.zeros(2, 0, dtype=torch.long)}, ValueError, "input_ids has length 0"),
+    ({"segment_ids": torch.full((2, 6), 2)}, ValueError, r"segment_ids must lie in \[0, 2\)"),
+    ({"segment_ids": torch.full((2, 6), -1)}, ValueError, r"segment_ids must lie in \[0, 2\)"),
+    ({"segment_ids": torch.zeros(2, 5, dtype=torch.long)}, ValueError, r"segment_ids must have the shape .* \(2, 6\)"),
+    ({"segment_ids": torch.zeros(2, 6)}, TypeError, "segment_ids must hold segment numbers"),
+    ({"segment_ids": [[0] * 6] * 2}, TypeError, "segment_ids must be a torch.Tensor"),
+    ({"attention_mask": torch.ones(6, dtype=torch.bool)}, ValueError, "attention_mask must have the shape"),
+    ({"attention_mask": torch.zeros(2, 6)}, TypeError, "attention_mask must be bool or integer"),
+    ({"attention_mask": torch.full((2, 6), 2)}, ValueError, "attention_mask must hold only 0"),
+    ({"attention_mask": torch.tensor([[1] * 6, [0] * 6])}, ValueError, "row 1 of attention_mask has no real token"),
+])
+def test_bad_segment_ids_masks_and_lengths_are_named(model, task, kwargs, error, message):
+    # regression: these failed deep inside torch (IndexError, RuntimeError) or ran on silently
+    with pytest.raises(error, match=message):
+        model(task, **{"input_ids": IDS, **kwargs})
+
+
+def test_an_integer_mask_and_second_segments_are_read(model):
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
+    segments = torch.tensor([[0, 0, 1, 1, 1, 1]] * 2)
+    with torch.no_grad():
+        as_bool = model("ner", IDS, segments, mask.bool())
+        assert torch.equal(model("ner", IDS, segments, mask), as_bool)
+        assert not torch.equal(model("ner", IDS, attention_mask=mask), as_bool)   # the segments count

@@ -145,6 +145,21 @@ def test_merged_copy_and_merge_unmerge_work_for_every_variant(tiny, x, variant):
         assert torch.allclose(layer.base.weight, weight, atol=1e-6)
 
 
+@pytest.mark.parametrize("variant", variants.VARIANTS)
+def test_every_variant_refuses_to_merge_a_nan_and_keeps_w0(tiny, variant):
+    # regression: a NaN in a trained tensor was merged into W0 and stayed there after unmerging
+    model = adapted(tiny, variant)
+    layer = model.blocks[1].out
+    trained = [p for name, p in layer.named_parameters() if p.requires_grad]
+    with torch.no_grad():
+        trained[-1].view(-1)[0] = float("nan")
+    weights = [other.base.weight.clone() for other in lora.lora_layers(model)]
+    with pytest.raises(ValueError, match="blocks.1.out: merging would write"):
+        lora.merge_lora(model)
+    for other, weight in zip(lora.lora_layers(model), weights):
+        assert not other.merged and torch.equal(other.base.weight, weight)
+
+
 @pytest.mark.parametrize("variant", ["LoRA", "rsLoRA", "DoRA", "VeRA"])
 def test_switching_a_variant_off_gives_the_base_model(tiny, x, variant):
     model = adapted(tiny, variant)
@@ -188,6 +203,8 @@ def test_add_variant_is_all_or_nothing(tiny):
     (dict(d_initial=0.5), ValueError, "d_initial"),
     (dict(variant="VeRA", d_initial="0.1"), TypeError, "d_initial"),
     (dict(variant="VeRA", r=0), ValueError, "r"),
+    (dict(variant="VeRA", d_initial=0.0), ValueError, "d_initial must not be 0"),   # would never learn
+    (dict(train_also=["blocks.0"]), ValueError, "overlaps the target 'blocks.0.query'"),   # W0 would train
     (dict(quantize_base="yes"), TypeError, "quantize_base"),
 ])
 def test_add_variant_refuses_bad_input(tiny, kwargs, error, name):
@@ -214,6 +231,7 @@ def test_add_variant_refuses_a_model_that_already_has_lora(tiny):
     (lambda: variants.trainable_count("LoRA", [(4, 0)], 1), ValueError, "shapes"),
     (lambda: variants.trainable_count("LoRA", [(4, 4.0)], 1), TypeError, "shapes"),
     (lambda: variants.trainable_count("LoRA", [(4, 4)], 0), ValueError, "r"),
+    (lambda: variants.trainable_count("DoRA", [(16, 16), (24, 8)], 9), ValueError, "min.* = 8 for a 24x8 layer"),
     (lambda: variants.vera_shared_count(5, 1), TypeError, "shapes"),
     (lambda: variants.vera_shared_count([(4, 4)], "1"), TypeError, "r"),
     (lambda: variants.target_shapes(Tiny(), "query"), TypeError, "targets"),
@@ -376,8 +394,9 @@ def test_vera_shares_one_frozen_pair_and_trains_r_plus_d_out_per_layer(tiny):
         assert [n for n in names if n.endswith("vera_lambda_d")]
         assert torch.equal(layer.vera_lambda_d, torch.full((32,), 0.1))
         assert torch.equal(layer.vera_lambda_b, torch.zeros(layer.base.out_features))
-    assert count_parameters(model, trainable_only=True) == sum(32 + d_out for d_out, _ in
-                                                                 variants.target_shapes(tiny, TARGETS))
+    shapes = variants.target_shapes(tiny, TARGETS)
+    assert count_parameters(model, trainable_only=True) == sum(32 + d_out for d_out, _ in shapes)
+    assert variants.trainable_count("VeRA", shapes, 32) == sum(32 + d_out for d_out, _ in shapes)
 
 
 def test_vera_forward_is_the_paper_formula(x):
@@ -415,6 +434,8 @@ def test_vera_refuses_bad_input():
         variants.VeRALinear(nn.Conv1d(8, 8, 1), shared)
     with pytest.raises(TypeError, match="d_initial"):
         variants.VeRALinear(nn.Linear(8, 8), shared, d_initial=None)
+    with pytest.raises(ValueError, match="d_initial must not be 0"):   # both gradients would stay 0
+        variants.VeRALinear(nn.Linear(8, 8), shared, d_initial=0)
     with pytest.raises(ValueError, match="d_in"):
         variants.VeRAProjections(4, 0, 8)
     with pytest.raises(TypeError, match="seed"):
