@@ -106,8 +106,7 @@ def save_model_m(model: ModelM, tokenizer: WordTokenizer, info: dict, path=CHECK
     size = save_torch_file({"config": asdict(model.config), "state_dict": model.state_dict(),
                             "vocab": tokenizer.to_dict(), "info": info}, path, overwrite)
     digest = sha256_of(path) + "\n"
-    save_atomically(lambda temporary: pathlib.Path(temporary).write_text(digest),
-                    _hash_file(path), overwrite=True)
+    save_atomically(digest.encode(), _hash_file(path), overwrite=True)
     return size
 
 
