@@ -18,7 +18,7 @@ import time
 import pytest
 import torch
 
-from lora_teach import files
+from lora_teach import files, pretrained
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -157,3 +157,30 @@ def test_a_read_only_folder_is_named(tmp_path):
     with context as locked:
         with pytest.raises(PermissionError, match=f"cannot write in the folder {locked}"):
             files.save_torch_file({"x": torch.arange(5)}, locked / "state.pt")
+
+
+MODEL_M_SAVER = """
+import sys
+from lora_teach import pretrained
+model, tokenizer, info = pretrained.load_model_m()
+print("started", flush=True)
+for step in range(10**9):
+    pretrained.save_model_m(model, tokenizer, dict(info, step=step), sys.argv[1], overwrite=True)
+"""
+
+
+def test_model_m_saves_killed_at_random_moments_leave_a_checkpoint_that_matches(tmp_path):
+    # the checkpoint and its sha256 are two files: every kill must leave a pair that loads
+    path = tmp_path / "model_m.pt"
+    model, tokenizer, info = pretrained.load_model_m()
+    pretrained.save_model_m(model, tokenizer, dict(info, step=-1), path)
+    for delay in (0.2, 0.5, 0.9):
+        saver = python(MODEL_M_SAVER, path)
+        assert saver.stdout.readline() == "started\n"
+        time.sleep(delay)
+        saver.send_signal(signal.SIGKILL)
+        saver.wait()
+        assert isinstance(pretrained.load_model_m(path)[2]["step"], int)
+    pretrained.save_model_m(model, tokenizer, dict(info, step="last"), path, overwrite=True)
+    assert debris(tmp_path) == []
+    assert (tmp_path / "model_m.pt.sha256").read_text() == files.sha256_of(path) + "\n"
