@@ -43,7 +43,8 @@ def tmpfs(folder: pathlib.Path, options: str):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"this machine refuses to mount a tmpfs: {mounted.stderr.strip()}")
+        reason = (mounted.stderr.strip() or "no reason given").splitlines()[0]
+        pytest.skip(f"this machine refuses to mount a tmpfs: {reason}")
     try:
         yield folder
     finally:
