@@ -1,9 +1,11 @@
 """Saving and reading files without ever losing what the user saved.
 
-* :func:`save_atomically` writes to a temporary file in the same folder and then renames it
-  over the target in one step (``os.replace``). If writing fails half-way (disk full, an
-  interrupted kernel), the previous file is still there, whole. It refuses to replace an
-  existing file unless ``overwrite=True``.
+* :func:`save_atomically` writes bytes to a temporary file in the same folder and then moves it
+  to the target in one step. If writing fails half-way (disk full, a killed process), the
+  previous file is still there, whole. It refuses to replace an existing file unless
+  ``overwrite=True``, and of two processes saving the same new file at once exactly one wins.
+* :func:`save_torch_file` serialises with ``torch.save`` in memory first, so the same content
+  always gives the same bytes, then saves them atomically.
 * :func:`load_torch_file` reads a file written with ``torch.save`` in ``weights_only`` mode
   (no pickled code runs) and turns torch's internal errors into one that names the file.
 * :func:`read_lines` reads a text file line by line and names the file, line and byte offset
@@ -13,14 +15,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
 import os
 import pathlib
-import tempfile
+import re
+import secrets
+import socket
+import stat
 
 import torch
 
-from lora_teach.checks import check_bool
+from lora_teach.checks import check_bool, check_instance
+
+# A temporary file's name records the machine and process writing it, so that a later save can
+# remove the debris of a save that was killed (nothing else would). It is short whatever the
+# target's name, which may itself be up to 255 characters long.
+_TEMPORARY = re.compile(r"\.lora_teach\.(?P<host>.*)\.(?P<pid>\d+)\.[0-9a-f]+\.partial")
 
 
 def _as_path(path, name: str = "path") -> pathlib.Path:
@@ -29,37 +42,114 @@ def _as_path(path, name: str = "path") -> pathlib.Path:
     return pathlib.Path(path)
 
 
-def save_atomically(write, path, overwrite: bool = False) -> int:
-    """Call ``write(temporary_path)``, then move the result to ``path``; return its size.
+def _host() -> str:
+    return socket.gethostname()[:64]
 
-    The move is atomic, so ``path`` holds either the old file or the complete new one.
+
+def _temporary_name() -> str:
+    return f".lora_teach.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.partial"
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)   # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # it exists, but belongs to another user
+        return True
+    return True
+
+
+def _remove_debris(folder: pathlib.Path) -> None:
+    """Delete the temporary files in ``folder`` of saves on this machine whose process is gone."""
+    if os.name != "posix":   # elsewhere signal 0 does not just ask; leave the debris
+        return
+    for temporary in folder.glob(".lora_teach.*.partial"):
+        found = _TEMPORARY.fullmatch(temporary.name)
+        if found and found["host"] == _host() and not _is_running(int(found["pid"])):
+            with contextlib.suppress(OSError):   # tidying up must never stop a save
+                temporary.unlink()
+
+
+def _already_exists(path: pathlib.Path) -> FileExistsError:
+    return FileExistsError(f"{path} already exists; pass overwrite=True to replace it, or "
+                           f"choose another name")
+
+
+def _write_new_file(temporary: pathlib.Path, data: bytes, mode_of: pathlib.Path | None) -> None:
+    """Write ``data`` to the new file ``temporary`` and flush it to the disk. Its permissions
+    are those of ``mode_of`` if given, else those of any new file (0o666 less the umask)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    with open(os.open(temporary, flags, 0o666), "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if mode_of is not None:
+        with contextlib.suppress(FileNotFoundError):   # it was removed meanwhile: keep the umask's
+            os.chmod(temporary, stat.S_IMODE(os.stat(mode_of).st_mode))
+
+
+def _move_into_place(temporary: pathlib.Path, path: pathlib.Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)   # gives the file its name only if the name is free, in one step
+    except FileExistsError:
+        raise _already_exists(path) from None
+    except OSError:   # a file system without hard links (FAT): check, then rename
+        if path.exists():
+            raise _already_exists(path) from None
+        os.replace(temporary, path)
+
+
+def save_atomically(data: bytes, path, overwrite: bool = False) -> int:
+    """Write ``data`` to ``path`` in one step; return its size in bytes.
+
+    ``path`` holds either its old content or all of ``data``, never a part. The new file gets
+    the permissions of the file it replaces, or the umask's. Raises FileExistsError if ``path``
+    exists (even if it appeared during the save) unless ``overwrite=True``, PermissionError if
+    the folder cannot be written and OSError (errno ENOSPC) if the disk is full.
     """
+    check_instance(data, "data", bytes)
     path = _as_path(path)
     check_bool(overwrite, "overwrite")
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name inside it")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it, or "
-                              f"choose another name")
+        raise _already_exists(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"the folder {path.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial",
-                                         dir=path.parent)
-    os.close(handle)
+    temporary = path.parent / _temporary_name()
     try:
-        write(temporary)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
+        _remove_debris(path.parent)
+        _write_new_file(temporary, data, path if overwrite and path.exists() else None)
+        _move_into_place(temporary, path, overwrite)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"the disk is full: {path} was not saved ({len(data)} "
+                                        f"bytes), any file there before is unchanged; free "
+                                        f"some space and save again") from None
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise PermissionError(error.errno, f"cannot write in the folder {path.parent} "
+                                               f"({error.strerror}); save elsewhere") from None
         raise
-    return path.stat().st_size
+    finally:
+        if temporary.exists():   # only if it was made: unlink fails in a read-only folder
+            temporary.unlink()
+    return len(data)
 
 
 def save_torch_file(obj, path, overwrite: bool = False) -> int:
-    """``torch.save(obj)`` to ``path`` atomically; return the file size in bytes."""
-    return save_atomically(lambda temporary: torch.save(obj, temporary), path, overwrite)
+    """``torch.save(obj)`` to ``path`` atomically; return the file size in bytes.
+
+    The object is serialised in memory first: saved to a file, torch would name the archive's
+    root folder after the (temporary) file, so the same content would give other bytes on every
+    save, and another size than ``costs.saved_bytes`` reports.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return save_atomically(buffer.getvalue(), path, overwrite)
 
 
 def load_torch_file(path, what: str = "file"):

@@ -9,15 +9,19 @@ minutes on a 2-core CPU, and records the new file's sha256.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import pathlib
 import random
 import time
 from dataclasses import asdict, fields
 
+import torch
+
 from lora_teach import corpus, training
 from lora_teach.batching import encode_pretraining
 from lora_teach.checks import check_instance
-from lora_teach.files import load_torch_file, save_atomically, save_torch_file, sha256_of
+from lora_teach.files import load_torch_file, save_atomically, sha256_of
 from lora_teach.metrics import evaluate_pretraining
 from lora_teach.model import ModelConfig, ModelM
 from lora_teach.reproducibility import set_seed
@@ -93,21 +97,64 @@ def _hash_file(path: pathlib.Path) -> pathlib.Path:
     return path.with_name(path.name + ".sha256")
 
 
+def _recorded_digests(path: pathlib.Path) -> list[str]:
+    """The digests in ``path``'s sha256 file: one a line, first word only, as ``sha256sum``
+    writes them, in any case."""
+    lines = _hash_file(path).read_text().splitlines()
+    return [line.split()[0].lower() for line in lines if line.strip()]
+
+
+def _verified_digest(path: pathlib.Path) -> list[str]:
+    """``[sha256 of path]`` if its sha256 file records it, else ``[]`` (no file, or no match)."""
+    if not (path.is_file() and _hash_file(path).is_file()):
+        return []
+    digest = sha256_of(path)
+    return [digest] if digest in _recorded_digests(path) else []
+
+
+def _check_plain(value, name: str) -> None:
+    """Refuse what ``weights_only`` loading refuses, before it is saved: a checkpoint that
+    saves but can never be loaded is lost work. ``type(...)`` since numpy's float64 is a float."""
+    if isinstance(value, (dict, list, tuple)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _check_plain(item, f"{name}[{key!r}]")
+    elif type(value) not in (str, int, float, bool, type(None)):
+        raise TypeError(f"{name} is a {type(value).__module__}.{type(value).__name__}; info may "
+                        f"hold only str, int, float, bool, None, lists and dicts (convert numbers "
+                        f"with float() or int())")
+
+
 def save_model_m(model: ModelM, tokenizer: WordTokenizer, info: dict, path=CHECKPOINT,
                  overwrite: bool = False) -> int:
     """Save weights, config, vocabulary and info as plain tensors and Python values, and the
-    file's sha256 beside it; refuses to replace a file unless ``overwrite=True``."""
+    file's sha256 beside it; refuses to replace a file unless ``overwrite=True``.
+
+    The two change together or not at all: the sha256 file first records the new digest next
+    to the old one, then the checkpoint is replaced in one step, then the old digest goes. A
+    crash or a failed write at any moment leaves a checkpoint (the old or the new) that matches.
+    """
     check_instance(model, "model", ModelM)
     check_instance(tokenizer, "tokenizer", WordTokenizer)
+    check_instance(info, "info", dict)
+    _check_plain(info, "info")
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size} ids but the model's "
                          f"embedding has {model.config.vocab_size} rows")
     path = pathlib.Path(path)
-    size = save_torch_file({"config": asdict(model.config), "state_dict": model.state_dict(),
-                            "vocab": tokenizer.to_dict(), "info": info}, path, overwrite)
-    digest = sha256_of(path) + "\n"
-    save_atomically(lambda temporary: pathlib.Path(temporary).write_text(digest),
-                    _hash_file(path), overwrite=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name inside it")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it, or "
+                              f"choose another name")
+    buffer = io.BytesIO()   # in memory, to know the digest before anything is written
+    torch.save({"config": asdict(model.config), "state_dict": model.state_dict(),
+                "vocab": tokenizer.to_dict(), "info": info}, buffer)
+    new = hashlib.sha256(buffer.getvalue()).hexdigest()
+    both = [new, *_verified_digest(path)]
+    save_atomically(("\n".join(both) + "\n").encode(), _hash_file(path), overwrite=True)
+    size = save_atomically(buffer.getvalue(), path, overwrite)
+    save_atomically((new + "\n").encode(), _hash_file(path), overwrite=True)
     return size
 
 
@@ -119,7 +166,7 @@ def load_model_m(path=CHECKPOINT) -> tuple[ModelM, WordTokenizer, dict]:
     recorded = _hash_file(path)
     if not recorded.exists():
         raise FileNotFoundError(f"{recorded} is missing, so {path.name} cannot be checked; {REMEDY}")
-    if sha256_of(path) != recorded.read_text().strip():
+    if sha256_of(path) not in _recorded_digests(path):
         raise ValueError(f"{path} does not match its recorded sha256 (the file is damaged or "
                          f"was replaced); {REMEDY}")
     saved = load_torch_file(path, "Model M checkpoint")

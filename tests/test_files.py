@@ -1,13 +1,25 @@
 """Tests for lora_teach.files and lora_teach.taskfiles: atomic saves, clear errors, fingerprints."""
 
 import copy
+import errno
+import os
 import pathlib
+import socket
+import stat
+import subprocess
 
 import pytest
 import torch
 from helpers import perturb_trainable
 
-from lora_teach import files, lora, taskfiles
+from lora_teach import costs, files, lora, taskfiles
+
+
+def fail_with(code):
+    """A stand-in for os.fsync that fails as the system would with errno ``code``."""
+    def fail(handle):
+        raise OSError(code, os.strerror(code))
+    return fail
 
 
 def test_save_is_atomic_and_refuses_to_overwrite(tmp_path):
@@ -27,13 +39,8 @@ def test_a_save_that_fails_half_way_keeps_the_previous_file(tmp_path, monkeypatc
     path = tmp_path / "state.pt"
     files.save_torch_file({"x": torch.arange(3)}, path)
     good = path.read_bytes()
-
-    def broken_save(obj, target):
-        pathlib.Path(target).write_bytes(good[: len(good) // 2])   # half written...
-        raise OSError("disk full")                                  # ...then the disk fills up
-
-    monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(os, "fsync", fail_with(errno.EIO))   # the temporary file is written...
+    with pytest.raises(OSError, match="Input/output error"):
         files.save_torch_file({"x": torch.arange(9)}, path, overwrite=True)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
@@ -45,13 +52,93 @@ def test_a_failed_task_file_save_keeps_the_previous_file(tiny_base, tmp_path, mo
     path = tmp_path / "task.pt"
     lora.save_lora(perturb_trainable(model), path)
     good = path.read_bytes()
-    monkeypatch.setattr(torch, "save", lambda obj, target: (
-        pathlib.Path(target).write_bytes(b"PK\x03\x04 half"), (_ for _ in ()).throw(OSError("killed"))))
-    with pytest.raises(OSError, match="killed"):
+    monkeypatch.setattr(os, "fsync", fail_with(errno.EIO))
+    with pytest.raises(OSError, match="Input/output error"):
         lora.save_lora(model, path, overwrite=True)
     assert path.read_bytes() == good
     monkeypatch.undo()
     lora.load_lora(model, path)
+
+
+def test_a_full_disk_is_named_as_such(tmp_path, monkeypatch):
+    # regression: a full disk surfaced as torch's "unexpected pos" error (tests/test_faults.py
+    # fills a real small disk where the machine allows it)
+    monkeypatch.setattr(os, "fsync", fail_with(errno.ENOSPC))
+    with pytest.raises(OSError, match=f"the disk is full: {tmp_path / 'x.pt'} was not saved") as info:
+        files.save_torch_file({"x": torch.arange(3)}, tmp_path / "x.pt")
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_false_refuses_a_file_that_appears_during_the_save(tmp_path, monkeypatch):
+    # regression: the existence check and the replace were separate steps, so a file another
+    # process saved in between was silently replaced
+    path = tmp_path / "x.pt"
+
+    def another_process_saves_first(handle):
+        path.write_bytes(b"theirs")
+
+    monkeypatch.setattr(os, "fsync", another_process_saves_first)
+    with pytest.raises(FileExistsError, match=f"{path} already exists"):
+        files.save_torch_file({"x": torch.arange(3)}, path)
+    assert path.read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
+
+
+def test_saved_files_get_the_umasks_permissions_or_keep_the_replaced_files(tmp_path):
+    # regression: every saved file was made 0600 (unreadable to others), whatever the umask
+    old_umask = os.umask(0o022)
+    try:
+        files.save_torch_file({}, tmp_path / "new.pt")
+        (tmp_path / "shared.pt").write_bytes(b"")
+        (tmp_path / "shared.pt").chmod(0o664)
+        files.save_torch_file({}, tmp_path / "shared.pt", overwrite=True)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "new.pt").stat().st_mode) == 0o666 & ~0o022
+    assert stat.S_IMODE((tmp_path / "shared.pt").stat().st_mode) == 0o664
+
+
+def test_a_long_legal_file_name_can_be_saved(tmp_path):
+    # regression: the hidden temporary name (the target's name and more) passed the 255 limit
+    path = tmp_path / ("n" * 240 + ".pt")
+    files.save_torch_file({"x": torch.arange(3)}, path)
+    assert torch.equal(files.load_torch_file(path)["x"], torch.arange(3))
+
+
+def test_the_same_content_gives_the_same_bytes_as_many_as_the_course_reports(tiny_base, tmp_path):
+    # regression: torch.save named the archive inside after the random temporary file
+    model = copy.deepcopy(tiny_base)
+    lora.add_lora(model, ("W_q",), r=2)
+    state = lora.lora_task_state(model)
+    size = lora.save_lora(model, tmp_path / "a.pt")
+    lora.save_lora(model, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert size == (tmp_path / "a.pt").stat().st_size == costs.saved_bytes(state)
+
+
+def test_a_save_removes_only_the_debris_of_killed_saves_on_this_machine(tmp_path, monkeypatch):
+    # (tests/test_faults.py kills real saves; here the debris is made by hand)
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    host = socket.gethostname()
+    names = {"killed": f".lora_teach.{host}.{finished.pid}.0badf00d.partial",
+             "unremovable": f".lora_teach.{host}.{finished.pid}.0ddba11.partial",
+             "live": f".lora_teach.{host}.{os.getpid()}.0badf00d.partial",
+             "elsewhere": f".lora_teach.other-machine.{finished.pid}.0badf00d.partial"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"half a file")
+    unlink = pathlib.Path.unlink
+
+    def refuse_one(self, *args, **kwargs):
+        if self.name == names["unremovable"]:
+            raise PermissionError(errno.EPERM, "not yours")
+        return unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", refuse_one)
+    files.save_torch_file({}, tmp_path / "x.pt")
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"x.pt"} | {names[kind] for kind in ("unremovable", "live", "elsewhere")}
 
 
 @pytest.mark.parametrize("content, message", [

@@ -2,6 +2,7 @@
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,3 +106,52 @@ def test_vocabulary_size_is_checked_against_the_embeddings(tmp_path):
     (tmp_path / "y.pt.sha256").write_text(files.sha256_of(path))
     with pytest.raises(ValueError, match="410 ids but the model's embedding has 411 rows"):
         pretrained.load_model_m(path)
+
+
+@pytest.mark.parametrize("failing_write", [1, 2, 3])
+def test_checkpoint_and_sha256_change_together_or_not_at_all(tmp_path, monkeypatch, failing_write):
+    # regression: when writing the sha256 failed, the good checkpoint was already replaced and
+    # the new one was refused as damaged. A failed write stands for a crash at that moment.
+    model, tokenizer, info = pretrained.load_model_m()
+    path = tmp_path / "model_m.pt"
+    pretrained.save_model_m(model, tokenizer, dict(info, version="old"), path)
+    writes = []
+
+    def save_or_fail(data, target, overwrite=False):
+        writes.append(target)
+        if len(writes) == failing_write:
+            raise OSError(f"crash at write {failing_write}")
+        return files.save_atomically(data, target, overwrite)
+
+    monkeypatch.setattr(pretrained, "save_atomically", save_or_fail)
+    with pytest.raises(OSError, match="crash at write"):
+        pretrained.save_model_m(model, tokenizer, dict(info, version="new"), path, overwrite=True)
+    monkeypatch.undo()
+    _, _, loaded = pretrained.load_model_m(path)
+    checkpoint_written = path in writes[:failing_write - 1]
+    assert loaded["version"] == ("new" if checkpoint_written else "old")
+    # the next save cleans up: the sha256 file records only the new checkpoint again
+    pretrained.save_model_m(model, tokenizer, dict(info, version="next"), path, overwrite=True)
+    assert (tmp_path / "model_m.pt.sha256").read_text() == files.sha256_of(path) + "\n"
+    assert pretrained.load_model_m(path)[2]["version"] == "next"
+
+
+def test_info_that_could_never_be_loaded_is_refused_at_save(tmp_path):
+    # regression: a numpy number in info saved fine, and then the file could never be loaded
+    model, tokenizer, info = pretrained.load_model_m()
+    path = tmp_path / "model_m.pt"
+    bad = dict(info, scores={"f1": [0.5, np.float64(0.25)]})
+    with pytest.raises(TypeError, match=r"info\['scores'\]\['f1'\]\[1\] is a numpy.float64.*float\(\)"):
+        pretrained.save_model_m(model, tokenizer, bad, path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(TypeError, match="info must be"):
+        pretrained.save_model_m(model, tokenizer, [("seconds", 1.0)], path)
+
+
+def test_a_digest_recorded_in_upper_case_or_by_sha256sum_is_accepted(shipped_copy):
+    # regression: the same digest in upper case was refused as a mismatch
+    recorded = shipped_copy.parent / "model_m.pt.sha256"
+    recorded.write_text(recorded.read_text().upper())
+    pretrained.load_model_m(shipped_copy)
+    recorded.write_text(f"{files.sha256_of(shipped_copy)}  model_m.pt\n")   # as sha256sum writes it
+    pretrained.load_model_m(shipped_copy)
