@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import hashlib
@@ -193,7 +194,6 @@ def read_lines(path, encoding: str):
     * a byte-order mark that says the file is in another encoding: a UTF-8 file read as latin-1
       would start with 'ï»¿' and turn every 'ü' into 'Ã¼', so it is refused, saying what to pass.
     """
-    import codecs
 
     path = _as_path(path)
     if not isinstance(encoding, str):

@@ -185,10 +185,10 @@ def test_missing_files_and_folders(tmp_path):
         files.save_torch_file({}, tmp_path / "x.pt", overwrite="yes")
 
 
-def test_fingerprint_covers_layernorms_and_buffers_but_not_heads(tiny_base):
+def test_fingerprint_covers_layernorms_buffers_and_heads(tiny_base):
     prints = taskfiles.fingerprint(tiny_base)
     assert "embedding_norm.weight" in prints and "layers.0.attention_norm.bias" in prints
-    assert not any(name.startswith("heads.") for name in prints)
+    assert "heads.mlm.weight" in prints   # a file without a head of its own is read through any head
     wrapped = copy.deepcopy(tiny_base)
     lora.add_lora(wrapped, ("W_q",), r=2)
     skip = {name for name, p in wrapped.named_parameters() if p.requires_grad}
