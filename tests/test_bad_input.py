@@ -468,3 +468,26 @@ def test_the_sweep_covers_every_public_function_of_every_module(tmp_path):
     assert not missing, f"add these to _calls, or to EXEMPT with the reason: {missing}"
     stale = [name for name in EXEMPT if name.split(".")[-1] in covered]
     assert not stale, f"these are swept now: remove them from EXEMPT: {stale}"
+
+
+# The README's sentence about this sweep; its numbers must be the ones the sweep computes.
+README_SENTENCE = re.compile(
+    r"a sweep calls (?P<functions>\d+) helpers with (?P<bad_calls>[\d,]+) wrong arguments and\s+"
+    r"accepts only a `TypeError` or `ValueError` raised by the package that names the argument;\s+"
+    r"(?P<exempt>\d+) public functions of the (?P<modules>\d+) modules are exempt, each with its\s+"
+    r"reason in the test")
+
+
+def test_the_readme_states_the_sweeps_numbers(tmp_path, monkeypatch):
+    """EXPECTS in README.md "How the tests work", wrapped anywhere:
+    a sweep calls <functions> helpers with <bad calls, e.g. 1,494> wrong arguments and accepts only a
+    `TypeError` or `ValueError` raised by the package that names the argument; <exempt> public
+    functions of the <modules> modules are exempt, each with its reason in the test"""
+    monkeypatch.chdir(tmp_path)
+    _, bad_calls, functions = _sweep(_world(tmp_path))
+    computed = dict(functions=len(functions), bad_calls=f"{bad_calls:,}", exempt=len(EXEMPT), modules=len(MODULES))
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    found = README_SENTENCE.search(" ".join(readme.split()))
+    assert found, f"README.md lacks the sweep's sentence; it should state {computed}"
+    stated = {key: int(value) if key != "bad_calls" else value for key, value in found.groupdict().items()}
+    assert stated == computed
