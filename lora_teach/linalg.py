@@ -184,8 +184,8 @@ def relation_residual(values, target: int, combination: dict[int, object]) -> sy
     if not isinstance(combination, dict):
         raise TypeError(f"combination must be a dict {{column: coefficient}}, "
                         f"got {type(combination).__name__}")
-    check_int(target, "target", minimum=0, maximum=matrix.cols - 1)
-    for j in combination:
+    check_int(target, "target", minimum=0)
+    for j in [target, *combination]:
         if isinstance(j, bool) or not isinstance(j, numbers.Integral):
             raise TypeError(f"column index must be an integer, got {j!r}")
         if not 0 <= j < matrix.cols:
