@@ -3,8 +3,10 @@
 Each helper is called once with valid arguments, then once per argument with that argument
 replaced by each of a few wrong values (None, a string, a negative number, NaN, an empty list,
 an arbitrary object). The call may succeed (some of those values are valid somewhere) or raise
-a ``TypeError`` or ``ValueError`` (or a file error) that says what was wrong; it must never
-fail deep inside torch or numpy with an IndexError, AttributeError, KeyError or RuntimeError.
+a ``TypeError`` or ``ValueError`` (or a file error) that is clear: raised by lora_teach code itself
+(not deep inside Python, numpy or torch) with a message that names the argument (ALIASES lists
+the few other ways a message may name it; NOT_YET_CLEAR the arguments still judged by type only).
+Every public function of every module is swept or listed in EXEMPT with the reason.
 """
 
 import copy
