@@ -20,6 +20,9 @@ def is_int(value) -> bool:
 
 def check_int(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as an int, refusing bools, floats such as 2.0 and values outside the range."""
+    for bound, bound_name in ((minimum, "minimum"), (maximum, "maximum")):
+        if bound is not None and not is_int(bound):
+            raise TypeError(f"{bound_name} must be an integer or None, got {bound!r}")
     if not is_int(value):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     value = int(value)
@@ -33,6 +36,9 @@ def check_int(value, name: str, minimum: int | None = None, maximum: int | None 
 def check_real(value, name: str, minimum: float | None = None, maximum: float | None = None,
                include_minimum: bool = True, include_maximum: bool = True) -> float:
     """``value`` as a finite float within the range; NaN, infinities and bools are refused."""
+    for bound, bound_name in ((minimum, "minimum"), (maximum, "maximum")):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, numbers.Real)):
+            raise TypeError(f"{bound_name} must be a real number or None, got {bound!r}")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     value = float(value)
@@ -78,6 +84,8 @@ def check_names(values, name: str, options: Iterable[str] | None = None) -> tupl
     if repeated:
         raise ValueError(f"{name} names {repeated} more than once")
     if options is not None:
+        if isinstance(options, str) or not isinstance(options, Iterable):
+            raise TypeError(f"options must be a list or tuple of names, got {options!r}")
         options = list(options)
         unknown = [value for value in values if value not in options]
         if unknown:

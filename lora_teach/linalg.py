@@ -23,6 +23,8 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
+from lora_teach.checks import check_int
+
 # ---------------------------------------------------------------------------
 # Input checking
 # ---------------------------------------------------------------------------
@@ -44,10 +46,10 @@ def _rows_of(values) -> list[list]:
                                  f"a {type(row).__name__}, not a list")
             rows[i] = list(row)
     else:
-        raise TypeError(f"expected a matrix (list of rows, numpy array or sympy Matrix), "
+        raise TypeError(f"values must be a matrix (list of rows, numpy array or sympy Matrix), "
                         f"got {type(values).__name__}")
     if len(rows) == 0 or len(rows[0]) == 0:
-        raise ValueError("expected a non-empty matrix, got one with no rows or no columns")
+        raise ValueError("values must be a non-empty matrix, got one with no rows or no columns")
     width = len(rows[0])
     for i, row in enumerate(rows):
         if len(row) != width:
@@ -162,6 +164,7 @@ def format_relation(target: int, combination: dict) -> str:
 
     ``combination`` maps 0-based column indices to coefficients.
     """
+    check_int(target, "target", minimum=0)
     if not isinstance(combination, dict):
         raise TypeError(f"combination must be a dict {{column: coefficient}}, "
                         f"got {type(combination).__name__}")
@@ -181,6 +184,7 @@ def relation_residual(values, target: int, combination: dict[int, object]) -> sy
     if not isinstance(combination, dict):
         raise TypeError(f"combination must be a dict {{column: coefficient}}, "
                         f"got {type(combination).__name__}")
+    check_int(target, "target", minimum=0)
     for j in [target, *combination]:
         if isinstance(j, bool) or not isinstance(j, numbers.Integral):
             raise TypeError(f"column index must be an integer, got {j!r}")

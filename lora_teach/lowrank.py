@@ -79,13 +79,13 @@ def _check_singular_values(singular_values) -> np.ndarray:
     try:
         sigma = np.asarray(singular_values, dtype=float)
     except (TypeError, ValueError) as problem:
-        raise TypeError(f"singular values must be real numbers ({problem})") from None
+        raise TypeError(f"singular_values must be real numbers ({problem})") from None
     if sigma.ndim != 1 or sigma.size == 0:
-        raise ValueError(f"singular values must be a non-empty 1-D sequence, got shape {sigma.shape}")
+        raise ValueError(f"singular_values must be a non-empty 1-D sequence, got shape {sigma.shape}")
     if not np.all(np.isfinite(sigma)):
-        raise ValueError("singular values must be finite; got NaN or infinity")
+        raise ValueError("singular_values must be finite; got NaN or infinity")
     if np.any(sigma < 0) or np.any(np.diff(sigma) > 0):
-        raise ValueError("singular values must be >= 0 and sorted largest first")
+        raise ValueError("singular_values must be >= 0 and sorted largest first")
     return sigma
 
 

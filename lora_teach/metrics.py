@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lora_teach.batching import TASK_LABELS, EncodedData
-from lora_teach.checks import check_choice, check_instance, check_int
+from lora_teach.checks import check_choice, check_instance, check_int, check_real
 from lora_teach.labels import IGNORE_INDEX, TAGS, entity_spans
 from lora_teach.model import ModelM
 from lora_teach.reproducibility import one_thread
@@ -136,6 +136,7 @@ def binomial_interval(successes: int, trials: int, z: float = 1.96) -> tuple[flo
     the range an accuracy measured on a test set of that size is uncertain by."""
     trials = check_int(trials, "trials", minimum=1)
     successes = check_int(successes, "successes", minimum=0, maximum=trials)
+    z = check_real(z, "z", minimum=0, include_minimum=False)
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
@@ -144,7 +145,11 @@ def binomial_interval(successes: int, trials: int, z: float = 1.96) -> tuple[flo
 
 def headline_score(task: str, scores: dict[str, float]) -> float:
     """The one number the course compares: entity F1 for NER, accuracy for FPB."""
-    return scores["f1"] if check_choice(task, "task", TASK_LABELS) == "ner" else scores["accuracy"]
+    key = "f1" if check_choice(task, "task", TASK_LABELS) == "ner" else "accuracy"
+    check_instance(scores, "scores", dict)
+    if key not in scores:
+        raise ValueError(f"scores must hold {key!r} for task {task!r}, got keys {sorted(scores)}")
+    return scores[key]
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import matplotlib.lines
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lora_teach.checks import check_real
+from lora_teach.checks import check_int, check_real
 from lora_teach.linalg import as_float_array, column_name
 
 # One palette for the whole course (Okabe-Ito, safe for colour-blind readers), one meaning
@@ -208,6 +208,7 @@ def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray"):
     """Show 2-D arrays as images side by side, each with its label as title."""
     if not isinstance(images, dict) or not images:
         raise TypeError("images must be a non-empty dict mapping titles to 2-D arrays")
+    ncols = check_int(ncols, "ncols", minimum=1)
     nrows = -(-len(images) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.3 * nrows),
                              layout="constrained", squeeze=False)
