@@ -112,3 +112,12 @@ def test_the_course_map_run_times_keep_the_time_budget():
              re.findall(r"^\| \[`(\d\d_\w+)\.ipynb`\].*\| (\d+) s \|$", readme, re.MULTILINE)}
     assert set(times) == {path.stem for path in NOTEBOOKS}, "every notebook's measured run time is in the README"
     assert max(times.values()) <= 120 and sum(times.values()) <= 12 * 60, times
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_nbval_markers_stand_alone_on_their_line(path):
+    # nbval reads "# NBVAL_IGNORE_OUTPUT" only when it is the whole comment: a reason goes on the next line
+    for number, cell in enumerate(code_cells(path)):
+        for line in "".join(cell["source"]).splitlines():
+            found = re.match(r"\s*#\s*(NBVAL_(?:IGNORE_OUTPUT|SKIP|CHECK_OUTPUT|RAISES_EXCEPTION))\b(.*)", line)
+            assert found is None or not found.group(2).strip(), f"code cell {number}: {line.strip()!r}"
