@@ -67,11 +67,6 @@ NOT_YET = "TODO: not in the sweep yet"
 CHECKER = "a checker: returns feedback for any answer and never raises (tests/test_feedback.py)"
 EXEMPT = {
     "accounting.weight_matrix_shapes": NOT_YET,
-    "adapters.named_adapters": NOT_YET,
-    "adapters.remove_adapters": NOT_YET,
-    "adapters.adapter_config": NOT_YET,
-    "adapters.adapter_task_state": NOT_YET,
-    "adapters.load_adapters": NOT_YET,
     "batching.batch_order": "a generator: swept through the lambda in _calls that takes its first batch",
     "corpus.in_pretraining_pool": NOT_YET,
     "diagrams.read_model": NOT_YET,
@@ -107,14 +102,6 @@ EXEMPT = {
     "feedback.check_tolerance": CHECKER,
     "files.save_atomically": NOT_YET,
     "files.save_torch_file": NOT_YET,
-    "lora.named_lora_layers": NOT_YET,
-    "lora.lora_layers": NOT_YET,
-    "lora.matches_target": NOT_YET,
-    "lora.set_module": NOT_YET,
-    "lora.merge_lora": NOT_YET,
-    "lora.unmerge_lora": NOT_YET,
-    "lora.lora_config": NOT_YET,
-    "lora.lora_task_state": NOT_YET,
     "metrics.evaluate_pretraining": NOT_YET,
     "model.in_module": NOT_YET,
     "model.check_module_names": NOT_YET,
@@ -133,8 +120,6 @@ EXEMPT = {
     "site.build_site": HEAVY_SITE,
     "site.build_slides": HEAVY_SITE,
     "site.install_vendor": HEAVY_SITE,
-    "taskfiles.base_name": NOT_YET,
-    "taskfiles.task_state": NOT_YET,
     "taskfiles.load_task_file": NOT_YET,
     "text_tasks.encode_texts": NOT_YET,
     "text_tasks.course_splits": NOT_YET,
@@ -227,6 +212,7 @@ def _world(tmp_path):
     phrasebank = tmp_path / "x.txt"
     phrasebank.write_text("Profit rose .@positive\n", encoding="latin-1")
     lora.save_lora(wrapped, tmp_path / "lora.pt")
+    adapters.save_adapters(with_adapters, tmp_path / "adapters.pt")
     with_subspace = copy.deepcopy(base)
     intrinsic.add_subspace(with_subspace, 2, train_also=["heads.ner"])
     return dict(with_subspace=with_subspace,
@@ -276,6 +262,22 @@ def _calls(w):
         (intrinsic.add_subspace, dict(model=Fresh(w["base"]), d=2, seed=0, projection="fastfood",
                                       include="all", train_also=["heads.ner"])),
         (intrinsic.merged_subspace_copy, dict(model=w["with_subspace"])),
+        (lora.named_lora_layers, dict(model=w["wrapped"])),
+        (lora.lora_layers, dict(model=w["wrapped"])),
+        (lora.matches_target, dict(name="layers.0.attention.W_q", target="W_q")),
+        (lora.set_module, dict(model=Fresh(w["base"]), name="layers.0.attention.W_q",
+                               module=torch.nn.Linear(16, 16))),
+        (lora.merge_lora, dict(model=Fresh(w["wrapped"]))),
+        (lora.unmerge_lora, dict(model=Fresh(w["wrapped"]))),
+        (lora.lora_config, dict(model=w["wrapped"])),
+        (lora.lora_task_state, dict(model=w["wrapped"])),
+        (adapters.named_adapters, dict(model=w["with_adapters"])),
+        (adapters.remove_adapters, dict(model=Fresh(w["with_adapters"]))),
+        (adapters.adapter_config, dict(model=w["with_adapters"])),
+        (adapters.adapter_task_state, dict(model=w["with_adapters"])),
+        (adapters.load_adapters, dict(model=Fresh(w["with_adapters"]), path=w["tmp"] / "adapters.pt")),
+        (taskfiles.base_name, dict(name="layers.0.attention.W_q.base.weight")),
+        (taskfiles.task_state, dict(model=w["wrapped"], method="lora", config=lora.lora_config(w["wrapped"]))),
         (linalg.as_exact_matrix, dict(values=NOTES_W)),
         (linalg.as_float_array, dict(values=NOTES_W)),
         (linalg.pivot_columns, dict(values=NOTES_W)),
