@@ -60,7 +60,8 @@ def check_bool(value, name: str) -> bool:
 
 def check_choice(value, name: str, options) -> object:
     """``value`` if it is one of ``options``."""
-    options = tuple(options)
+    if isinstance(options, str) or not isinstance(options, Iterable) or not (options := tuple(options)):
+        raise TypeError(f"options must be a non-empty list or tuple, got {options!r}")
     if value not in options:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
     return value
@@ -105,6 +106,8 @@ def _type_name(kind: type) -> str:
 
 def check_instance(value, name: str, kind: type | tuple[type, ...]) -> object:
     """``value`` if it is an instance of ``kind``."""
+    if not isinstance(kind, type) and not (isinstance(kind, tuple) and kind and all(isinstance(k, type) for k in kind)):
+        raise TypeError(f"kind must be a type or a non-empty tuple of types, got {kind!r}")
     if not isinstance(value, kind):
         kinds = kind if isinstance(kind, tuple) else (kind,)
         wanted = " or ".join(_type_name(k) for k in kinds)

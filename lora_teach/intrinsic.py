@@ -55,6 +55,7 @@ HADAMARD_BLOCK = 64                   # largest small Hadamard matrix hadamard_t
 
 def is_power_of_two(n: int) -> bool:
     """True for 1, 2, 4, 8, ..."""
+    check_int(n, "n")
     return n >= 1 and n & (n - 1) == 0
 
 
@@ -233,6 +234,7 @@ def projected_names(model: ModelM, include: str = "all") -> list[str]:
 
 def projected_parameter_count(model: ModelM, include: str = "all") -> int:
     """D, the number of weights that P z moves (the rows of P)."""
+    check_instance(model, "model", ModelM)
     parameters = dict(model.named_parameters())
     return sum(parameters[name].numel() for name in projected_names(model, include))
 

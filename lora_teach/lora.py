@@ -138,6 +138,8 @@ def lora_layers(model: nn.Module) -> list[LoRALinear]:
 def matches_target(name: str, target: str) -> bool:
     """True if the module ``name`` is what ``target`` names: the name itself, or its last
     parts ("layers.0.attention.W_q" matches "W_q" and "attention.W_q")."""
+    check_instance(name, "name", str)
+    check_instance(target, "target", str)
     return name == target or name.endswith("." + target)
 
 
@@ -166,6 +168,9 @@ def find_targets(model: nn.Module, targets) -> list[str]:
 def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     """Put ``module`` in ``model`` at the dotted ``name`` (e.g. ``"layers.0.attention.W_q"``),
     replacing what was there: how LoRA layers (and their variants) take a layer's place."""
+    check_instance(model, "model", nn.Module)
+    check_instance(name, "name", str)
+    check_instance(module, "module", nn.Module)
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 

@@ -134,7 +134,7 @@ def dequantize_blockwise(codes: torch.Tensor, absmax: torch.Tensor, levels: torc
         raise ValueError("codes is empty")
     if int(codes.max()) >= len(levels):
         raise ValueError(f"codes go up to {int(codes.max())}, but there are only {len(levels)} levels")
-    shape = torch.Size(shape)
+    shape = torch.Size(check_instance(shape, "shape", (tuple, list)))
     if shape.numel() != len(codes):
         raise ValueError(f"shape {tuple(shape)} holds {shape.numel()} values, but there are {len(codes)} codes")
     block_size = check_int(block_size, "block_size", minimum=1)
@@ -171,6 +171,8 @@ def quantize_constants(absmax: torch.Tensor, block_size: int = CONSTANT_BLOCK_SI
 
 def dequantize_constants(codes: torch.Tensor, second_absmax: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Undo :func:`quantize_constants`: the absmax constants, to 8-bit precision."""
+    check_instance(codes, "codes", torch.Tensor)
+    check_instance(second_absmax, "second_absmax", torch.Tensor)
     check_instance(mean, "mean", torch.Tensor)
     return dequantize_blockwise(codes, second_absmax, int8_levels(), (len(codes),), CONSTANT_BLOCK_SIZE) + mean
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lora_teach.checks import check_instance, check_int
+from lora_teach.checks import check_instance, check_int, check_names
 from lora_teach.linalg import as_float_array
 
 
@@ -46,9 +46,7 @@ def weight_updates(before: torch.nn.Module, after: torch.nn.Module, names) -> di
     check_instance(before, "before", torch.nn.Module)
     check_instance(after, "after", torch.nn.Module)
     old, new = dict(before.named_parameters()), dict(after.named_parameters())
-    names = list(names)
-    if not names:
-        raise ValueError("names is empty: name at least one weight")
+    names = list(check_names(names, "names"))
     updates = {}
     for name in names:
         if name not in old or name not in new:

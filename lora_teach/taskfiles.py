@@ -38,6 +38,7 @@ WRAPPER_PART = ".base."   # LoRA wraps a layer and keeps the original as its ``b
 
 def base_name(name: str) -> str:
     """A tensor's name in the unwrapped base model: LoRA's wrapper adds a ``.base`` part."""
+    check_instance(name, "name", str)
     return name.replace(WRAPPER_PART, ".")
 
 
