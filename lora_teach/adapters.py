@@ -15,7 +15,7 @@ from torch import nn
 
 from lora_teach.checks import check_instance, check_int, check_names, check_real
 from lora_teach.files import save_torch_file
-from lora_teach.model import ModelM, check_module_names, freeze_all_except, in_module
+from lora_teach.model import ModelM, check_module_names, freeze_all_except, refuse_overlap
 from lora_teach.taskfiles import load_task_file, task_state
 
 PLACES = {"attention": "attention_adapter", "output": "output_adapter"}
@@ -77,12 +77,7 @@ def add_adapters(model: ModelM, bottleneck: int, places=("attention", "output"),
     train_also = check_module_names(model, train_also, "train_also") if train_also else ()
     trained = [f"layers.{index}.{name}" for index in range(len(model.layers))
                for name in [PLACES[place] for place in places] + ["attention_norm", "output_norm"]]
-    for prefix in train_also:
-        overlap = [name for name in trained if in_module(name, prefix) or in_module(prefix, name)]
-        if overlap:
-            raise ValueError(f"train_also names {prefix!r}, which overlaps {overlap[0]!r}, a module the "
-                             f"adapters method trains already; train_also is for modules outside the "
-                             f"encoder layers, such as the task head")
+    refuse_overlap(train_also, trained, "a module the adapters method trains already")
     generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
     weight = model.token_embedding.weight
     new = [[BottleneckAdapter(model.config.d_model, bottleneck, generator=generator,

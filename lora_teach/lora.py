@@ -24,7 +24,7 @@ from torch import nn
 
 from lora_teach.checks import check_bool, check_instance, check_int, check_names, check_real
 from lora_teach.files import save_torch_file
-from lora_teach.model import check_module_names, freeze_all_except, in_module
+from lora_teach.model import check_module_names, freeze_all_except, refuse_overlap
 from lora_teach.taskfiles import load_task_file, task_state
 
 DEFAULT_ALPHA = 8.0   # as PEFT: alpha is fixed, not tied to r, so alpha / r shrinks as r grows
@@ -187,12 +187,7 @@ def find_fresh_targets(model: nn.Module, targets, train_also=()) -> tuple[list[s
                          f"fresh copy of the base model")
     names = find_targets(model, targets)
     train_also = check_module_names(model, train_also, "train_also") if train_also else ()
-    for prefix in train_also:
-        overlap = [name for name in names if in_module(name, prefix) or in_module(prefix, name)]
-        if overlap:
-            raise ValueError(f"train_also names {prefix!r}, which overlaps the target {overlap[0]!r}: "
-                             f"its frozen W0 would train too; train_also is for modules outside the "
-                             f"targets, such as the task head")
+    refuse_overlap(train_also, names, "one of the targets, whose frozen W0 would train too")
     return names, train_also
 
 

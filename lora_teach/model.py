@@ -212,6 +212,17 @@ def in_module(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
+def refuse_overlap(train_also, wrapped, why: str) -> None:
+    """Refuse a ``train_also`` module that contains, or lies inside, one of the ``wrapped`` modules
+    a method trains or keeps frozen itself: training it as a whole would unfreeze weights the
+    method relies on. ``why`` ends the message (what overlapping would do)."""
+    for prefix in train_also:
+        overlap = [name for name in wrapped if in_module(name, prefix) or in_module(prefix, name)]
+        if overlap:
+            raise ValueError(f"train_also names {prefix!r}, which overlaps {overlap[0]!r}: {why}; train_also "
+                             f"is for modules outside them, such as the task head")
+
+
 def check_module_names(model: nn.Module, names, argument: str) -> tuple[str, ...]:
     """``names`` as a tuple of module names, each holding at least one parameter of ``model``
     (``argument`` names the argument in the error message)."""

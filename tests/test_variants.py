@@ -204,7 +204,7 @@ def test_add_variant_is_all_or_nothing(tiny):
     (dict(variant="VeRA", d_initial="0.1"), TypeError, "d_initial"),
     (dict(variant="VeRA", r=0), ValueError, "r"),
     (dict(variant="VeRA", d_initial=0.0), ValueError, "d_initial must not be 0"),   # would never learn
-    (dict(train_also=["blocks.0"]), ValueError, "overlaps the target 'blocks.0.query'"),   # W0 would train
+    (dict(train_also=["blocks.0"]), ValueError, "overlaps 'blocks.0.query': one of the targets"),   # W0 would train
     (dict(quantize_base="yes"), TypeError, "quantize_base"),
 ])
 def test_add_variant_refuses_bad_input(tiny, kwargs, error, name):
