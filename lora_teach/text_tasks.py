@@ -14,6 +14,7 @@ vectors, and fine-tuning can start from it.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -54,13 +55,24 @@ class TextData:
 
 
 
+def _as_list(values, name: str) -> list:
+    """``values`` (a list, tuple or other iterable, but not one string) as a list."""
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a list, one entry per sentence, got {values!r}")
+    return list(values)
+
+
 def encode_texts(tokenizer, texts, labels, max_length: int = 64) -> TextData:
     """Tokenize ``texts`` with the model's tokenizer; ``labels`` are sentiment names."""
-    texts, labels = list(texts), list(labels)
+    if not callable(tokenizer):
+        raise TypeError(f"tokenizer must be the model's tokenizer (as load_real_model returns it), "
+                        f"got {type(tokenizer).__name__}")
+    texts, labels = _as_list(texts, "texts"), _as_list(labels, "labels")
     if not texts:
-        raise ValueError("no sentences to encode")
+        raise ValueError("texts is empty: no sentences to encode")
     if len(texts) != len(labels):
-        raise ValueError(f"{len(texts)} sentences but {len(labels)} labels")
+        raise ValueError(f"{len(texts)} sentences but {len(labels)} labels: texts and labels "
+                         f"must have the same length")
     for i, text in enumerate(texts):
         check_instance(text, f"texts[{i}]", str)
     unknown = sorted({label for label in labels if label not in SENTIMENTS}, key=str)
@@ -81,10 +93,13 @@ def course_splits(seed: int = 0, sizes=None,
     them, about 9 words long, whose sentiment a few dozen training steps can learn.
     ``sizes`` (e.g. ``{"train": 640}``) then keeps the first sentences of a split."""
     check_bool(single_clause, "single_clause")
-    sizes = sizes or {}
-    check_instance(sizes, "sizes", dict)
+    sizes = {} if sizes is None else check_instance(sizes, "sizes", dict)
+    splits = corpus.make_task_splits(seed=seed)
+    unknown = sorted(str(name) for name in sizes if name not in splits)
+    if unknown:
+        raise ValueError(f"sizes names {unknown}, which are not splits; choose from {list(splits)}")
     result = {}
-    for name, examples in corpus.make_task_splits(seed=seed).items():
+    for name, examples in splits.items():
         if single_clause:
             examples = [e for e in examples if "," not in e.tokens]
         keep = examples[:check_int(sizes.get(name, len(examples)), f"sizes[{name!r}]", minimum=1)]
@@ -179,6 +194,7 @@ def length_batches(data: TextData, batch_size: int) -> list[torch.Tensor]:
 def predict_labels(model: torch.nn.Module, data: TextData, batch_size: int = 64) -> torch.Tensor:
     """The predicted class of every sentence (in the order of ``data``)."""
     check_instance(model, "model", torch.nn.Module)
+    check_instance(data, "data", TextData)
     model.eval()
     predictions = torch.empty(len(data), dtype=torch.long)
     for positions in length_batches(data, batch_size):

@@ -58,14 +58,32 @@ def test_encode_texts_pads_to_the_longest_and_keeps_labels(tokenizer):
 
 
 @pytest.mark.parametrize("texts, labels, error, words", [
-    ([], [], ValueError, "no sentences"),
-    (["a"], ["positive", "negative"], ValueError, "1 sentences but 2 labels"),
+    ([], [], ValueError, "texts is empty: no sentences"),
+    (["a"], ["positive", "negative"], ValueError, "1 sentences but 2 labels: texts and labels"),
     (["a"], ["happy"], ValueError, "happy"),
     ([3], ["positive"], TypeError, r"texts\[0\]"),
+    ("profit rose .", ["positive"], TypeError, "texts must be a list"),   # not 13 one-letter sentences
+    (None, ["positive"], TypeError, "texts must be a list"),
+    (["a"], "positive", TypeError, "labels must be a list"),
+    (["a"], 2, TypeError, "labels must be a list"),
 ])
 def test_encode_texts_refuses_bad_input(tokenizer, texts, labels, error, words):
     with pytest.raises(error, match=words):
         text_tasks.encode_texts(tokenizer, texts, labels)
+
+
+def test_encode_texts_refuses_something_that_is_not_a_tokenizer():
+    with pytest.raises(TypeError, match="tokenizer must be the model's tokenizer"):
+        text_tasks.encode_texts("bert", ["a"], ["positive"])
+
+
+@pytest.mark.parametrize("sizes, error, words", [
+    ([], TypeError, "sizes must be a dict"),
+    ({"trian": 30}, ValueError, r"sizes names \['trian'\], which are not splits"),   # would be ignored
+])
+def test_course_splits_refuse_bad_sizes(sizes, error, words):
+    with pytest.raises(error, match=words):
+        text_tasks.course_splits(sizes=sizes)
 
 
 def test_course_splits_are_the_generated_sentences_as_text():
@@ -174,3 +192,7 @@ def test_predict_in_length_batches_keeps_the_order_and_the_answers(tokenizer):
         one_by_one = torch.cat([model(*data.batch(slice(i, i + 1))[:2]).argmax(-1) for i in range(len(data))])
     for batch_size in (1, 3, 64):
         assert torch.equal(text_tasks.predict_labels(model, data, batch_size=batch_size), one_by_one)
+    with pytest.raises(TypeError, match="data must be a TextData"):
+        text_tasks.predict_labels(model, None)
+    with pytest.raises(TypeError, match="data must be a TextData"):
+        text_tasks.classifier_accuracy(model, [1, 2])
