@@ -291,8 +291,9 @@ def add_variant(model: nn.Module, variant: str, targets, r: int, alpha: float = 
     return the trainable parameter names: :func:`~lora_teach.lora.add_lora` for every variant
     ("LoRA" gives exactly add_lora's layers for the same seed).
 
-    ``seed`` draws the A matrices (the VeRA projections for VeRA); ``alpha`` is not used by VeRA,
-    ``d_initial`` only by VeRA. ``quantize_base=True`` stores each target's frozen W0 in NF4
+    ``seed`` draws the A matrices (the VeRA projections for VeRA); ``alpha`` only LoRA's scaling
+    (VeRA refuses any but the default), ``d_initial`` only VeRA's vectors. ``quantize_base=True``
+    stores each target's frozen W0 in NF4
     (:class:`~lora_teach.quantization.NF4Linear`, blocks of 64, double quantisation) before
     the variant is built on it, so that DoRA's magnitude and the starting output use the 4-bit
     W0 the layer will train with; PiSSA instead quantises its residual after the SVD (QPiSSA).
@@ -301,6 +302,9 @@ def add_variant(model: nn.Module, variant: str, targets, r: int, alpha: float = 
     check_choice(variant, "variant", VARIANTS)
     names, train_also = find_fresh_targets(model, targets, train_also)
     seed = check_int(seed, "seed", minimum=0)
+    alpha = check_real(alpha, "alpha", minimum=0, include_minimum=False)
+    if variant == "VeRA" and alpha != DEFAULT_ALPHA:
+        raise ValueError("alpha is a setting of LoRA's scaling, not of VeRA (its two vectors set the scale)")
     d_initial = check_real(d_initial, "d_initial")
     if variant != "VeRA" and d_initial != VERA_D_INITIAL:
         raise ValueError(f"d_initial is a setting of VeRA, not of {variant}")
@@ -409,6 +413,7 @@ def copy_variant_to_peft(model: nn.Module, peft_model: nn.Module, adapter: str =
     copied. In the style of :func:`lora_teach.real_model.copy_lora_to_peft`."""
     check_instance(model, "model", nn.Module)
     check_instance(peft_model, "peft_model", nn.Module)
+    check_instance(adapter, "adapter", str)
     ours = dict(named_lora_layers(model))
     if not ours:
         raise ValueError("model has no LoRA or variant layers to copy")
@@ -423,6 +428,9 @@ def copy_variant_to_peft(model: nn.Module, peft_model: nn.Module, adapter: str =
             if len(match) != 1:
                 raise ValueError(f"PEFT layer {name!r} has no single course layer to copy from (found {match})")
             layer = ours[match[0]]
+            present = list(module.vera_lambda_d if is_vera else module.lora_A)
+            if adapter not in present:
+                raise ValueError(f"adapter must be one of PEFT layer {name!r}'s adapters {present}, got {adapter!r}")
             if is_vera != isinstance(layer, VeRALinear):
                 raise ValueError(f"{name}: one side is VeRA and the other is not")
             if is_vera:

@@ -204,6 +204,8 @@ def test_add_variant_is_all_or_nothing(tiny):
     (dict(variant="VeRA", d_initial="0.1"), TypeError, "d_initial"),
     (dict(variant="VeRA", r=0), ValueError, "r"),
     (dict(variant="VeRA", d_initial=0.0), ValueError, "d_initial must not be 0"),   # would never learn
+    (dict(variant="VeRA", alpha=16.0), ValueError, "alpha is a setting of LoRA's scaling, not of VeRA"),
+    (dict(variant="VeRA", alpha="8"), TypeError, "alpha must be a real number"),
     (dict(train_also=["blocks.0"]), ValueError, "overlaps 'blocks.0.query': one of the targets"),   # W0 would train
     (dict(quantize_base="yes"), TypeError, "quantize_base"),
 ])
@@ -604,3 +606,9 @@ def test_copy_variant_to_peft_refuses_a_mismatch(tiny):
         variants.copy_variant_to_peft(tiny, peft_model(tiny, "LoRA"))
     with pytest.raises(TypeError, match="peft_model"):
         variants.copy_variant_to_peft(adapted(tiny, "LoRA"), None)
+    with pytest.raises(TypeError, match="adapter must be a str"):
+        variants.copy_variant_to_peft(adapted(tiny, "LoRA"), peft_model(tiny, "LoRA"), adapter=None)
+    with pytest.raises(ValueError, match=r"adapter must be one of PEFT layer .*'s adapters \['default'\], got 'other'"):
+        variants.copy_variant_to_peft(adapted(tiny, "LoRA"), peft_model(tiny, "LoRA"), adapter="other")
+    with pytest.raises(ValueError, match="adapter must be one of"):
+        variants.copy_variant_to_peft(adapted(tiny, "VeRA"), peft_model(tiny, "VeRA"), adapter="other")
