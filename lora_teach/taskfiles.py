@@ -191,10 +191,12 @@ def load_task_file(model: nn.Module, path, method: str, config: dict) -> None:
     """Copy a task file's tensors into ``model`` after checking that the file belongs here:
     same method, same configuration, same frozen base. Each refusal names the difference."""
     check_instance(model, "model", nn.Module)
+    check_instance(method, "method", str)
+    check_instance(config, "config", dict)
     saved = read_task_file(path)
     path = pathlib.Path(path)
     if saved["method"] != method:
-        raise ValueError(f"{path} holds a {saved['method']} task, not a {method} one")
+        raise ValueError(f"{path} holds a {saved['method']} task, not a {method} one (the method asked for)")
     differences = _config_differences(saved["config"], config)
     if differences:
         raise ValueError(f"{path} was saved with another {method} configuration: "

@@ -127,3 +127,15 @@ def test_an_incomplete_file_is_refused_naming_the_entry(tiny_base, tmp_path, cha
     edit(tmp_path / "cut.pt", change)
     with pytest.raises(ValueError, match=rf"cut\.pt is an incomplete task file \(missing or malformed: \['{entry}'\]"):
         taskfiles.read_task_file(tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("method, config, error, named", [
+    (None, None, TypeError, "method must be a str"),
+    ("lora", ["W_q"], TypeError, "config must be a dict"),
+    ("adapters", None, ValueError, "holds a lora task, not a adapters one \\(the method asked for\\)"),
+])
+def test_load_task_file_names_a_bad_method_or_config(tiny_base, tmp_path, method, config, error, named):
+    model = saved_lora(tiny_base, tmp_path / "ner.pt")
+    config = lora.lora_config(model) if config is None else config
+    with pytest.raises(error, match=named):
+        taskfiles.load_task_file(model, tmp_path / "ner.pt", method, config)
