@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from helpers import NOTES_W, TINY, tiny_ids
+from transformers import BertConfig, BertModel, BertTokenizerFast
 
 import lora_teach
 from lora_teach import (
@@ -43,11 +44,15 @@ from lora_teach import (
     plotting,
     quantization,
     readers,
+    real_model,
     subspaces,
     taskfiles,
+    text_tasks,
     tokenizer,
     training,
+    variants,
 )
+from lora_teach.labels import SENTIMENTS
 from lora_teach.model import ModelM, freeze_all_except, reset_head
 
 BAD_VALUES = {"None": None, "text": "text", "negative": -1, "nan": math.nan, "empty": [],
@@ -121,27 +126,11 @@ EXEMPT = {
     "site.build_site": HEAVY_SITE,
     "site.build_slides": HEAVY_SITE,
     "site.install_vendor": HEAVY_SITE,
-    "taskfiles.load_task_file": NOT_YET,
-    "text_tasks.encode_texts": NOT_YET,
-    "text_tasks.course_splits": NOT_YET,
-    "text_tasks.phrasebank_splits": NOT_YET,
-    "text_tasks.train_classifier": NOT_YET,
-    "text_tasks.sentence_vectors": NOT_YET,
-    "text_tasks.train_probe": NOT_YET,
-    "text_tasks.length_batches": NOT_YET,
-    "text_tasks.predict_labels": NOT_YET,
-    "text_tasks.classifier_accuracy": NOT_YET,
     "training.check_task_data": NOT_YET,
     "training.task_loss": NOT_YET,
     "training.pretraining_loss": NOT_YET,
     "training.warmup_then_decay": NOT_YET,
     "training.optimizer_state_bytes": NOT_YET,
-    "variants.target_shapes": NOT_YET,
-    "variants.add_variant": NOT_YET,
-    "variants.trainable_count": NOT_YET,
-    "variants.vera_shared_count": NOT_YET,
-    "variants.loraplus_parameter_groups": NOT_YET,
-    "variants.copy_variant_to_peft": NOT_YET,
 }
 
 # Where a message may name an argument by another word than its name: argument -> the word,
@@ -216,10 +205,29 @@ def _world(tmp_path):
     adapters.save_adapters(with_adapters, tmp_path / "adapters.pt")
     with_subspace = copy.deepcopy(base)
     intrinsic.add_subspace(with_subspace, 2, train_also=["heads.ner"])
+    # text_tasks: a WordPiece tokenizer and a tiny BERT (no download), as tests/test_text_tasks.py
+    real_model.quiet_hugging_face()
+    sentences = ["profit rose .", "costs fell sharply .", "the board meets ."]
+    vocabulary = tmp_path / "vocab.txt"
+    vocabulary.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+                                    + sorted({w for s in sentences for w in s.split()})) + "\n")
+    bert_tokenizer = BertTokenizerFast(vocab_file=str(vocabulary))
+    bert = BertModel(BertConfig(vocab_size=bert_tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+                                num_attention_heads=2, intermediate_size=32, max_position_embeddings=16))
+    classifier = real_model.SentenceClassifier(bert, 3).eval()
+    text_data = text_tasks.encode_texts(bert_tokenizer, sentences, ["positive", "negative", "neutral"])
+    sentence_file = tmp_path / "sentences.txt"
+    sentence_file.write_text("".join(f"{s}@{label}\n" for s, label in zip(sentences * 2, SENTIMENTS * 2)),
+                             encoding="latin-1")
+    # variants.copy_variant_to_peft: PEFT's LoRA on Model M at wrapped's places, r and alpha
+    from peft import LoraConfig, get_peft_model
+    peft_wrapped = get_peft_model(copy.deepcopy(base), LoraConfig(
+        r=2, lora_alpha=lora.DEFAULT_ALPHA, target_modules=["W_q", "W_v"])).eval()
     return dict(with_subspace=with_subspace,
                 base=base, wrapped=wrapped, linear=torch.nn.Linear(2, 1), with_adapters=with_adapters, splits=splits,
                 words=words, model=model, fpb=fpb, conll=conll, phrasebank=phrasebank,
-                tmp=tmp_path)
+                tmp=tmp_path, bert_tokenizer=bert_tokenizer, classifier=classifier, text_data=text_data,
+                sentence_file=sentence_file, peft_wrapped=peft_wrapped)
 
 
 def _calls(w):
@@ -402,6 +410,34 @@ def _calls(w):
         (diagrams.draw_backpropagation, dict(model=w["with_adapters"])),
         (diagrams.draw_adapter, dict(adapter=adapters.BottleneckAdapter(8, 2))),
         (diagrams.draw_lora_layer, dict(layer=lora.LoRALinear(torch.nn.Linear(8, 8), 2))),
+        # text_tasks, variants, load_task_file
+        (text_tasks.encode_texts, dict(tokenizer=w["bert_tokenizer"], texts=["profit rose ."],
+                                       labels=["positive"], max_length=8)),
+        (text_tasks.course_splits, dict(seed=0, sizes={"train": 4}, single_clause=True)),
+        (text_tasks.phrasebank_splits, dict(path=w["sentence_file"], seed=0, validation_share=0.2,
+                                            test_share=0.2, encoding="latin-1")),
+        (text_tasks.train_classifier, dict(model=Fresh(w["classifier"]), data=w["text_data"], steps=1,
+                                           lr=1e-3, batch_size=2, seed=0, weight_decay=0.0)),
+        (text_tasks.sentence_vectors, dict(model=w["classifier"], data=w["text_data"], batch_size=2)),
+        (text_tasks.train_probe, dict(head=Fresh(w["classifier"].head), vectors=torch.zeros(3, 16),
+                                      labels=w["text_data"].labels, lr=1e-3, steps=1, weight_decay=0.0)),
+        (text_tasks.length_batches, dict(data=w["text_data"], batch_size=2)),
+        (text_tasks.predict_labels, dict(model=w["classifier"], data=w["text_data"], batch_size=2)),
+        (text_tasks.classifier_accuracy, dict(model=w["classifier"], data=w["text_data"])),
+        (variants.target_shapes, dict(model=w["base"], targets=("W_q", "ffn_in"))),
+        (variants.add_variant, dict(model=Fresh(w["base"]), variant="DoRA", targets=("W_q",), r=2,
+                                    alpha=8.0, dropout=0.0, seed=0, train_also=["heads.ner"],
+                                    d_initial=variants.VERA_D_INITIAL, quantize_base=False)),
+        (variants.add_variant, dict(model=Fresh(w["base"]), variant="VeRA", targets=("W_q",), r=2,
+                                    alpha=lora.DEFAULT_ALPHA, dropout=0.0, seed=0, train_also=["heads.ner"],
+                                    d_initial=0.5, quantize_base=True)),
+        (variants.trainable_count, dict(variant="DoRA", shapes=[(16, 16)], r=2)),
+        (variants.vera_shared_count, dict(shapes=[(16, 16)], r=2)),
+        (variants.loraplus_parameter_groups, dict(model=w["wrapped"], lr=1e-3, ratio=16.0)),
+        (variants.copy_variant_to_peft, dict(model=w["wrapped"], peft_model=Fresh(w["peft_wrapped"]),
+                                             adapter="default")),
+        (taskfiles.load_task_file, dict(model=Fresh(w["wrapped"]), path=w["tmp"] / "lora.pt", method="lora",
+                                        config=lora.lora_config(w["wrapped"]))),
     ]
 
 
