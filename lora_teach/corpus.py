@@ -426,6 +426,8 @@ def in_pretraining_pool(tokens) -> bool:
     in a task split, whatever the seeds and sizes: Model M is never pretrained on a test
     sentence.
     """
+    if not isinstance(tokens, (list, tuple)) or not all(isinstance(token, str) for token in tokens):
+        raise TypeError(f"tokens must be a list or tuple of words (strings), got {tokens!r}")
     return zlib.crc32(" ".join(tokens).encode("utf-8")) % 2 == 1
 
 

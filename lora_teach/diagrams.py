@@ -131,6 +131,7 @@ def _names(matrices) -> str:
 
 def model_title(view: ModelView) -> str:
     """A title that says what this model trains, e.g. "Model M with LoRA on W_q, W_v (r = 8)"."""
+    check_instance(view, "view", ModelView)
     trained_heads = [HEAD_LABELS[t][0] for t, role in view.heads.items() if role == "trained"]
     heads = " + ".join(trained_heads) or "no head"
     if view.lora:

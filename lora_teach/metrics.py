@@ -158,8 +158,11 @@ def evaluate_pretraining(model, dataset: EncodedData, seed: int = 0) -> dict[str
     number of masked tokens and of pairs they were measured on."""
     check_instance(model, "model", ModelM)
     check_instance(dataset, "dataset", EncodedData)
+    if dataset.per_token:
+        raise ValueError("dataset has a label per token; evaluate_pretraining needs sentence pairs "
+                         "with one next-sentence label each (made by encode_pretraining)")
     model.eval()
-    generator = torch.Generator().manual_seed(check_int(seed, "seed"))
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
     input_ids, segment_ids, attention_mask, nsp_labels = dataset.batch(slice(None))
     masked, mlm_labels = mask_tokens(input_ids, model.config.vocab_size, generator)
     with one_thread():

@@ -208,6 +208,8 @@ def reset_head(model: ModelM, task: str, seed: int) -> None:
 def in_module(name: str, prefix: str) -> bool:
     """True if the parameter or module ``name`` lies inside the module ``prefix``:
     "heads.ner.weight" lies in "heads.ner" and in "heads", not in "heads.n"."""
+    check_instance(name, "name", str)
+    check_instance(prefix, "prefix", str)
     prefix = prefix.rstrip(".")
     return name == prefix or name.startswith(prefix + ".")
 
@@ -227,6 +229,7 @@ def check_module_names(model: nn.Module, names, argument: str) -> tuple[str, ...
     """``names`` as a tuple of module names, each holding at least one parameter of ``model``
     (``argument`` names the argument in the error message)."""
     check_instance(model, "model", nn.Module)
+    check_instance(argument, "argument", str)
     names = check_names(names, argument)
     parameters = [name for name, _ in model.named_parameters()]
     for prefix in names:

@@ -8,6 +8,8 @@ notebook; every function here returns its ``Figure`` so a notebook can save or t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import matplotlib
 import matplotlib.lines
 import matplotlib.pyplot as plt
@@ -62,7 +64,10 @@ def use_course_style() -> None:
 
 
 def _vector3(vector, name: str) -> np.ndarray:
-    array = np.asarray(vector, dtype=float)
+    try:
+        array = np.asarray(vector, dtype=float)
+    except (TypeError, ValueError):   # numpy's message would not say which vector
+        raise TypeError(f"vector {name!r} must be 3 numbers, got {vector!r}") from None
     if array.shape != (3,):
         raise ValueError(f"vector {name!r} must have 3 entries to be drawn in 3-D, "
                          f"got shape {array.shape}")
@@ -72,9 +77,12 @@ def _vector3(vector, name: str) -> np.ndarray:
 def plane_extent(u, v, vectors) -> tuple[float, float]:
     """The range of s and t to shade the plane s u + t v over, so that every vector lying in
     the plane is drawn on it: each one's coefficients (s, t) are found and covered."""
-    basis = np.column_stack([u, v])
+    basis = np.column_stack([_vector3(u, "u"), _vector3(v, "v")])
+    if isinstance(vectors, str) or not isinstance(vectors, Iterable):
+        raise TypeError(f"vectors must be a list of 3-vectors, got {vectors!r}")
     inside = []
-    for w in vectors:
+    for i, w in enumerate(vectors):
+        w = _vector3(w, f"vectors[{i}]")
         coefficients = np.linalg.lstsq(basis, w, rcond=None)[0]
         if np.allclose(basis @ coefficients, w):
             inside.append(coefficients)

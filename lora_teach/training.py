@@ -27,24 +27,40 @@ PRETRAIN = "pretrain"   # MLM + NSP on the same pass, as BERT
 PER_TOKEN_TASKS = ("mlm", "ner")
 
 
+def _check_labels_fit(task: str, per_token: bool, what: str) -> None:
+    """Refuse labels of the wrong kind for ``task`` (``what`` has them: a dataset, a batch)."""
+    needed = task in PER_TOKEN_TASKS
+    if per_token != needed:
+        raise ValueError(f"task {task!r} needs {'a label per token' if needed else 'one label per input'}, "
+                         f"but this {what} has {'a label per token' if per_token else 'one per input'}: "
+                         f"was it encoded for another task?")
+
+
 def check_task_data(task: str, data: EncodedData) -> None:
     """Refuse a dataset whose labels do not fit the task (one per token or one per input)."""
     check_choice(task, "task", TASKS + (PRETRAIN,))
     check_instance(data, "data", EncodedData)
     if len(data) == 0:
         raise ValueError("the dataset is empty")
-    per_token = task in PER_TOKEN_TASKS
-    if data.per_token != per_token:
-        raise ValueError(f"task {task!r} needs {'a label per token' if per_token else 'one label per input'}, "
-                         f"but this dataset has {'a label per token' if data.per_token else 'one per input'}: "
-                         f"was it encoded for another task?")
+    _check_labels_fit(task, data.per_token, "dataset")
     if not (data.labels != IGNORE_INDEX).any():
         raise ValueError("every label of the dataset is IGNORE_INDEX: there is nothing to learn")
 
 
+def _check_batch(batch) -> None:
+    """Refuse anything but the four tensors that ``EncodedData.batch`` returns."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 4 and all(torch.is_tensor(t) for t in batch)):
+        raise TypeError(f"batch must be the 4 tensors (input_ids, segment_ids, attention_mask, labels) "
+                        f"that EncodedData.batch returns, got {type(batch).__name__}")
+
+
 def task_loss(model: ModelM, task: str, batch) -> torch.Tensor:
     """Cross-entropy of the task head on one batch (IGNORE_INDEX labels skipped)."""
+    check_instance(model, "model", ModelM)
+    check_choice(task, "task", TASKS)
+    _check_batch(batch)
     input_ids, segment_ids, attention_mask, labels = batch
+    _check_labels_fit(task, labels.dim() == 2, "batch")
     logits = model(task, input_ids, segment_ids, attention_mask)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                            ignore_index=IGNORE_INDEX)
@@ -52,7 +68,10 @@ def task_loss(model: ModelM, task: str, batch) -> torch.Tensor:
 
 def pretraining_loss(model: ModelM, batch, generator: torch.Generator) -> torch.Tensor:
     """BERT's pretraining loss: MLM on freshly masked tokens plus NSP, on the same pass."""
+    check_instance(model, "model", ModelM)
+    _check_batch(batch)
     input_ids, segment_ids, attention_mask, nsp_labels = batch
+    _check_labels_fit(PRETRAIN, nsp_labels.dim() == 2, "batch")
     masked, mlm_labels = mask_tokens(input_ids, model.config.vocab_size, generator)
     hidden = model.encode(masked, segment_ids, attention_mask)
     mlm_logits = model.heads["mlm"](hidden)
@@ -74,6 +93,9 @@ def cpu_seconds() -> float:
 def warmup_then_decay(step: int, total: int, warmup_share: float = 0.06) -> float:
     """Learning-rate factor: linear warm-up over the first 6% of steps, then linear decay
     to zero (BERT's schedule). Warm-up keeps Adam's first, noisy steps small."""
+    check_int(step, "step", minimum=0)
+    check_int(total, "total", minimum=1)
+    check_real(warmup_share, "warmup_share", minimum=0, maximum=1)
     warmup = max(1, int(warmup_share * total))
     if step < warmup:
         return (step + 1) / warmup
@@ -138,6 +160,8 @@ def parameter_groups(model, lr: float, lr_scale: dict) -> list[dict]:
 
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of tensors the optimizer keeps (AdamW: two moments per trainable parameter)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):   # check_instance would write torch.Optimizer
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer such as AdamW, got {type(optimizer).__name__}")
     return sum(value.numel() * value.element_size()
                for state in optimizer.state.values() for value in state.values()
                if torch.is_tensor(value) and value.dim() > 0)

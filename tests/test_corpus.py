@@ -272,3 +272,11 @@ def test_example_refuses_inconsistent_labels():
         labels.Example(tokens, ("O", "O", "I-ORG", "O", "O"), "ORG", (2, 3), "positive")
     with pytest.raises(ValueError, match="sentiment"):
         labels.Example(tokens, tags, "ORG", (2, 3), "great")
+
+
+def test_the_pool_check_refuses_tokens_that_are_not_words():
+    # regression: a string was split into its letters, and None gave "can only join an iterable"
+    assert corpus.in_pretraining_pool(["EU", "rejects", "."]) == corpus.in_pretraining_pool(("EU", "rejects", "."))
+    for bad in ("EU rejects .", None, ["EU", 3]):
+        with pytest.raises(TypeError, match="tokens must be a list or tuple of words"):
+            corpus.in_pretraining_pool(bad)

@@ -295,3 +295,9 @@ def test_drawing_leaves_global_style_alone():
     diagrams.draw_model_m(build("lora"))
     diagrams.draw_backpropagation(build("adapters"))
     assert dict(matplotlib.rcParams) == before
+
+
+def test_model_title_refuses_anything_but_a_model_view():
+    # regression: a model instead of its view gave AttributeError: ... has no attribute 'heads'
+    with pytest.raises(TypeError, match="view must be a ModelView, got ModelM"):
+        diagrams.model_title(build("lora"))

@@ -84,3 +84,15 @@ def test_pretraining_scores_are_seeded():
     first = metrics.evaluate_pretraining(model, pairs, seed=0)
     assert first == metrics.evaluate_pretraining(model, pairs, seed=0)
     assert first != metrics.evaluate_pretraining(model, pairs, seed=1)
+
+
+def test_evaluate_pretraining_refuses_a_negative_seed_and_task_data(tiny_task, small_task):
+    model, data = tiny_task
+    _, tokenizer = small_task
+    pairs = batching.encode_pretraining([(("profit", "rose"), ("shares", "fell"), 1)] * 4, tokenizer)
+    # regression: seed=-1 was taken (every other seed of the course must be >= 0)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        metrics.evaluate_pretraining(model, pairs, seed=-1)
+    # regression: NER data gave "predicted shape (8,) != gold shape (8, 18)"
+    with pytest.raises(ValueError, match="dataset has a label per token"):
+        metrics.evaluate_pretraining(model, data["ner"])

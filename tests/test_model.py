@@ -127,3 +127,16 @@ def test_an_integer_mask_and_second_segments_are_read(model):
         as_bool = model("ner", IDS, segments, mask.bool())
         assert torch.equal(model("ner", IDS, segments, mask), as_bool)
         assert not torch.equal(model("ner", IDS, attention_mask=mask), as_bool)   # the segments count
+
+
+def test_in_module_and_check_module_names_refuse_names_that_are_not_strings(model):
+    from lora_teach.model import check_module_names, in_module
+    assert in_module("heads.ner.weight", "heads.") and not in_module("heads.ner.weight", "heads.n")
+    # regression: these gave AttributeError: 'NoneType' object has no attribute 'startswith'
+    with pytest.raises(TypeError, match="name must be a str"):
+        in_module(None, "heads")
+    with pytest.raises(TypeError, match="prefix must be a str"):
+        in_module("heads.ner.weight", ["heads"])
+    # regression: argument=None was taken, and later messages said "None names ..."
+    with pytest.raises(TypeError, match="argument must be a str"):
+        check_module_names(model, ["heads.ner"], None)

@@ -118,3 +118,15 @@ def test_similarity_map_draws_phi_on_a_fixed_scale():
         plotting.plot_similarity_map(phi * 2)
     with pytest.raises(ValueError, match="2-D"):
         plotting.plot_similarity_map(np.ones(3))
+
+
+def test_plane_extent_names_the_bad_vector():
+    # regression: these failed inside numpy ("all the input array dimensions ...", "not iterable")
+    with pytest.raises(ValueError, match="vector 'u' must have 3 entries"):
+        plotting.plane_extent(None, [0, 1, 1], [])
+    with pytest.raises(TypeError, match="vector 'v' must be 3 numbers"):
+        plotting.plane_extent([1, 0, 1], "text", [])
+    with pytest.raises(TypeError, match="vectors must be a list of 3-vectors"):
+        plotting.plane_extent([1, 0, 1], [0, 1, 1], 5)
+    with pytest.raises(ValueError, match=r"vector 'vectors\[1\]' must have 3 entries"):
+        plotting.plane_extent([1, 0, 1], [0, 1, 1], [[1, 1, 2], [1, 1]])

@@ -139,3 +139,51 @@ def test_the_one_loop_trains_any_model_from_a_loss_and_batches():
         training.train(model, "mse", batches, steps=1, lr=0.1)
     with pytest.raises(TypeError, match="batches must be an iterator"):
         training.train(model, lambda b: b, [x], steps=1, lr=0.1)
+
+
+def test_schedule_refuses_bad_steps_totals_and_shares():
+    # regression: these gave Python's "'<' not supported" or "cannot convert float NaN to integer"
+    with pytest.raises(TypeError, match="step must be an integer"):
+        training.warmup_then_decay(None, 100)
+    with pytest.raises(ValueError, match="total must be >= 1"):
+        training.warmup_then_decay(0, 0)
+    with pytest.raises(ValueError, match="warmup_share must be a finite number"):
+        training.warmup_then_decay(0, 100, float("nan"))
+    with pytest.raises(ValueError, match="warmup_share must be <= 1"):
+        training.warmup_then_decay(0, 100, 6.0)
+
+
+def test_losses_refuse_a_bad_model_or_batch(small_task, data):
+    splits, tokenizer = small_task
+    model = make_model(tokenizer)
+    ner, fpb = data["ner", "train"].batch(slice(0, 4)), data["fpb", "train"].batch(slice(0, 4))
+    assert training.task_loss(model, "ner", ner) > 0
+    # regression: these gave "'NoneType' object is not callable" and "cannot unpack non-iterable"
+    with pytest.raises(TypeError, match="model must be a ModelM"):
+        training.task_loss(None, "ner", ner)
+    with pytest.raises(TypeError, match="batch must be the 4 tensors"):
+        training.task_loss(model, "ner", ner[:3])
+    # regression: a batch of the other task gave torch's "Expected input batch_size (4) to match ..."
+    with pytest.raises(ValueError, match="task 'fpb' needs one label per input, but this batch"):
+        training.task_loss(model, "fpb", ner)
+    with pytest.raises(ValueError, match="task 'ner' needs a label per token, but this batch"):
+        training.task_loss(model, "ner", fpb)
+    generator = torch.Generator().manual_seed(0)
+    with pytest.raises(TypeError, match="model must be a ModelM"):
+        training.pretraining_loss("model", fpb, generator)
+    with pytest.raises(TypeError, match="batch must be the 4 tensors"):
+        training.pretraining_loss(model, None, generator)
+    with pytest.raises(ValueError, match="task 'pretrain' needs one label per input"):
+        training.pretraining_loss(model, ner, generator)
+
+
+def test_optimizer_state_bytes_counts_adams_moments_and_refuses_other_objects():
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(layer.parameters())
+    assert training.optimizer_state_bytes(optimizer) == 0   # no state before the first step
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    assert training.optimizer_state_bytes(optimizer) == 2 * 8 * 4   # two moments of 8 float32s
+    # regression: anything else gave AttributeError: ... has no attribute 'state'
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer"):
+        training.optimizer_state_bytes(layer)
