@@ -288,6 +288,8 @@ def _calls(w):
         (checks.check_int, dict(value=3, name="r", minimum=1, maximum=4)),
         (checks.check_real, dict(value=0.5, name="lr", minimum=0, maximum=1)),
         (checks.check_names, dict(values=("a",), name="targets", options=("a", "b"))),
+        (checks.check_sequence, dict(value=["a"], name="tokens", what="words")),
+        (checks.check_array, dict(value=[[1.0]], name="phi", ndim=2)),
         (files.read_lines, dict(path=w["conll"], encoding="utf-8")),
         (files.load_torch_file, dict(path=w["tmp"] / "lora.pt", what="file")),
         (files.sha256_of, dict(path=w["conll"])),
