@@ -160,9 +160,6 @@ ALIASES = {
 NOT_ITERABLE = "TODO: message does not name the argument (Python's 'not iterable' message)"
 NOT_CONVERTED = "TODO: message does not name the argument (numpy's 'could not convert' message)"
 NOT_YET_CLEAR = {
-    ("Example", "tokens"): NOT_ITERABLE,
-    ("Example", "tags"): NOT_ITERABLE,
-    ("Example", "entity_span"): NOT_ITERABLE,
     ("WordTokenizer.decode", "ids"): NOT_ITERABLE,
     ("WordTokenizer.encode", "tokens"): NOT_ITERABLE,
     ("WordTokenizer.from_corpus", "sentences"): NOT_ITERABLE,
@@ -170,7 +167,6 @@ NOT_YET_CLEAR = {
     ("encode_pretraining", "pairs"): NOT_ITERABLE,
     ("entity_scores", "predicted_tags"): NOT_ITERABLE,
     ("entity_scores", "gold_tags"): NOT_ITERABLE,
-    ("entity_spans", "tags"): NOT_ITERABLE,
     ("make_nsp_pairs", "documents"): NOT_ITERABLE,
     ("normalise_tags", "tags"): NOT_ITERABLE,
     ("phrasebank_to_examples", "pairs"): NOT_ITERABLE,
