@@ -160,14 +160,10 @@ ALIASES = {
 NOT_ITERABLE = "TODO: message does not name the argument (Python's 'not iterable' message)"
 NOT_CONVERTED = "TODO: message does not name the argument (numpy's 'could not convert' message)"
 NOT_YET_CLEAR = {
-    ("WordTokenizer.decode", "ids"): NOT_ITERABLE,
-    ("WordTokenizer.encode", "tokens"): NOT_ITERABLE,
-    ("WordTokenizer.from_corpus", "sentences"): NOT_ITERABLE,
     ("conll_to_examples", "sentences"): NOT_ITERABLE,
     ("encode_pretraining", "pairs"): NOT_ITERABLE,
     ("entity_scores", "predicted_tags"): NOT_ITERABLE,
     ("entity_scores", "gold_tags"): NOT_ITERABLE,
-    ("make_nsp_pairs", "documents"): NOT_ITERABLE,
     ("normalise_tags", "tags"): NOT_ITERABLE,
     ("phrasebank_to_examples", "pairs"): NOT_ITERABLE,
     ("plot_attention", "weights"): NOT_CONVERTED,
