@@ -160,12 +160,6 @@ ALIASES = {
 NOT_ITERABLE = "TODO: message does not name the argument (Python's 'not iterable' message)"
 NOT_CONVERTED = "TODO: message does not name the argument (numpy's 'could not convert' message)"
 NOT_YET_CLEAR = {
-    ("conll_to_examples", "sentences"): NOT_ITERABLE,
-    ("encode_pretraining", "pairs"): NOT_ITERABLE,
-    ("entity_scores", "predicted_tags"): NOT_ITERABLE,
-    ("entity_scores", "gold_tags"): NOT_ITERABLE,
-    ("normalise_tags", "tags"): NOT_ITERABLE,
-    ("phrasebank_to_examples", "pairs"): NOT_ITERABLE,
     ("plot_attention", "weights"): NOT_CONVERTED,
     ("plot_attention", "tokens"): NOT_ITERABLE,
     ("plot_grouped_bars", "groups"): NOT_ITERABLE,
