@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lora_teach.checks import check_choice, check_instance, check_int
+from lora_teach.checks import check_choice, check_instance, check_int, check_sequence
 from lora_teach.labels import IGNORE_INDEX, SENTIMENTS, TAGS, Example
 from lora_teach.model import ModelConfig
 from lora_teach.tokenizer import CLS_ID, PAD_ID, SEP_ID, WordTokenizer
@@ -145,7 +145,7 @@ def encode_pretraining(pairs, tokenizer: WordTokenizer,
     """
     check_instance(tokenizer, "tokenizer", WordTokenizer)
     check_int(max_len, "max_len", minimum=5)
-    pairs = list(pairs)
+    pairs = check_sequence(pairs, "pairs", "(sentence_a, sentence_b, label) triples")
     if not pairs:
         raise ValueError("no sentence pairs to encode")
     ids, segments, truncated = [], [], 0

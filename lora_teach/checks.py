@@ -12,6 +12,8 @@ import math
 import numbers
 from collections.abc import Iterable
 
+import numpy as np
+
 
 def is_int(value) -> bool:
     """True for Python and numpy integers; False for bools, which Python counts as ints."""
@@ -92,6 +94,32 @@ def check_names(values, name: str, options: Iterable[str] | None = None) -> tupl
         if unknown:
             raise ValueError(f"unknown {name} {unknown}; choose from {options}")
     return values
+
+
+def check_sequence(value, name: str, what: str = "items") -> list:
+    """``value`` as a list: a list, tuple, generator or any other iterable of ``what``, but not a
+    single string (iterating over it would give its letters). The items are not checked."""
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a list of {what}, got the string {value[:40]!r}")
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list of {what}, got {type(value).__name__}")
+    return list(value)
+
+
+def check_array(value, name: str, ndim: int) -> np.ndarray:
+    """``value`` (nested lists, a numpy array, a CPU tensor) as a non-empty float array with
+    ``ndim`` dimensions; text, None and other things that are not numbers are refused."""
+    check_int(ndim, "ndim", minimum=1)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError) as error:   # rows of different lengths, a tensor with grad
+        raise ValueError(f"{name} must be a {ndim}-D array of numbers; numpy cannot read it: {error}") from None
+    if array.dtype.kind not in "biuf":   # bool, int, unsigned int, float
+        raise TypeError(f"{name} must be a {ndim}-D array of numbers, got {type(value).__name__} "
+                        f"(numpy reads it as {array.dtype})")
+    if array.ndim != ndim or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty {ndim}-D array, got shape {array.shape}")
+    return array.astype(float)
 
 
 def _type_name(kind: type) -> str:

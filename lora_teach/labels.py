@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lora_teach.checks import check_instance, check_int, is_int
+from lora_teach.checks import check_instance, check_int, check_sequence, is_int
 
 ENTITY_TYPES = ("PER", "ORG", "LOC")
 SENTIMENTS = ("negative", "neutral", "positive")
@@ -49,10 +49,16 @@ def entity_spans(tags) -> list[tuple[str, int, int]]:
     """All entities in a BIO tag sequence as ``(type, start, end)``, end exclusive.
 
     An ``I-X`` that does not continue an ``X`` entity starts a new one (the lenient reading
-    used by most NER scorers), so the function never fails on imperfect tags.
+    used by most NER scorers), so the function never fails on imperfect BIO tags; a tag that is
+    not O, B-<type> or I-<type> is refused.
     """
+    tags = check_sequence(tags, "tags", "BIO tags")
     spans: list[tuple[str, int, int]] = []
     for i, tag in enumerate(tags):
+        if not isinstance(tag, str):
+            raise TypeError(f"tags must be strings such as 'B-PER' or 'O', got {tag!r}")
+        if tag != "O" and tag[:2] not in ("B-", "I-"):
+            raise ValueError(f"tag {i} is {tag!r}; tags must be O, B-<type> or I-<type>")
         if tag == "O":
             continue
         prefix, kind = tag.split("-", 1)
@@ -83,9 +89,12 @@ class Example:
     sentiment: str | None
 
     def __post_init__(self):
-        object.__setattr__(self, "tokens", tuple(self.tokens))
-        object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "tokens", tuple(check_sequence(self.tokens, "tokens", "words")))
+        object.__setattr__(self, "tags", tuple(check_sequence(self.tags, "tags", "BIO tags")))
         if self.entity_span is not None:
+            if not isinstance(self.entity_span, (tuple, list)):
+                raise TypeError(f"entity_span must be two integers (start, end) or None, "
+                                f"got {self.entity_span!r}")
             object.__setattr__(self, "entity_span", tuple(self.entity_span))
         _check_example(self)
 
@@ -107,7 +116,7 @@ def _check_example(example: Example) -> None:
     """Raise a ValueError/TypeError if the fields of ``example`` contradict each other."""
     tokens, tags = example.tokens, example.tags
     if not tokens:
-        raise ValueError("an Example needs at least one token")
+        raise ValueError("tokens is empty: an Example needs at least one token")
     for token in tokens:
         if not isinstance(token, str) or not token:
             raise TypeError(f"tokens must be non-empty strings, got {token!r}")

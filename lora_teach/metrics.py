@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lora_teach.batching import TASK_LABELS, EncodedData
-from lora_teach.checks import check_choice, check_instance, check_int, check_real
+from lora_teach.checks import check_choice, check_instance, check_int, check_real, check_sequence
 from lora_teach.labels import IGNORE_INDEX, TAGS, entity_spans
 from lora_teach.model import ModelM
 from lora_teach.reproducibility import one_thread
@@ -74,8 +74,11 @@ def macro_f1(predicted, gold, n_classes: int) -> float:
 def entity_scores(predicted_tags, gold_tags) -> dict[str, float]:
     """Entity-level precision, recall and F1: an entity is found only with its exact type and
     span. Both arguments are lists of tag sequences (strings such as "B-PER")."""
+    predicted_tags = check_sequence(predicted_tags, "predicted_tags", "tag sequences")
+    gold_tags = check_sequence(gold_tags, "gold_tags", "tag sequences")
     if len(predicted_tags) != len(gold_tags):
-        raise ValueError(f"{len(predicted_tags)} predicted sequences but {len(gold_tags)} gold")
+        raise ValueError(f"{len(predicted_tags)} predicted sequences but {len(gold_tags)} gold: "
+                         f"predicted_tags and gold_tags must have one tag sequence per sentence")
     found = gold = correct = 0
     for number, (predicted, truth) in enumerate(zip(predicted_tags, gold_tags)):
         if len(predicted) != len(truth):

@@ -15,7 +15,7 @@ import matplotlib.lines
 import matplotlib.pyplot as plt
 import numpy as np
 
-from lora_teach.checks import check_int, check_real
+from lora_teach.checks import check_array, check_instance, check_int, check_names, check_real, check_sequence
 from lora_teach.linalg import as_float_array, column_name
 
 # One palette for the whole course (Okabe-Ito, safe for colour-blind readers), one meaning
@@ -103,6 +103,7 @@ def plot_vectors_and_plane(vectors: dict, plane: tuple[str, str] | None = None):
     fig = plt.figure(figsize=(5.2, 4.4))
     ax = fig.add_subplot(projection="3d")
     if plane is not None:
+        check_names(plane, "plane")
         missing = [name for name in plane if name not in arrays]
         if len(plane) != 2 or missing:
             raise ValueError(f"plane must name two of the vectors {list(arrays)}, got {plane}")
@@ -137,7 +138,8 @@ def plot_matrix(values, pivots=None, title: str | None = None, ax=None):
     ax.set_yticks(range(matrix.shape[0]), [f"row {i + 1}" for i in range(matrix.shape[0])])
     ax.tick_params(length=0)
     if pivots is not None:
-        pivots = {int(p) for p in pivots}
+        pivots = {check_int(p, f"pivots[{i}]", minimum=0, maximum=matrix.shape[1] - 1)
+                  for i, p in enumerate(check_sequence(pivots, "pivots", "column indices"))}
         for j in range(matrix.shape[1]):
             role = "pivot" if j in pivots else "dependent"
             ax.add_patch(matplotlib.patches.Rectangle(
@@ -197,9 +199,10 @@ def plot_storage_fraction(sizes, ranks=None, ax=None):
 
     Marks the break-even rank d/2 (fraction 1: no saving) for each size.
     """
-    sizes = [int(d) for d in sizes]
-    if not sizes or min(sizes) < 2:
-        raise ValueError(f"sizes must be a non-empty list of layer sizes >= 2, got {sizes}")
+    sizes = [check_int(d, f"sizes[{i}]", minimum=2)
+             for i, d in enumerate(check_sequence(sizes, "sizes", "layer sizes"))]
+    if not sizes:
+        raise ValueError("sizes must be a non-empty list of layer sizes, got []")
     fig, ax = _figure_and_axes(ax)
     ranks = np.arange(1, max(sizes) // 2 + 1) if ranks is None else np.asarray(ranks)
     for d in sizes:
@@ -241,7 +244,7 @@ def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title
     ``series`` maps a label to one value per group. Labels that start with a method name
     ("full fine-tuning", "adapters", "LoRA", "frozen encoder") get that method's course colour.
     """
-    groups = list(groups)
+    groups = check_sequence(groups, "groups", "group names")
     if not isinstance(series, dict) or not series:
         raise TypeError("series must be a non-empty dict mapping labels to values")
     for label, values in series.items():
@@ -265,9 +268,7 @@ def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title
 
 def smooth(values, window: int = 20) -> np.ndarray:
     """Running mean over ``window`` steps (shorter at the start), to read a noisy loss curve."""
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError("values must be a non-empty 1-D sequence")
+    values = check_array(values, "values", ndim=1)
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"window must be an integer >= 1, got {window!r}")
     cumulative = np.cumsum(np.insert(values, 0, 0.0))
@@ -290,9 +291,9 @@ def plot_attention(weights, tokens, title=None, ax=None):
 
     ``weights`` is a (T, T) array whose rows sum to 1, ``tokens`` the T words.
     """
-    weights = np.asarray(weights, dtype=float)
-    tokens = list(tokens)
-    if weights.ndim != 2 or weights.shape[0] != weights.shape[1] or weights.shape[0] != len(tokens):
+    weights = check_array(weights, "weights", ndim=2)
+    tokens = check_sequence(tokens, "tokens", "words")
+    if weights.shape[0] != weights.shape[1] or weights.shape[0] != len(tokens):
         raise ValueError(f"weights must be a square array with one row per token; got shape "
                          f"{weights.shape} for {len(tokens)} tokens")
     if not np.all(np.isfinite(weights)):
@@ -365,6 +366,8 @@ def plot_learning_rate_sweep(points: dict, chosen: dict | None = None, ylabel="v
     method is ringed. ``points`` maps a label to ``[(lr, score), ...]``."""
     if not isinstance(points, dict) or not points:
         raise TypeError("points must be a non-empty dict mapping labels to (lr, score) pairs")
+    if chosen is not None:
+        check_instance(chosen, "chosen", dict)
     fig, ax = _figure_and_axes(ax)
     tried = set()
     for number, (label, pairs) in enumerate(points.items()):
@@ -376,6 +379,9 @@ def plot_learning_rate_sweep(points: dict, chosen: dict | None = None, ylabel="v
         line, = ax.plot(rates, scores, "o" + _method_style(label), color=_method_color(label),
                         label=label)
         if chosen and label in chosen:
+            if chosen[label] not in rates:
+                raise ValueError(f"chosen[{label!r}] = {chosen[label]!r} is not one of the learning "
+                                 f"rates tried for {label!r}: {list(rates)}")
             best = dict(pairs)[chosen[label]]
             # rings of different sizes, so that two methods choosing the same point both show
             ax.plot([chosen[label]], [best], "o", markersize=10 + 4 * number, markerfacecolor="none",
@@ -394,7 +400,12 @@ def plot_scores_with_spread(summaries: dict, groups, ylabel="test score", title=
     """Mean score per method (bars) with the spread over seeds (error bar: ± one standard
     deviation) and every seed's own score (dots). ``summaries`` maps ``(label, group)`` to an
     object with ``mean``, ``std`` and ``values``; ``groups`` orders the groups (tasks)."""
-    groups = list(groups)
+    if not isinstance(summaries, dict) or not all(isinstance(key, tuple) and len(key) == 2 for key in summaries):
+        raise TypeError(f"summaries must be a dict mapping (label, group) pairs to summaries, "
+                        f"got {type(summaries).__name__}")
+    groups = check_sequence(groups, "groups", "group names")
+    if not groups:
+        raise ValueError("groups is empty: give the groups (tasks) to draw")
     labels = list(dict.fromkeys(label for label, _ in summaries))
     if not labels:
         raise ValueError("summaries is empty")
@@ -429,9 +440,7 @@ def plot_scores_with_spread(summaries: dict, groups, ylabel="test score", title=
 def plot_similarity_map(phi, title=None, ax=None):
     """A heat map of the subspace similarity phi(i, j) (rows i, columns j, both from 1), on a
     fixed 0-1 scale so that maps can be compared (see :mod:`lora_teach.subspaces`)."""
-    phi = np.asarray(phi, dtype=float)
-    if phi.ndim != 2 or phi.size == 0:
-        raise ValueError(f"phi must be a non-empty 2-D array, got shape {phi.shape}")
+    phi = check_array(phi, "phi", ndim=2)
     if not np.all(np.isfinite(phi)) or phi.min() < -1e-9 or phi.max() > 1 + 1e-9:
         raise ValueError("phi must hold finite values between 0 and 1")
     fig, ax = _figure_and_axes(ax)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 
-from lora_teach.checks import check_instance
+from lora_teach.checks import check_instance, check_sequence
 from lora_teach.files import read_lines
 from lora_teach.labels import ENTITY_TYPES, SENTIMENTS, Example, entity_spans, tags_for_span
 
@@ -86,7 +86,9 @@ def normalise_tags(tags, entity_types=ENTITY_TYPES) -> list[str]:
       every entity with ``B-``; an ``I-X`` that does not continue an X entity becomes ``B-X``.
     """
     kept = []
-    for tag in tags:
+    for tag in check_sequence(tags, "tags", "BIO tags"):
+        if not isinstance(tag, str):
+            raise TypeError(f"tags must be strings such as 'B-PER' or 'O', got {tag!r}")
         if not _TAG.match(tag):
             raise ValueError(f"tag {tag!r} is not O, B-<type> or I-<type>")
         kept.append(tag if tag == "O" or tag[2:] in entity_types else "O")
@@ -105,7 +107,7 @@ def conll_to_examples(sentences, entity_types=ENTITY_TYPES) -> list[Example]:
     entity, or are None when there is none. ``sentiment`` is None (CoNLL has no sentiment).
     """
     examples = []
-    for i, (tokens, tags) in enumerate(sentences):
+    for i, (tokens, tags) in enumerate(check_sequence(sentences, "sentences", "(tokens, tags) pairs")):
         if len(tokens) != len(tags):
             raise ValueError(f"sentence {i} has {len(tokens)} tokens but {len(tags)} tags")
         tags = normalise_tags(tags, entity_types)
@@ -162,7 +164,7 @@ def phrasebank_to_examples(pairs) -> list[Example]:
     """:class:`Example` objects from ``(sentence, label)`` pairs: words from :func:`split_words`,
     every tag ``O`` and no entity (PhraseBank has no entity labels)."""
     examples = []
-    for i, (sentence, label) in enumerate(pairs):
+    for i, (sentence, label) in enumerate(check_sequence(pairs, "pairs", "(sentence, label) pairs")):
         tokens = split_words(sentence)
         if not tokens:
             raise ValueError(f"sentence {i} has no words: {sentence!r}")

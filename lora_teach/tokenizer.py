@@ -21,7 +21,7 @@ from collections import Counter
 
 import torch
 
-from lora_teach.checks import check_instance, check_int, check_real, is_int
+from lora_teach.checks import check_instance, check_int, check_real, check_sequence, is_int
 from lora_teach.labels import IGNORE_INDEX
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -36,7 +36,7 @@ def _as_tokens(tokens, what: str = "tokens") -> list[str]:
     if isinstance(tokens, str):
         raise TypeError(f"{what} must be a sequence of words, got the string {tokens[:40]!r}; "
                         f"split it first, e.g. text.split()")
-    words = list(tokens)
+    words = check_sequence(tokens, what, "words")
     for word in words:
         if not isinstance(word, str):
             raise TypeError(f"{what} must be strings, got {word!r} ({type(word).__name__})")
@@ -66,15 +66,12 @@ class WordTokenizer:
         same corpus always gives the same ids.
         """
         check_int(min_count, "min_count", minimum=1)
-        if isinstance(sentences, str):
-            raise TypeError("sentences must be a list of tokenised sentences, got one string")
+        sentences = check_sequence(sentences, "sentences", "tokenised sentences (lists of words)")
         counts: Counter[str] = Counter()
-        n_sentences = 0
         for sentence in sentences:
             counts.update(_as_tokens(sentence, "each sentence"))
-            n_sentences += 1
-        if n_sentences == 0 or not counts:
-            raise ValueError("cannot build a vocabulary from an empty corpus")
+        if not counts:
+            raise ValueError("sentences hold no words: cannot build a vocabulary from an empty corpus")
         words = sorted((w for w, c in counts.items() if c >= min_count and w not in SPECIAL_TOKENS),
                        key=lambda w: (-counts[w], w))
         return cls(list(SPECIAL_TOKENS) + words)
@@ -107,7 +104,7 @@ class WordTokenizer:
                                  f"{tuple(ids.shape)}")
             ids = ids.tolist()
         words = []
-        for i in ids:
+        for i in check_sequence(ids, "ids", "integer ids"):
             if not is_int(i):
                 raise TypeError(f"ids must be integers, got {i!r}")
             if not 0 <= i < self.vocab_size:
@@ -205,10 +202,8 @@ def make_nsp_pairs(documents, rng: random.Random) -> list[NSPPair]:
     document (label 0), so the model must tell "continues the story" from "something else".
     """
     check_instance(rng, "rng", random.Random)
-    if isinstance(documents, str):
-        raise TypeError("documents must be a list of documents (lists of sentences)")
     docs = []
-    for d, document in enumerate(documents):
+    for d, document in enumerate(check_sequence(documents, "documents", "documents (lists of sentences)")):
         if isinstance(document, str):
             raise TypeError(f"document {d} is a string; a document is a list of sentences")
         docs.append([tuple(_as_tokens(s, f"sentences of document {d}")) for s in document])

@@ -5,7 +5,7 @@ replaced by each of a few wrong values (None, a string, a negative number, NaN, 
 an arbitrary object). The call may succeed (some of those values are valid somewhere) or raise
 a ``TypeError`` or ``ValueError`` (or a file error) that is clear: raised by lora_teach code itself
 (not deep inside Python, numpy or torch) with a message that names the argument (ALIASES lists
-the few other ways a message may name it; NOT_YET_CLEAR the arguments still judged by type only).
+the few other ways a message may name it).
 Every public function of every module is swept or listed in EXEMPT with the reason.
 """
 
@@ -127,38 +127,6 @@ ALIASES = {
     "minimum": lambda kwargs: f">= {kwargs['minimum']}",     # checks.check_int: "r must be >= 5, got 3"
     "maximum": lambda kwargs: f"<= {kwargs['maximum']}",
     "options": lambda kwargs: "choose from",                 # checks.check_names: "...; choose from []"
-}
-
-# Arguments whose errors are still judged by type only (TypeError or ValueError, with a message):
-# (function, argument) -> why. Each is a TODO: a check at the top of the function would fix it.
-NOT_ITERABLE = "TODO: message does not name the argument (Python's 'not iterable' message)"
-NOT_CONVERTED = "TODO: message does not name the argument (numpy's 'could not convert' message)"
-NOT_YET_CLEAR = {
-    ("Example", "tokens"): NOT_ITERABLE,
-    ("Example", "tags"): NOT_ITERABLE,
-    ("Example", "entity_span"): NOT_ITERABLE,
-    ("WordTokenizer.decode", "ids"): NOT_ITERABLE,
-    ("WordTokenizer.encode", "tokens"): NOT_ITERABLE,
-    ("WordTokenizer.from_corpus", "sentences"): NOT_ITERABLE,
-    ("conll_to_examples", "sentences"): NOT_ITERABLE,
-    ("encode_pretraining", "pairs"): NOT_ITERABLE,
-    ("entity_scores", "predicted_tags"): NOT_ITERABLE,
-    ("entity_scores", "gold_tags"): NOT_ITERABLE,
-    ("entity_spans", "tags"): NOT_ITERABLE,
-    ("make_nsp_pairs", "documents"): NOT_ITERABLE,
-    ("normalise_tags", "tags"): NOT_ITERABLE,
-    ("phrasebank_to_examples", "pairs"): NOT_ITERABLE,
-    ("plot_attention", "weights"): NOT_CONVERTED,
-    ("plot_attention", "tokens"): NOT_ITERABLE,
-    ("plot_grouped_bars", "groups"): NOT_ITERABLE,
-    ("plot_learning_rate_sweep", "chosen"): NOT_ITERABLE,
-    ("plot_matrix", "pivots"): NOT_ITERABLE,
-    ("plot_scores_with_spread", "summaries"): NOT_ITERABLE,
-    ("plot_scores_with_spread", "groups"): NOT_ITERABLE,
-    ("plot_similarity_map", "phi"): NOT_CONVERTED,
-    ("plot_storage_fraction", "sizes"): NOT_ITERABLE,
-    ("plot_vectors_and_plane", "plane"): NOT_ITERABLE,
-    ("smooth", "values"): NOT_CONVERTED,
 }
 
 
@@ -307,6 +275,8 @@ def _calls(w):
         (checks.check_int, dict(value=3, name="r", minimum=1, maximum=4)),
         (checks.check_real, dict(value=0.5, name="lr", minimum=0, maximum=1)),
         (checks.check_names, dict(values=("a",), name="targets", options=("a", "b"))),
+        (checks.check_sequence, dict(value=["a"], name="tokens", what="words")),
+        (checks.check_array, dict(value=[[1.0]], name="phi", ndim=2)),
         (files.read_lines, dict(path=w["conll"], encoding="utf-8")),
         (files.load_torch_file, dict(path=w["tmp"] / "lora.pt", what="file")),
         (files.sha256_of, dict(path=w["conll"])),
@@ -475,14 +445,12 @@ def _names_argument(message, argument, kwargs):
     return argument in ALIASES and ALIASES[argument](kwargs) in message
 
 
-def _judge(error, function_name, argument, kwargs):
+def _judge(error, argument, kwargs):
     """Why ``error`` from a bad ``argument=value`` is not clear, or None when it is."""
     if not isinstance(error, CLEAR_ERRORS):
         return f"{type(error).__name__}, not a TypeError or ValueError"
     if not str(error):
         return "no message"
-    if (function_name, argument) in NOT_YET_CLEAR:
-        return None
     if not _raised_in_package(error):
         return "raised outside lora_teach (inside Python, numpy or torch)"
     if not _names_argument(str(error), argument, kwargs):
@@ -507,7 +475,7 @@ def _sweep(world):
             if argument is None:
                 failures.append(f"{name}: the valid call failed: {type(error).__name__}: {error}")
             else:
-                why = _judge(error, name, argument, kwargs)
+                why = _judge(error, argument, kwargs)
                 if why:
                     failures.append(f"{name}({argument}={value!r}): {why}: {type(error).__name__}: {error}")
         finally:

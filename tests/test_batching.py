@@ -111,6 +111,7 @@ def test_a_dataset_smaller_than_a_batch_is_one_batch(small_task):
     (lambda s, t: batching.encode_task([Example(["x"], ["O"], None, None, None)], t, "fpb"),
      ValueError, "no sentiment label"),
     (lambda s, t: batching.encode_pretraining([], t), ValueError, "no sentence pairs"),
+    (lambda s, t: batching.encode_pretraining(None, t), TypeError, "pairs must be a list of"),
 ])
 def test_bad_input_is_refused(small_task, call, error, message):
     splits, tokenizer = small_task

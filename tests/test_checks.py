@@ -66,3 +66,30 @@ def test_check_choice_and_instance_name_the_expected_values():
         checks.check_instance(0, "rng", random.Random)
     with pytest.raises(TypeError, match="layer must be a torch.nn.Linear or torch.Tensor"):
         checks.check_instance(0, "layer", (torch.nn.Linear, torch.Tensor))
+
+
+def test_check_sequence_takes_any_iterable_but_a_string():
+    assert checks.check_sequence(("a", "b"), "tokens") == ["a", "b"]
+    assert checks.check_sequence((w for w in "ab"), "tokens") == ["a", "b"]   # a generator
+    assert checks.check_sequence([], "tokens") == []
+    with pytest.raises(TypeError, match="tokens must be a list of words, got the string 'profit'"):
+        checks.check_sequence("profit", "tokens", "words")
+    for bad, kind in ((None, "NoneType"), (3, "int"), (object(), "object")):
+        with pytest.raises(TypeError, match=f"tags must be a list of items, got {kind}"):
+            checks.check_sequence(bad, "tags")
+
+
+def test_check_array_gives_a_float_array_of_the_dimension_asked_for():
+    array = checks.check_array([[1, 2], [3, 4]], "weights", 2)
+    assert array.dtype == np.float64 and array.shape == (2, 2)
+    assert checks.check_array(np.arange(3), "values", 1).tolist() == [0.0, 1.0, 2.0]
+    for bad in ("text", None, object(), [[1, None]]):
+        with pytest.raises(TypeError, match="phi must be a 2-D array of numbers"):
+            checks.check_array(bad, "phi", 2)
+    with pytest.raises(ValueError, match="phi must be a 2-D array of numbers; numpy cannot read it"):
+        checks.check_array([[1, 2], [3]], "phi", 2)   # rows of different lengths
+    for bad, shape in ((-1, r"\(\)"), ([1, 2], r"\(2,\)"), ([[]], r"\(1, 0\)")):
+        with pytest.raises(ValueError, match=f"phi must be a non-empty 2-D array, got shape {shape}"):
+            checks.check_array(bad, "phi", 2)
+    with pytest.raises(TypeError, match="ndim must be an integer"):
+        checks.check_array([1.0], "values", "1")

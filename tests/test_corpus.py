@@ -280,3 +280,23 @@ def test_the_pool_check_refuses_tokens_that_are_not_words():
     for bad in ("EU rejects .", None, ["EU", 3]):
         with pytest.raises(TypeError, match="tokens must be a list or tuple of words"):
             corpus.in_pretraining_pool(bad)
+
+
+def test_example_and_entity_spans_name_an_argument_that_is_not_a_list():
+    tags = ("B-ORG", "O")
+    assert labels.Example(iter(["Nokia", "rose"]), iter(tags), "ORG", [0, 1], None).tokens == ("Nokia", "rose")
+    with pytest.raises(TypeError, match="tokens must be a list of words, got NoneType"):
+        labels.Example(None, tags, "ORG", (0, 1), None)
+    with pytest.raises(ValueError, match="tokens is empty"):
+        labels.Example([], [], None, None, None)
+    with pytest.raises(TypeError, match="tags must be a list of BIO tags, got int"):
+        labels.Example(["Nokia", "rose"], 3, "ORG", (0, 1), None)
+    with pytest.raises(TypeError, match="entity_span must be two integers"):
+        labels.Example(["Nokia", "rose"], tags, "ORG", 0, None)
+    assert labels.entity_spans(iter(tags)) == [("ORG", 0, 1)]
+    with pytest.raises(TypeError, match="tags must be a list of BIO tags, got the string 'B-ORG'"):
+        labels.entity_spans("B-ORG")
+    with pytest.raises(TypeError, match="tags must be strings"):
+        labels.entity_spans([3, 0])   # tag ids, not tags
+    with pytest.raises(ValueError, match="tag 1 is 'PER'"):
+        labels.entity_spans(["O", "PER"])

@@ -42,6 +42,9 @@ def test_macro_f1_counts_a_present_but_never_predicted_class_as_zero():
     (lambda: metrics.macro_f1([0, 1], [0, 1], 0), ValueError, "n_classes must be >= 1"),
     (lambda: metrics.entity_scores([["O"]], [["O"], ["O"]]), ValueError, "1 predicted sequences but 2"),
     (lambda: metrics.entity_scores([["O"]], [["O", "O"]]), ValueError, "sequence 0"),
+    (lambda: metrics.entity_scores(None, [["O"]]), TypeError, "predicted_tags must be a list of tag sequences"),
+    (lambda: metrics.entity_scores([["O"]], "O"), TypeError, "gold_tags must be a list of tag sequences"),
+    (lambda: metrics.entity_scores([], [["O"]]), ValueError, "predicted_tags and gold_tags must have one"),
 ])
 def test_bad_input_is_named(call, error, message):
     with pytest.raises(error, match=message):

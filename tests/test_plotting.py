@@ -1,11 +1,15 @@
 """Tests for lora_teach.plotting: figures are drawn with the right content; bad input refused."""
 
+from types import SimpleNamespace
+
 import matplotlib
 import numpy as np
 import pytest
 from helpers import NOTES_W
 
 from lora_teach import plotting
+
+SPREAD = {("LoRA", "ner"): SimpleNamespace(mean=0.5, std=0.1, values=(0.4, 0.6))}
 
 
 def test_course_style_sets_shared_rcparams():
@@ -130,3 +134,41 @@ def test_plane_extent_names_the_bad_vector():
         plotting.plane_extent([1, 0, 1], [0, 1, 1], 5)
     with pytest.raises(ValueError, match=r"vector 'vectors\[1\]' must have 3 entries"):
         plotting.plane_extent([1, 0, 1], [0, 1, 1], [[1, 1, 2], [1, 1]])
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: plotting.plot_attention("text", ["a"]), TypeError, "weights must be a 2-D array of numbers"),
+    (lambda: plotting.plot_attention(np.eye(2), None), TypeError, "tokens must be a list of words"),
+    (lambda: plotting.plot_similarity_map(object()), TypeError, "phi must be a 2-D array of numbers"),
+    (lambda: plotting.smooth("text"), TypeError, "values must be a 1-D array of numbers"),
+    (lambda: plotting.smooth([]), ValueError, r"values must be a non-empty 1-D array, got shape \(0,\)"),
+    (lambda: plotting.plot_matrix(NOTES_W, pivots="ab"), TypeError, "pivots must be a list of column indices"),
+    (lambda: plotting.plot_matrix(NOTES_W, pivots=[0, 5]), ValueError, r"pivots\[1\] must be <= 4"),
+    (lambda: plotting.plot_storage_fraction(None), TypeError, "sizes must be a list of layer sizes"),
+    (lambda: plotting.plot_storage_fraction([768, "text"]), TypeError, r"sizes\[1\] must be an integer"),
+    (lambda: plotting.plot_grouped_bars(3, {"LoRA": [1]}, "n"), TypeError, "groups must be a list of group names"),
+    (lambda: plotting.plot_learning_rate_sweep({"LoRA": [(1e-3, 0.5)]}, chosen=[1e-3]), TypeError,
+     "chosen must be a dict"),
+    (lambda: plotting.plot_learning_rate_sweep({"LoRA": [(1e-3, 0.5)]}, chosen={"LoRA": 1e-2}), ValueError,
+     r"chosen\['LoRA'\] = 0.01 is not one of the learning rates tried"),
+    (lambda: plotting.plot_scores_with_spread(["LoRA"], ["ner"]), TypeError, "summaries must be a dict"),
+    (lambda: plotting.plot_scores_with_spread({"LoRA": SimpleNamespace()}, ["ner"]), TypeError,
+     r"summaries must be a dict mapping \(label, group\) pairs"),
+    (lambda: plotting.plot_scores_with_spread(SPREAD, None), TypeError, "groups must be a list of group names"),
+    (lambda: plotting.plot_scores_with_spread(SPREAD, []), ValueError, "groups is empty"),
+    (lambda: plotting.plot_vectors_and_plane({"a": [1, 0, 1]}, plane=-1), TypeError, "plane must be a list"),
+])
+def test_bad_input_is_named(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+    matplotlib.pyplot.close("all")
+
+
+def test_the_checked_arguments_still_take_what_they_took():
+    figures = [plotting.plot_attention([[0.5, 0.5], [1, 0]], ("a", "b")),
+               plotting.plot_matrix(NOTES_W, pivots=np.array([0, 1])),
+               plotting.plot_storage_fraction(np.array([8, 16])),
+               plotting.plot_scores_with_spread(SPREAD, ("ner",))]
+    assert all(isinstance(fig, matplotlib.figure.Figure) for fig in figures)
+    assert np.allclose(plotting.smooth(np.array([1, 3])), [1, 2])
+    matplotlib.pyplot.close("all")

@@ -85,6 +85,19 @@ def test_iob1_tags_are_normalised_to_iob2():
     assert readers.normalise_tags(tags) == ["B-PER", "I-PER", "B-PER", "O", "B-LOC", "O", "B-ORG"]
     with pytest.raises(ValueError, match="not O, B-<type> or I-<type>"):
         readers.normalise_tags(["PER"])
+    with pytest.raises(TypeError, match="tags must be a list of BIO tags, got the string 'I-PER'"):
+        readers.normalise_tags("I-PER")
+    with pytest.raises(TypeError, match="tags must be strings"):
+        readers.normalise_tags([1])
+
+
+def test_the_converters_name_an_argument_that_is_not_a_list():
+    with pytest.raises(TypeError, match=r"sentences must be a list of \(tokens, tags\) pairs, got NoneType"):
+        readers.conll_to_examples(None)
+    with pytest.raises(TypeError, match=r"pairs must be a list of \(sentence, label\) pairs, got the string"):
+        readers.phrasebank_to_examples("Profit rose .@positive")
+    pairs = iter([("Profit rose .", "positive")])   # a one-pass iterable is fine
+    assert readers.phrasebank_to_examples(pairs)[0].sentiment == "positive"
 
 
 # --- Financial PhraseBank -----------------------------------------------------------

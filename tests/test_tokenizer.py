@@ -102,6 +102,21 @@ def test_bad_input_is_refused():
         WordTokenizer(["profit", "rose"])
 
 
+def test_an_argument_that_is_not_a_list_is_named():
+    tok = WordTokenizer.from_corpus(sentence for sentence in SMALL_CORPUS)   # a generator is fine
+    assert tok == WordTokenizer.from_corpus(SMALL_CORPUS)
+    with pytest.raises(TypeError, match="sentences must be a list of tokenised sentences"):
+        WordTokenizer.from_corpus(None)
+    with pytest.raises(TypeError, match="each sentence must be a list of words, got int"):
+        WordTokenizer.from_corpus([3])
+    with pytest.raises(TypeError, match="tokens must be a list of words, got NoneType"):
+        tok.encode(None)
+    with pytest.raises(TypeError, match="ids must be a list of integer ids, got int"):
+        tok.decode(7)
+    with pytest.raises(TypeError, match="documents must be a list of documents"):
+        make_nsp_pairs(object(), random.Random(0))
+
+
 def test_dict_round_trip(tokenizer):
     assert WordTokenizer.from_dict(tokenizer.to_dict()) == tokenizer
     with pytest.raises(ValueError, match="not a saved WordTokenizer"):
