@@ -63,13 +63,11 @@ PACKAGE_FOLDER = Path(lora_teach.__file__).resolve().parent
 MODULES = [importlib.import_module(f"lora_teach.{module.name}")
            for module in pkgutil.iter_modules(lora_teach.__path__)]
 
-# Public functions outside the sweep, and why. Keep this short: every TODO is a function whose
-# bad input nobody has checked yet.
+# Public functions outside the sweep, and why. Keep this short.
 HEAVY_MINILM = "needs the real MiniLM model (a download of about 90 MB)"
 HEAVY_SITE = "builds the course site (nbconvert, npm and the notebooks)"
 HEAVY_PRETRAINING = "pretrains Model M or reads its full checkpoint (minutes of CPU)"
 HEAVY_RUNS = "needs the course data and whole training runs (tests/test_experiments.py runs them)"
-NOT_YET = "TODO: not in the sweep yet"
 CHECKER = "a checker: returns feedback for any answer and never raises (tests/test_feedback.py)"
 EXEMPT = {
     "batching.batch_order": "a generator: swept through the lambda in _calls that takes its first batch",
