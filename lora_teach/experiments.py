@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 import joblib
+import numpy as np
 import torch
 import torch.nn.functional as F
 from joblib.externals.loky.process_executor import TerminatedWorkerError
@@ -38,7 +39,7 @@ from lora_teach.batching import EncodedData, encode_task
 from lora_teach.checks import check_bool, check_choice, check_instance, check_int, check_names, check_real
 from lora_teach.costs import saved_activation_bytes, saved_bytes, training_memory_bytes
 from lora_teach.labels import SENTIMENTS
-from lora_teach.metrics import evaluate, evaluate_pretraining, headline_score
+from lora_teach.metrics import evaluate, evaluate_pretraining, headline_score, predict, sentence_parts
 from lora_teach.model import ModelM, freeze_all_except, reset_head
 from lora_teach.training import TrainResult, train_task
 
@@ -244,6 +245,7 @@ class RunRecord:
     validation: dict = field(default_factory=dict)     # scores on the validation split
     test: dict = field(default_factory=dict)           # scores on the test split
     test_predictions: torch.Tensor | None = None       # MiniLM: the class predicted for each test sentence
+    test_parts: np.ndarray | None = None               # each test sentence's part of the score (comparison)
     pretraining_after: dict = field(default_factory=dict)    # MLM/NSP with the old heads
     pretraining_probed: dict = field(default_factory=dict)   # MLM/NSP after re-fitting them
     memory: dict = field(default_factory=dict)         # bytes: weights, gradients, optimizer state, ...
@@ -375,6 +377,7 @@ def _run_model_m(course: CourseData, spec: RunSpec) -> RunRecord:
         spec=spec, result=result,
         validation=evaluate(model, spec.task, data["validation"]) if spec.validate else {},
         test=evaluate(model, spec.task, data["test"]),
+        test_parts=sentence_parts(predict(model, spec.task, data["test"]), data["test"].labels),
         pretraining_after=evaluate_pretraining(model, course.pretraining_eval) if spec.forgetting else {},
         pretraining_probed=probe_pretraining(course, model, spec.seed) if spec.probe_forgetting else {},
         memory=memory, file_bytes=file_bytes, model=model, trained_state=trained, updates=updates,
@@ -475,7 +478,8 @@ def _run_minilm(splits: dict, spec: RunSpec) -> RunRecord:
         spec=spec, result=result,
         validation={"accuracy": text_tasks.classifier_accuracy(model, data["validation"])} if spec.validate else {},
         test={"accuracy": float((predictions == data["test"].labels).float().mean())},
-        test_predictions=predictions, memory=memory,
+        test_predictions=predictions, test_parts=sentence_parts(predictions, data["test"].labels),
+        memory=memory,
         file_bytes=saved_bytes(task_file_state(model, spec.method)),
         trained_state=trained_tensors(model) if small else {},
         updates=_weight_updates(model, start, spec) if spec.keep_updates else {},
@@ -612,6 +616,17 @@ class _Progress:
 # ---------------------------------------------------------------------------
 # Reading many runs: means over seeds, the best learning rate
 # ---------------------------------------------------------------------------
+
+def budget(spec: RunSpec, n_train: int) -> str:
+    """A run's training budget in words: its steps, batch size and epochs over ``n_train``
+    training sentences (every headline states the budget it holds at)."""
+    check_instance(spec, "spec", RunSpec)
+    n_train = check_int(n_train, "n_train", minimum=1)
+    if spec.train_size:
+        n_train = min(n_train, spec.train_size)
+    return (f"{spec.steps} steps of batch {spec.batch_size} "
+            f"({spec.steps * spec.batch_size / n_train:.1f} epochs of {n_train:,} sentences)")
+
 
 @dataclass(frozen=True)
 class Summary:

@@ -134,6 +134,29 @@ def evaluate(model, task: str, dataset: EncodedData) -> dict[str, float]:
     return entity_scores(predicted_tags, gold_tags)
 
 
+def sentence_parts(predicted, gold) -> np.ndarray:
+    """Each test sentence's part of the headline score, as (numerator, denominator) rows whose
+    sums give the score: (correct, 1) for one label per sentence (accuracy), and
+    (2 x correct entities, predicted + true entities) for tag ids per token (entity F1 =
+    2 x correct / (predicted + true), the same number as 2PR / (P + R)). Positions labelled
+    IGNORE_INDEX are skipped. These rows are what :mod:`lora_teach.comparison` resamples."""
+    predicted, gold = _as_label_tensor(predicted, "predicted"), _as_label_tensor(gold, "gold")
+    if predicted.shape != gold.shape or gold.dim() not in (1, 2) or len(gold) == 0:
+        raise ValueError(f"predicted and gold must have the same shape, (sentences,) or "
+                         f"(sentences, tokens), got {tuple(predicted.shape)} and {tuple(gold.shape)}")
+    if ((predicted < 0) | (predicted >= len(TAGS) if gold.dim() == 2 else predicted < 0)).any():
+        raise ValueError(f"predicted holds negative class ids or tag ids outside [0, {len(TAGS)})")
+    if gold.dim() == 1:
+        return np.stack([(predicted == gold).double().numpy(), np.ones(len(gold))], axis=1)
+    rows = []
+    for row_predicted, row_gold in zip(predicted, gold):
+        keep = row_gold != IGNORE_INDEX
+        found = set(entity_spans([TAGS[i] for i in row_predicted[keep]]))
+        true = set(entity_spans([TAGS[i] for i in row_gold[keep]]))
+        rows.append((2 * len(found & true), len(found) + len(true)))
+    return np.array(rows, dtype=float)
+
+
 def binomial_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson 95% interval of a proportion measured as ``successes`` out of ``trials``:
     the range an accuracy measured on a test set of that size is uncertain by."""

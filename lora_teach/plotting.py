@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from lora_teach.checks import check_array, check_instance, check_int, check_names, check_real, check_sequence
+from lora_teach.comparison import runs_by_seed, score_interval
 from lora_teach.linalg import as_float_array, column_name
 
 # One palette for the whole course (Okabe-Ito, safe for colour-blind readers), one meaning
@@ -454,4 +455,44 @@ def plot_similarity_map(phi, title=None, ax=None):
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="φ(i, j)")
     if title:
         ax.set_title(title, fontsize=9)
+    return fig
+
+
+def plot_scores_with_intervals(runs: dict, groups, ylabel="test score", title=None, ax=None):
+    """Mean test score per method (bars), its 95% interval over seeds and test sentences (error
+    bar, from :mod:`lora_teach.comparison`) and every seed's own score (dots). ``runs`` maps
+    ``(label, group)`` to the run records of its seeds; ``groups`` orders the groups (tasks)."""
+    if not isinstance(runs, dict) or not runs:
+        raise TypeError(f"runs must be a non-empty dict of (label, group) -> run records, got {runs!r}")
+    groups = check_sequence(groups, "groups", "group names")
+    if not groups:
+        raise ValueError("groups is empty: give the groups (tasks) to draw")
+    labels = list(dict.fromkeys(label for label, _ in runs))
+    fig, ax = _figure_and_axes(ax, figsize=(max(5.0, 1.6 * len(groups) + 2.5), 3.6))
+    one_group = len(groups) == 1   # then the methods themselves go along the x axis
+    width = 0.7 if one_group else 0.8 / len(labels)
+    for i, label in enumerate(labels):
+        x = np.array([i]) if one_group else np.arange(len(groups)) + (i - (len(labels) - 1) / 2) * width
+        drawn = [(xi, group) for xi, group in zip(x, groups) if (label, group) in runs]
+        for xi, group in drawn:
+            interval = score_interval(runs[label, group])
+            _, parts = runs_by_seed(runs[label, group])
+            seeds = parts[..., 0].sum(axis=1) / parts[..., 1].sum(axis=1)
+            ax.bar(xi, interval.estimate, width=width, color=_method_color(label),
+                   alpha=0.55 if "all linear" in label else 0.85, label=label if group == drawn[0][1] else None,
+                   yerr=[[interval.estimate - interval.low], [interval.high - interval.estimate]],
+                   capsize=3, ecolor=COLORS["text"])
+            # each seed, beside the error bar so that both stay visible
+            ax.plot([xi + 0.18 * width] * len(seeds), seeds, "o", color=COLORS["text"],
+                    markersize=3.5, markerfacecolor="white", zorder=3)
+    if one_group:
+        ax.set_xticks(np.arange(len(labels)), [label.replace(", ", ",\n") for label in labels])
+    else:
+        ax.set_xticks(np.arange(len(groups)), groups)
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.15 * (high - low))   # room for the legend above the bars
+        ax.legend(fontsize=8, loc="upper center", ncol=min(len(labels), 4))
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     return fig

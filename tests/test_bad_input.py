@@ -17,6 +17,7 @@ import pkgutil
 import random
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,6 +31,7 @@ from lora_teach import (
     adapters,
     batching,
     checks,
+    comparison,
     corpus,
     costs,
     diagrams,
@@ -196,7 +198,18 @@ def _calls(w):
     codes, absmax = quantization.quantize_blockwise(x, nf4, 4)
     constants = quantization.quantize_constants(torch.linspace(0.1, 1, 8))
     directions = subspaces.top_directions(NOTES_W, 2)
+    runs = [SimpleNamespace(spec=SimpleNamespace(seed=seed, lr=lr), validation_score=score,
+                            test_parts=np.array([[1.0, 1.0], [0.0, 1.0], [float(seed), 1.0]]))
+            for seed, (lr, score) in enumerate([(1e-3, 0.5), (3e-3, 0.7), (1e-2, 0.6)])]
     return [
+        # comparison, and the run layer's budget
+        (comparison.runs_by_seed, dict(runs=runs, name="runs")),
+        (comparison.score_interval, dict(runs=runs, level=0.95)),
+        (comparison.difference_interval, dict(first=runs, second=runs, level=0.95)),
+        (comparison.choose_learning_rate, dict(runs=runs, margin=0.005)),
+        (metrics.sentence_parts, dict(predicted=[0, 1], gold=[0, 0])),
+        (experiments.budget, dict(spec=experiments.RunSpec("LoRA", "ner", 1e-3, 10), n_train=100)),
+        (plotting.plot_scores_with_intervals, dict(runs={("LoRA", "ner"): runs}, groups=["ner"], ylabel="F1")),
         (checks.is_int, dict(value=3)),
         # accounting, corpus, diagrams, files, metrics, model, plotting, reproducibility, training
         (accounting.weight_matrix_shapes, dict(shape=shape)),

@@ -122,6 +122,11 @@ def test_run_measures_and_is_reproducible(course):
     assert first.validation_score == first.validation["f1"]
     assert first.file_bytes > 0 and first.memory
     assert first.pretraining_after == {}
+    parts = first.test_parts   # each test sentence's part of the score, for the comparison protocol
+    assert parts.shape == (len(course.tasks["ner"]["test"]), 2)
+    assert parts[:, 0].sum() / parts[:, 1].sum() == pytest.approx(first.score, abs=1e-6)
+    fpb = experiments.run(course, spec.but(task="fpb", steps=2))
+    assert fpb.test_parts[:, 0].mean() == pytest.approx(fpb.score, abs=1e-6) and (fpb.test_parts[:, 1] == 1).all()
     assert experiments.run(course, spec.but(seed=1)).result.losses != first.result.losses
 
 
@@ -395,6 +400,7 @@ def test_a_minilm_run_measures_rebuilds_and_repeats(tiny_minilm):
     assert record.result.optimizer_state_bytes == 8 * record.result.trainable_parameters
     assert record.memory["activations"] > 0 and record.step_seconds > 0 and record.file_bytes > 0
     assert 0 <= record.validation_score <= 1 and record.test_predictions.shape == (4,)
+    assert record.test_parts[:, 0].mean() == pytest.approx(record.score)
     rebuilt = experiments.trained_model(record, encoder)
     assert torch.equal(text_tasks.predict_labels(rebuilt, text_tasks.encode_texts(
         experiments._loaded["tokenizer"], *splits["test"])), record.test_predictions)
