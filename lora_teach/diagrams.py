@@ -21,9 +21,10 @@ without changing the global matplotlib settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
+import torch
 from matplotlib.colors import to_rgba
 from matplotlib.lines import Line2D
 from matplotlib.patches import Arc, Ellipse, FancyArrowPatch, FancyBboxPatch, Patch, Polygon, Rectangle
@@ -71,6 +72,7 @@ class ModelView:
     heads: dict            # task -> "trained" | "unused"
     lora: dict             # matrix name -> r, for the matrices wrapped with LoRA
     adapters: dict         # place ("attention" / "output") -> bottleneck size m
+    head_reads: dict = field(default_factory=dict)   # task -> "cls" (the [CLS] vector) | "tokens"
 
     @property
     def encoder_trained(self) -> bool:
@@ -86,6 +88,16 @@ def _role(parameters) -> str:
 def _matrix(layer, name: str) -> nn.Module:
     block = layer.attention if name.startswith("W_") else layer.feed_forward
     return getattr(block, name)
+
+
+def _head_reads(model: ModelM) -> dict:
+    """What each head reads, found by asking the model: one token through ``model(task, ...)``
+    gives logits per position (B, T, classes) for a head applied at every token, and
+    (B, classes) for a head that reads one vector per input: the [CLS] position's."""
+    weight = model.token_embedding.weight
+    ids = torch.zeros((1, 1), dtype=torch.long, device=weight.device)
+    with torch.no_grad():
+        return {task: "tokens" if model(task, ids).dim() == 3 else "cls" for task in TASKS}
 
 
 def read_model(model: ModelM) -> ModelView:
@@ -122,7 +134,7 @@ def read_model(model: ModelM) -> ModelView:
              for task in TASKS}
     config = model.config
     return ModelView(config.n_layers, config.d_model, config.n_heads, config.d_ffn,
-                     config.vocab_size, roles, heads, lora, adapters)
+                     config.vocab_size, roles, heads, lora, adapters, _head_reads(model))
 
 
 def _names(matrices) -> str:
@@ -249,9 +261,12 @@ def draw_model_m(model: ModelM, title: str | None = None):
     """Model M, the small BERT-style encoder of the course, drawn from input tokens to heads.
 
     Left: the whole model, bottom to top: tokens, summed token + position + segment
-    embeddings, LayerNorm, the stack of encoder layers, and the four heads (MLM and NSP for
-    pretraining, NER and FPB for the fine-tuning tasks). Right: one encoder layer opened up
-    (post-LN, as in BERT), with its weight matrices and shapes.
+    embeddings, LayerNorm, the stack of encoder layers, its output (one vector per token, the
+    [CLS] vector first) and the four heads (MLM and NSP for pretraining, NER and FPB for the
+    fine-tuning tasks). A sentence-level head (NSP, FPB) is fed by one arrow from the [CLS]
+    vector, a token-level head (MLM, NER) by arrows from the whole row: which is which is asked
+    of the model itself (the shape of its logits). Right: one encoder layer opened up (post-LN,
+    as in BERT), with its weight matrices and shapes.
 
     Colours come from the model: blue where parameters are trained, grey where they are
     frozen, pink adapters and green LoRA paths B·A where the model has them. A head that is
@@ -301,14 +316,46 @@ def _draw_model_stack(ax, view: ModelView):
                                     edgecolor=ROLE_COLORS[layer_role], linewidth=1.0))
     _box(ax, x, 45, 34, 14, f"encoder layer × {view.n_layers}" + extra, layer_role,
          gid="encoder_stack")
-    for i, task in enumerate(TASKS):
+    _draw_heads(ax, view, x, stack_top=54.4)
+
+
+#: A head's role in the course: pretraining (MLM, NSP) or a fine-tuning task (NER, FPB).
+HEAD_PURPOSE = {"mlm": "pretraining", "nsp": "pretraining", "ner": "task", "fpb": "task"}
+
+
+def _draw_heads(ax, view: ModelView, x, stack_top):
+    """The encoder's output, one vector per token with the [CLS] vector first, and the heads
+    that read it: a sentence-level head reads the [CLS] vector alone (one arrow from it), a
+    token-level head reads every token's vector (three arrows from the whole row: one
+    prediction per token). Which head reads what comes from the model (``view.head_reads``);
+    the heads that read the [CLS] vector stand above it, on the left."""
+    left, right, bottom, height, cls_w = 6, 41, 57.5, 4, 7.5
+    _arrow(ax, (x, stack_top), (x, bottom))
+    _box(ax, (left + right) / 2, bottom + height / 2, right - left, height, "", "data",
+         gid="encoder_output")
+    ax.text((left + cls_w + right) / 2, bottom + height / 2, "output: one vector per token",
+            ha="center", va="center", fontsize=7.5, gid="encoder_output", zorder=4)
+    cls_x = left + cls_w / 2
+    _box(ax, cls_x, bottom + height / 2, cls_w, height, "[CLS]", "data", gid="cls_vector",
+         fontsize=7.5)
+    reads = {task: view.head_reads.get(task, "tokens") for task in TASKS}
+    order = sorted(TASKS, key=lambda task: reads[task] != "cls")   # [CLS] readers first
+    top, head_y, head_h = bottom + height, 75, 14
+    xs = {task: left - 0.2 + 10.8 * i for i, task in enumerate(order)}
+    for task, hx in xs.items():
         name, what = HEAD_LABELS[task]
-        hx = 6.5 + i * 11
-        _arrow(ax, (x, 54.4), (hx, 65))
-        _box(ax, hx, 72, 10.2, 14, f"{name}\n{what}", view.heads[task], gid=f"head_{name}",
-             fontsize=7.5)
-    ax.text(12, 82, "pretraining heads", ha="center", fontsize=8, gid="label_pretrain")
-    ax.text(34, 82, "task heads", ha="center", fontsize=8, gid="label_task")
+        if reads[task] == "cls":
+            _arrow(ax, (cls_x, top), (hx, head_y - head_h / 2), gid=f"reads_cls:{name}")
+        else:
+            for dx in (-2.5, 0, 2.5):   # the same head at every position
+                _arrow(ax, (hx + dx, top), (hx + dx, head_y - head_h / 2), gid=f"reads_tokens:{name}")
+        _box(ax, hx, head_y, 10.2, head_h, f"{name}\n{what}\n({HEAD_PURPOSE[task]})",
+             view.heads[task], gid=f"head_{name}", fontsize=7.5)
+    for kind, caption in (("cls", "read the [CLS] vector only"), ("tokens", "read every token")):
+        placed = [hx for task, hx in xs.items() if reads[task] == kind]
+        if placed:
+            ax.text(sum(placed) / len(placed), head_y + head_h / 2 + 3, caption, ha="center",
+                    fontsize=8, gid=f"label_{kind}")
 
 
 def _layer_rows(view: ModelView):

@@ -160,6 +160,67 @@ def test_lora_sits_beside_its_targets_only():
     assert "B·A" not in texts(diagrams.draw_model_m(build("full")))
 
 
+def head_arrows(fig):
+    """The arrows into each head, by head name: (what they read, their starting points)."""
+    found = {}
+    for arrow in fig.axes[0].patches:
+        kind, _, head = (arrow.get_gid() or "").partition(":")
+        if kind in ("reads_cls", "reads_tokens"):
+            found.setdefault(head, (kind, []))[1].append(tuple(arrow.get_path().vertices[0]))
+    return found
+
+
+def box_top(fig, gid):
+    box = patch(fig, gid)
+    return box.get_x(), box.get_x() + box.get_width(), box.get_y() + box.get_height()
+
+
+def test_sentence_heads_read_the_cls_vector_and_token_heads_every_token():
+    # regression: all four heads were fed from one point on top of the encoder; NSP and FPB
+    # read only the [CLS] position's vector, MLM and NER every position's
+    fig = diagrams.draw_model_m(build("frozen"))
+    assert diagrams.read_model(build("frozen")).head_reads == {
+        "mlm": "tokens", "nsp": "cls", "ner": "tokens", "fpb": "cls"}
+    arrows = head_arrows(fig)
+    assert set(arrows) == {"MLM", "NSP", "NER", "FPB"}
+    cls_left, cls_right, cls_top = box_top(fig, "cls_vector")
+    row_left, row_right, row_top = box_top(fig, "encoder_output")
+    for head in ("NSP", "FPB"):   # one arrow, from the [CLS] vector
+        kind, starts = arrows[head]
+        assert kind == "reads_cls" and len(starts) == 1
+        (x, y), = starts
+        assert cls_left <= x <= cls_right and y == pytest.approx(cls_top)
+    for head in ("MLM", "NER"):   # one arrow per position drawn, from the row of token vectors
+        kind, starts = arrows[head]
+        assert kind == "reads_tokens" and len(starts) == 3 and len({x for x, _ in starts}) == 3
+        assert all(cls_right < x <= row_right and y == pytest.approx(row_top) for x, y in starts)
+    words = {t.get_gid(): t.get_text() for t in fig.axes[0].texts}
+    assert words["cls_vector"] == "[CLS]"
+    assert words["label_cls"] == "read the [CLS] vector only" and words["label_tokens"] == "read every token"
+    # each caption stands above its heads, the [CLS] readers on the left, above the [CLS] vector
+    x = {name: patch(fig, f"head_{name}").get_x() for name in ("MLM", "NSP", "NER", "FPB")}
+    assert max(x["NSP"], x["FPB"]) < min(x["MLM"], x["NER"])
+
+
+class NerReadsCls(ModelM):
+    """A Model M whose NER head reads the [CLS] vector, as a sentence-level head does."""
+
+    def forward(self, task, input_ids, segment_ids=None, attention_mask=None):
+        logits = super().forward(task, input_ids, segment_ids, attention_mask)
+        return logits[:, 0] if task == "ner" else logits
+
+
+def test_what_a_head_reads_is_read_from_the_model():
+    model = NerReadsCls(SMALL)
+    freeze_all_except(model, ["heads.ner"])
+    assert diagrams.read_model(model).head_reads["ner"] == "cls"
+    fig = diagrams.draw_model_m(model)
+    kind, starts = head_arrows(fig)["NER"]
+    cls_left, cls_right, cls_top = box_top(fig, "cls_vector")
+    assert kind == "reads_cls" and len(starts) == 1 and cls_left <= starts[0][0] <= cls_right
+    assert head_arrows(fig)["MLM"][0] == "reads_tokens"
+
+
 def test_bad_models_are_refused():
     with pytest.raises(TypeError, match="model must be a ModelM"):
         diagrams.draw_model_m(SMALL)
