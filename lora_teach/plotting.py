@@ -435,7 +435,8 @@ def plot_train_validation(curves: dict, window: int = 20, title=None, ax=None):
                                                linewidth=2.2, marker=style.marker, markersize=6,
                                                markeredgecolor="white", label=label))
     grey = COLORS["text"]
-    used = min(window, max(len(train) for train, _ in curves.values()))
+    used = sorted({min(window, len(train)) for train, _ in curves.values()})   # runs shorter than a window
+    used = f"{used[0]}" if len(used) == 1 else f"{used[0]} to {used[-1]}"
     handles += [matplotlib.lines.Line2D([], [], color=grey, linewidth=0.6, alpha=0.4,
                                         label="training, every step"),
                 matplotlib.lines.Line2D([], [], color=grey, linewidth=2.2,
