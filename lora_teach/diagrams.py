@@ -21,9 +21,10 @@ without changing the global matplotlib settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
+import torch
 from matplotlib.colors import to_rgba
 from matplotlib.lines import Line2D
 from matplotlib.patches import Arc, Ellipse, FancyArrowPatch, FancyBboxPatch, Patch, Polygon, Rectangle
@@ -71,6 +72,8 @@ class ModelView:
     heads: dict            # task -> "trained" | "unused"
     lora: dict             # matrix name -> r, for the matrices wrapped with LoRA
     adapters: dict         # place ("attention" / "output") -> bottleneck size m
+    head_reads: dict = field(default_factory=dict)   # task -> "cls" (the [CLS] vector) | "tokens"
+    layer_trained: tuple = ()   # the parts of a layer (LAYER_PARTS) holding a trained parameter
 
     @property
     def encoder_trained(self) -> bool:
@@ -86,6 +89,32 @@ def _role(parameters) -> str:
 def _matrix(layer, name: str) -> nn.Module:
     block = layer.attention if name.startswith("W_") else layer.feed_forward
     return getattr(block, name)
+
+
+#: The parts of an encoder layer in the order the forward pass reaches them (W_q, W_k and W_v
+#: side by side); the backward pass meets them in the opposite order.
+LAYER_PARTS = (("W_q", "W_k", "W_v"), ("W_o",), ("attention_adapter",), ("attention_norm",),
+               ("ffn_in",), ("ffn_out",), ("output_adapter",), ("output_norm",))
+
+
+def _part(layer, name: str) -> nn.Module:
+    return _matrix(layer, name) if name in MATRICES else getattr(layer, name)
+
+
+def _layer_trained(layer) -> tuple:
+    """The parts of ``layer`` holding a parameter with ``requires_grad``, in forward order."""
+    return tuple(name for step in LAYER_PARTS for name in step
+                 if any(p.requires_grad for p in _part(layer, name).parameters()))
+
+
+def _head_reads(model: ModelM) -> dict:
+    """What each head reads, found by asking the model: one token through ``model(task, ...)``
+    gives logits per position (B, T, classes) for a head applied at every token, and
+    (B, classes) for a head that reads one vector per input: the [CLS] position's."""
+    weight = model.token_embedding.weight
+    ids = torch.zeros((1, 1), dtype=torch.long, device=weight.device)
+    with torch.no_grad():
+        return {task: "tokens" if model(task, ids).dim() == 3 else "cls" for task in TASKS}
 
 
 def read_model(model: ModelM) -> ModelView:
@@ -108,11 +137,11 @@ def read_model(model: ModelM) -> ModelView:
             module = getattr(layer, attribute)
             if isinstance(module, BottleneckAdapter):
                 adapters[place] = module.config["bottleneck"]
-        views.append((roles, lora, adapters))
+        views.append((roles, lora, adapters, _layer_trained(layer)))
     if any(view != views[0] for view in views):
         raise ValueError("the encoder layers of this model are set up differently; the picture "
                          "draws one layer for all of them")
-    roles, lora, adapters = views[0]
+    roles, lora, adapters, layer_trained = views[0]
     embeddings = [p for name, p in model.named_parameters()
                   if name.split(".")[0] in ("token_embedding", "position_embedding",
                                             "segment_embedding")]
@@ -122,7 +151,8 @@ def read_model(model: ModelM) -> ModelView:
              for task in TASKS}
     config = model.config
     return ModelView(config.n_layers, config.d_model, config.n_heads, config.d_ffn,
-                     config.vocab_size, roles, heads, lora, adapters)
+                     config.vocab_size, roles, heads, lora, adapters, _head_reads(model),
+                     layer_trained)
 
 
 def _names(matrices) -> str:
@@ -249,9 +279,12 @@ def draw_model_m(model: ModelM, title: str | None = None):
     """Model M, the small BERT-style encoder of the course, drawn from input tokens to heads.
 
     Left: the whole model, bottom to top: tokens, summed token + position + segment
-    embeddings, LayerNorm, the stack of encoder layers, and the four heads (MLM and NSP for
-    pretraining, NER and FPB for the fine-tuning tasks). Right: one encoder layer opened up
-    (post-LN, as in BERT), with its weight matrices and shapes.
+    embeddings, LayerNorm, the stack of encoder layers, its output (one vector per token, the
+    [CLS] vector first) and the four heads (MLM and NSP for pretraining, NER and FPB for the
+    fine-tuning tasks). A sentence-level head (NSP, FPB) is fed by one arrow from the [CLS]
+    vector, a token-level head (MLM, NER) by arrows from the whole row: which is which is asked
+    of the model itself (the shape of its logits). Right: one encoder layer opened up (post-LN,
+    as in BERT), with its weight matrices and shapes.
 
     Colours come from the model: blue where parameters are trained, grey where they are
     frozen, pink adapters and green LoRA paths B·A where the model has them. A head that is
@@ -301,14 +334,46 @@ def _draw_model_stack(ax, view: ModelView):
                                     edgecolor=ROLE_COLORS[layer_role], linewidth=1.0))
     _box(ax, x, 45, 34, 14, f"encoder layer × {view.n_layers}" + extra, layer_role,
          gid="encoder_stack")
-    for i, task in enumerate(TASKS):
+    _draw_heads(ax, view, x, stack_top=54.4)
+
+
+#: A head's role in the course: pretraining (MLM, NSP) or a fine-tuning task (NER, FPB).
+HEAD_PURPOSE = {"mlm": "pretraining", "nsp": "pretraining", "ner": "task", "fpb": "task"}
+
+
+def _draw_heads(ax, view: ModelView, x, stack_top):
+    """The encoder's output, one vector per token with the [CLS] vector first, and the heads
+    that read it: a sentence-level head reads the [CLS] vector alone (one arrow from it), a
+    token-level head reads every token's vector (three arrows from the whole row: one
+    prediction per token). Which head reads what comes from the model (``view.head_reads``);
+    the heads that read the [CLS] vector stand above it, on the left."""
+    left, right, bottom, height, cls_w = 6, 41, 57.5, 4, 7.5
+    _arrow(ax, (x, stack_top), (x, bottom))
+    _box(ax, (left + right) / 2, bottom + height / 2, right - left, height, "", "data",
+         gid="encoder_output")
+    ax.text((left + cls_w + right) / 2, bottom + height / 2, "output: one vector per token",
+            ha="center", va="center", fontsize=7.5, gid="encoder_output", zorder=4)
+    cls_x = left + cls_w / 2
+    _box(ax, cls_x, bottom + height / 2, cls_w, height, "[CLS]", "data", gid="cls_vector",
+         fontsize=7.5)
+    reads = {task: view.head_reads.get(task, "tokens") for task in TASKS}
+    order = sorted(TASKS, key=lambda task: reads[task] != "cls")   # [CLS] readers first
+    top, head_y, head_h = bottom + height, 75, 14
+    xs = {task: left - 0.2 + 10.8 * i for i, task in enumerate(order)}
+    for task, hx in xs.items():
         name, what = HEAD_LABELS[task]
-        hx = 6.5 + i * 11
-        _arrow(ax, (x, 54.4), (hx, 65))
-        _box(ax, hx, 72, 10.2, 14, f"{name}\n{what}", view.heads[task], gid=f"head_{name}",
-             fontsize=7.5)
-    ax.text(12, 82, "pretraining heads", ha="center", fontsize=8, gid="label_pretrain")
-    ax.text(34, 82, "task heads", ha="center", fontsize=8, gid="label_task")
+        if reads[task] == "cls":
+            _arrow(ax, (cls_x, top), (hx, head_y - head_h / 2), gid=f"reads_cls:{name}")
+        else:
+            for dx in (-2.5, 0, 2.5):   # the same head at every position
+                _arrow(ax, (hx + dx, top), (hx + dx, head_y - head_h / 2), gid=f"reads_tokens:{name}")
+        _box(ax, hx, head_y, 10.2, head_h, f"{name}\n{what}\n({HEAD_PURPOSE[task]})",
+             view.heads[task], gid=f"head_{name}", fontsize=7.5)
+    for kind, caption in (("cls", "read the [CLS] vector only"), ("tokens", "read every token")):
+        placed = [hx for task, hx in xs.items() if reads[task] == kind]
+        if placed:
+            ax.text(sum(placed) / len(placed), head_y + head_h / 2 + 3, caption, ha="center",
+                    fontsize=8, gid=f"label_{kind}")
 
 
 def _layer_rows(view: ModelView):
@@ -380,23 +445,64 @@ def _draw_encoder_layer(ax, view: ModelView):
 # ---------------------------------------------------------------------------
 
 UPDATE = "updated by AdamW from ∂L/∂W"
+NOT_REACHED = "frozen, and not reached by the gradient"
+PART_NAMES = {"attention_adapter": "adapter 1 (after $W_o$)",
+              "output_adapter": "adapter 2 (after the feed-forward)",
+              "attention_norm": "the first LayerNorm", "output_norm": "the second LayerNorm"}
 
 
-def _layer_status(view: ModelView) -> tuple[str, str]:
-    """(role, status text) of an encoder layer in the back-propagation picture."""
-    if view.encoder_trained:
-        return "trained", UPDATE
-    new = []
-    if view.lora:
-        new.append("its B·A")
-    if view.adapters:
-        new.append("its adapters")
-    if view.roles["norms"] == "trained":
-        new.append("its LayerNorms")
-    if not new:
-        return "frozen", "frozen: weights unchanged"
-    return "frozen", ("frozen: gradient passes through, weights\nunchanged; "
-                      + " and ".join(new) + " are updated")
+def _inside(view: ModelView) -> str:
+    """What is trained inside a frozen encoder layer, e.g. "its B·A" or "its adapters and
+    LayerNorms" ("" if nothing), read from ``view.layer_trained``."""
+    trained = set(view.layer_trained)
+    lora_only = [n for n in MATRICES if n in trained and n in view.lora and view.roles[n] == "frozen"]
+    whole = [n for n in MATRICES if n in trained and n not in lora_only]
+    adapters = trained & {"attention_adapter", "output_adapter"}
+    norms = trained & {"attention_norm", "output_norm"}
+    parts = (["B·A"] if lora_only else []) + ([_names(whole)] if whole else []) + (
+        ["adapters" if len(adapters) > 1 else "adapter"] if adapters else []) + (
+        ["LayerNorms" if len(norms) > 1 else "LayerNorm"] if norms else [])
+    return "its " + " and ".join(parts) if parts else ""
+
+
+def _lowest_part(view: ModelView) -> str:
+    """The first part of an encoder layer, in forward order, that is trained: where the
+    backward pass through that layer can stop (e.g. "adapter 1 (after $W_o$)")."""
+    for step in LAYER_PARTS:
+        names = [name for name in step if name in view.layer_trained]
+        if not names:
+            continue
+        if names[0] not in MATRICES:
+            return PART_NAMES[names[0]]
+        lora_only = [n for n in names if n in view.lora and view.roles[n] == "frozen"]
+        whole = [n for n in names if n not in lora_only]
+        return " and ".join(([f"the B·A of {_names(lora_only)}"] if lora_only else [])
+                            + ([_names(whole)] if whole else []))
+    return "it"
+
+
+def _statuses(view: ModelView, blocks, learns, lowest) -> list[str]:
+    """The words beside each block of the back-propagation picture (bottom to top)."""
+    inside = _inside(view)
+    are = "are" if " and " in inside or inside.endswith("s") else "is"
+    statuses = []
+    for i, ((block, role), learn) in enumerate(zip(blocks, learns)):
+        if i < lowest:
+            statuses.append(NOT_REACHED)
+            continue
+        stop = i == lowest and lowest > 0   # frozen blocks below: the backward pass ends here
+        if role == "trained":
+            status = UPDATE
+        elif learn:   # a frozen layer with trained modules inside
+            status = (f"frozen; {inside} {are} updated;" if stop else
+                      f"frozen: the gradient passes through;\n{inside} {are} updated")
+        else:
+            status = "frozen: the gradient passes through,\nweights unchanged"
+        if stop:
+            where = "the head" if block == "head" else _lowest_part(view)
+            status += f"\nthe backward pass stops at {where}:\nnothing below it is trained"
+        statuses.append(status)
+    return statuses
 
 
 def draw_backpropagation(model: ModelM, title: str | None = None):
@@ -404,27 +510,31 @@ def draw_backpropagation(model: ModelM, title: str | None = None):
 
     Forward (black, up): tokens -> embeddings -> encoder layers -> head -> prediction; the loss
     compares the prediction with the label. Backward (vermillion, dashed, down): the gradient
-    of the loss flows from the loss into every block below it. A *trained* block (blue) hands
+    of the loss flows from the loss into the blocks below it. A *trained* block (blue) hands
     its gradient to AdamW, which updates its weights; a *frozen* block (grey, padlock) only
     passes the gradient on. With adapters or LoRA the gradient must still cross the frozen
     layers above an adapter to reach it: freezing saves optimizer memory and storage, not the
-    backward pass. Below the lowest trained block nothing needs a gradient, so autograd stops
-    there (drawn faint).
+    backward pass. Below the lowest trained module nothing needs a gradient, so autograd stops
+    there: the gradient arrows end at that block, a bar marks the stop, and its words name the
+    module (e.g. layer 1's first adapter), all read from the parameters' ``requires_grad``.
+    Blocks that share their words (three trained blocks, two frozen layers) share one bracket
+    and say them once.
     """
     view = read_model(model)
     trained_heads = [HEAD_LABELS[t][0] for t, role in view.heads.items() if role == "trained"]
-    layer_role, layer_status = _layer_status(view)
-    layer_learns = layer_role == "trained" or "updated" in layer_status
+    layer_role = "trained" if view.encoder_trained else "frozen"
     blocks = ([("embeddings", view.roles["embeddings"])]
               + [(f"encoder layer {i + 1}", layer_role) for i in range(view.n_layers)]
               + [("head", "trained" if trained_heads else "frozen")])
-    learns = [view.roles["embeddings"] == "trained"] + [layer_learns] * view.n_layers + [
+    learns = [view.roles["embeddings"] == "trained"] + [bool(view.layer_trained)] * view.n_layers + [
         bool(trained_heads)]
     lowest = learns.index(True) if any(learns) else len(blocks)
     if title is None:
         title = ("Back-propagation: every weight is updated" if view.encoder_trained else
+                 "Back-propagation: nothing is trained" if lowest == len(blocks) else
                  "Back-propagation: the gradient crosses frozen weights" if lowest < len(blocks) - 1
                  else "Back-propagation, frozen encoder: only the head is updated")
+    statuses = _statuses(view, blocks, learns, lowest)
     step = min(19.0, 76.0 / len(blocks))
     with plt.rc_context(COURSE_STYLE):
         fig, ax = _canvas((7.0, 5.2), title)
@@ -437,29 +547,26 @@ def draw_backpropagation(model: ModelM, title: str | None = None):
             if block == "head":
                 names = " + ".join(trained_heads) or "none trained"
                 label = f"{'heads' if len(trained_heads) > 1 else 'task head'} ({names})"
-                status = UPDATE if trained_heads else "frozen: weights unchanged"
-            elif block == "embeddings":
-                label = block
-                status = UPDATE if role == "trained" else "frozen: weights unchanged"
             else:
-                label, status = block, layer_status
-            if i < lowest:
-                status = ("frozen, and nothing below is trained: the\n"
-                          "gradient is not needed here (faint arrow)")
+                label = block
             has_new = block.startswith("encoder") and (view.lora or view.adapters)
             _box(ax, bx, y, w, h, label, role, gid=block, label_dx=-5 if has_new else 0)
             if has_new:  # the trained module inside the frozen layer, where the gradient arrives
                 new = "lora" if view.lora else "adapter"
-                _box(ax, grad_x + 1, y, 10, h - 3.5, "B·A" if view.lora else "adapters",
+                _box(ax, grad_x + 1, y, 10, h - 3.5,
+                     "B·A" if view.lora else "adapters" if len(view.adapters) > 1 else "adapter",
                      new, gid=f"{new}_{i}", fontsize=7.5)
             if role == "frozen":
                 _lock(ax, bx + w / 2 + 3, y + 0.6)
-            ax.text(bx + w / 2 + 7, y, status, ha="left", va="center", fontsize=8,
-                    color=ROLE_COLORS["trained"] if role == "trained" else COLORS["text"],
-                    gid=f"status_{block}")
-            _arrow(ax, (grad_x, y + step - h / 2), (grad_x, y + h / 2), color=GRADIENT,
-                   dashed=True, gid=f"gradient:{block}", alpha=0.3 if i < lowest else 1)
+            if i >= lowest:   # the gradient reaches this block, from the one above
+                _arrow(ax, (grad_x, y + step - h / 2), (grad_x, y + h / 2), color=GRADIENT,
+                       dashed=True, gid=f"gradient:{block}")
+            if i == lowest and lowest > 0:   # ...and goes no further down
+                ax.plot([grad_x - 2.5, grad_x + 2.5], [y - h / 2 - 1.2] * 2, color=GRADIENT,
+                        linewidth=2.5, solid_capstyle="butt", gid="gradient_stop", zorder=3)
             _arrow(ax, (fwd_x, y + h / 2), (fwd_x, y + step - h / 2))
+        _draw_statuses(ax, blocks, statuses, [12 + step * i for i in range(len(blocks))], h,
+                       x=bx + w / 2 + 6)
         loss_y = 12 + step * len(blocks)
         ax.text(fwd_x - 1.5, loss_y - step / 2, "prediction", ha="right", va="center",
                 fontsize=8, gid="prediction")
@@ -467,17 +574,41 @@ def draw_backpropagation(model: ModelM, title: str | None = None):
         ax.text(bx + w / 2 + 7, loss_y, "label: the true answer", ha="left", va="center",
                 fontsize=8, gid="label")
         _arrow(ax, (bx + w / 2 + 6.5, loss_y), (bx + w / 2, loss_y))
-        legend = [("trained", "trained: AdamW updates it")]
+        legend = [("trained", "trained")]
         if any(role == "frozen" for _, role in blocks):
-            legend.append(("frozen", "frozen: weights unchanged"))
+            legend.append(("frozen", "frozen (padlock)"))
         if view.lora:
             legend.append(("lora", "new LoRA module, trained"))
         if view.adapters:
             legend.append(("adapter", "new adapter module, trained"))
-        _legend(fig, legend, [
-            Line2D([], [], color=COLORS["text"], label="forward pass"),
-            Line2D([], [], color=GRADIENT, linestyle="--", label="gradient ∂L/∂(...)")])
+        extra = [Line2D([], [], color=COLORS["text"], label="forward pass"),
+                 Line2D([], [], color=GRADIENT, linestyle="--", label="gradient ∂L/∂(...)")]
+        if 0 < lowest < len(blocks):
+            extra.append(Line2D([], [], color=GRADIENT, linewidth=2.5, linestyle="none",
+                                marker="_", markersize=12, markeredgewidth=2.5,
+                                label="backward pass stops"))
+        _legend(fig, legend, extra)
     return fig
+
+
+def _draw_statuses(ax, blocks, statuses, ys, h, x):
+    """Each run of blocks with the same words gets them once: beside a single block, or beside
+    a bracket spanning the run. A text's gid names its blocks: "status_head",
+    "status_encoder layer 1 + encoder layer 2"."""
+    i = 0
+    while i < len(blocks):
+        j = i
+        while j + 1 < len(blocks) and statuses[j + 1] == statuses[i]:
+            j += 1
+        gid = "status_" + " + ".join(block for block, _ in blocks[i:j + 1])
+        color = ROLE_COLORS["trained"] if statuses[i].startswith(UPDATE) else COLORS["text"]
+        if j > i:
+            low, high = ys[i] - h / 2, ys[j] + h / 2
+            ax.plot([x - 1, x, x, x - 1], [low, low, high, high], color=color, linewidth=1.2,
+                    gid="bracket", zorder=3)
+        ax.text(x + 1.5, (ys[i] + ys[j]) / 2, statuses[i], ha="left", va="center", fontsize=8,
+                color=color, gid=gid)
+        i = j + 1
 
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ notebook; every function here returns its ``Figure`` so a notebook can save or t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import matplotlib
 import matplotlib.lines
@@ -268,10 +269,13 @@ def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title
 
 
 def smooth(values, window: int = 20) -> np.ndarray:
-    """Running mean over ``window`` steps (shorter at the start), to read a noisy loss curve."""
+    """Running mean over ``window`` steps (shorter at the start), to read a noisy loss curve.
+
+    Its first ``window`` values are means of fewer steps, so they are noisier and, on a falling
+    loss, higher than what follows (plot_train_validation draws a centred moving average instead).
+    """
     values = check_array(values, "values", ndim=1)
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    _check_window(window)
     cumulative = np.cumsum(np.insert(values, 0, 0.0))
     starts = np.maximum(np.arange(1, values.size + 1) - window, 0)
     return (cumulative[1:] - cumulative[starts]) / (np.arange(1, values.size + 1) - starts)
@@ -312,50 +316,136 @@ def plot_attention(weights, tokens, title=None, ax=None):
     return fig
 
 
-def _shades(labels) -> dict:
-    """A colour per label: its method's colour, lighter for each further label of the same
-    method (so three learning rates of one method are three shades of its colour)."""
+LINE_STYLES = ("-", "--", "-.", ":", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 3)))
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+@dataclass(frozen=True)
+class _SeriesStyle:
+    """How one series is drawn: colour, marker and line style (see :func:`_series_styles`)."""
+
+    color: object      # a colour matplotlib reads, or None for the style's colour cycle
+    marker: str
+    linestyle: object  # a matplotlib line style: "-", "--", or an (offset, dashes) pair
+
+
+def _shade(base, i: int, n: int):
+    """The i-th of n shades of ``base``, darkest first, with a strong step between them, from
+    0.45 darker to 0.45 of the way to white (lighter would fade into a white background).
+    ``base`` itself is among them when there are two (the first) or an odd number (the middle)."""
+    low = -0.45 if n > 2 else 0.0
+    mix = low + (0.45 - low) * i / (n - 1) if n > 1 else 0.0
+    if abs(mix) < 1e-9:
+        return base
+    rgb = np.array(matplotlib.colors.to_rgb(base))
+    return tuple(rgb * (1 + mix) if mix < 0 else rgb + (1 - rgb) * mix)
+
+
+def _series_styles(labels) -> dict:
+    """A :class:`_SeriesStyle` per label, so that no two series look alike.
+
+    Each label gets its method's colour (:func:`_method_color`). Labels that share a colour
+    (three learning rates of one method, "LoRA" and "LoRA, all linear") are told apart three
+    ways at once: shades of that colour from dark to light, a different marker each, and a
+    different line style each ("all linear" takes the dotted line when it is free, as in every
+    figure of the course). A label alone in its colour keeps that colour and round markers,
+    solid (dotted for "all linear"), and so does a label without a method colour, which
+    matplotlib's colour cycle tells apart.
+    """
+    labels = list(labels)
     groups: dict = {}
     for label in labels:
         groups.setdefault(_method_color(label), []).append(label)
-    colors = {}
+    styles = {}
     for base, members in groups.items():
+        if base is None:   # no method colour: matplotlib's colour cycle tells them apart
+            styles.update({label: _SeriesStyle(None, MARKERS[0], _method_style(label)) for label in members})
+            continue
+        free = list(LINE_STYLES)
+        chosen = {}
+        for label in sorted(members, key=lambda label: _method_style(label) == "-"):
+            # labels that want the dotted line ("all linear") pick first, the others in order
+            wanted = _method_style(label)
+            if not free:   # more series than line styles: start the list again
+                free = list(LINE_STYLES)
+            chosen[label] = wanted if wanted in free else free[0]
+            free.remove(chosen[label])
         for i, label in enumerate(members):
-            if base is None:
-                colors[label] = None
-            else:
-                # from darker than the method's colour (mix < 0) to lighter (mix > 0)
-                mix = -0.45 + 1.05 * i / (len(members) - 1) if len(members) > 1 else 0.0
-                rgb = np.array(matplotlib.colors.to_rgb(base))
-                colors[label] = tuple(rgb * (1 + mix) if mix < 0 else rgb + (1 - rgb) * mix)
-    return colors
+            styles[label] = _SeriesStyle(_shade(base, i, len(members)), MARKERS[i % len(MARKERS)],
+                                         chosen[label])
+    return {label: styles[label] for label in labels}
+
+
+def _check_window(window) -> int:
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an integer >= 1, got {window!r}")
+    return window
+
+
+def _moving_average(values, window: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Centred moving average: ``(steps, means)``, each mean over ``window`` consecutive
+    values and placed at the middle of its window (steps count from 1).
+
+    Unlike :func:`smooth` nothing is returned until a whole window is available, so every
+    point is a mean of the same number of values: no start-up artefact, and no lag behind the
+    raw curve. ``window`` longer than the values is cut to their length (one mean of them all).
+    """
+    values = check_array(values, "values", ndim=1)
+    window = min(_check_window(window), values.size)
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))
+    means = (cumulative[window:] - cumulative[:-window]) / window
+    steps = np.arange(means.size) + (window + 1) / 2   # the middle of steps i+1 .. i+window
+    return steps, means
 
 
 def plot_train_validation(curves: dict, window: int = 20, title=None, ax=None):
-    """Training loss (smoothed, solid) and validation loss (markers, dashed) against step.
+    """Training loss and validation loss against step, one colour, marker and line style per curve.
 
-    ``curves`` maps a label to ``(training_losses, [(step, validation_loss), ...])``. A
-    validation loss that rises while the training loss keeps falling is over-fitting.
+    ``curves`` maps a label to ``(training_losses, [(step, validation_loss), ...])``. For each
+    curve: the raw training loss of every step (thin, faint); a centred moving average of it
+    (thick): the mean of ``window`` consecutive steps, drawn at the middle of those steps and
+    only where a whole window is available, so that every point averages as many steps and
+    there is no jump where the window fills up; and the validation loss (markers joined by a
+    thin line). Curves of one method share its colour and are told apart by shade, marker and
+    line style. A validation loss that rises while the training loss keeps falling is
+    over-fitting.
     """
     if not isinstance(curves, dict) or not curves:
         raise TypeError("curves must be a non-empty dict mapping labels to (train, validation)")
+    window = _check_window(window)
     fig, ax = _figure_and_axes(ax)
-    colors = _shades(curves)
+    styles = _series_styles(curves)
     handles = []
     for label, (train, validation) in curves.items():
         if not validation:
             raise ValueError(f"{label!r} has no validation losses; train with validate_every")
-        line, = ax.plot(np.arange(1, len(train) + 1), smooth(train, window), "-",
-                        color=colors[label], label=label)
-        steps, losses = zip(*validation)
-        ax.plot(steps, losses, "o--", color=line.get_color(), markersize=3.5)
-        handles.append(line)
+        style = styles[label]
+        train = check_array(train, f"the training losses of {label!r}", ndim=1)
+        steps, means = _moving_average(train, window)
+        line, = ax.plot(steps, means, color=style.color, linestyle=style.linestyle,
+                        linewidth=2.2, label=label, gid=f"train:{label}")
+        color = line.get_color()
+        ax.plot(np.arange(1, train.size + 1), train, "-", color=color, linewidth=0.6, alpha=0.25,
+                zorder=line.get_zorder() - 0.5, gid=f"raw:{label}")
+        val_steps, losses = zip(*validation)
+        ax.plot(val_steps, losses, color=color, linestyle=style.linestyle, linewidth=0.9,
+                marker=style.marker, markersize=6, markeredgecolor="white", markeredgewidth=0.6,
+                zorder=line.get_zorder() + 0.5, gid=f"validation:{label}")
+        handles.append(matplotlib.lines.Line2D([], [], color=color, linestyle=style.linestyle,
+                                               linewidth=2.2, marker=style.marker, markersize=6,
+                                               markeredgecolor="white", label=label))
     grey = COLORS["text"]
-    handles += [matplotlib.lines.Line2D([], [], color=grey, label="training (running mean)"),
-                matplotlib.lines.Line2D([], [], color=grey, linestyle="--", marker="o",
-                                        markersize=3.5, label="validation")]
+    used = sorted({min(window, len(train)) for train, _ in curves.values()})   # runs shorter than a window
+    used = f"{used[0]}" if len(used) == 1 else f"{used[0]} to {used[-1]}"
+    handles += [matplotlib.lines.Line2D([], [], color=grey, linewidth=0.6, alpha=0.4,
+                                        label="training, every step"),
+                matplotlib.lines.Line2D([], [], color=grey, linewidth=2.2,
+                                        label=f"training, mean of {used} steps"),
+                matplotlib.lines.Line2D([], [], color=grey, linewidth=0.9, marker="o",
+                                        markersize=6, markeredgecolor="white", label="validation")]
     ax.set(xlabel="training step", ylabel="loss (log scale)", yscale="log")
-    ax.legend(handles=handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1),
+              handlelength=3.2)
     if title:
         ax.set_title(title)
     return fig
@@ -364,34 +454,49 @@ def plot_train_validation(curves: dict, window: int = 20, title=None, ax=None):
 def plot_learning_rate_sweep(points: dict, chosen: dict | None = None, ylabel="validation score",
                              title=None, ax=None):
     """Score against learning rate (log scale), one line per method; the chosen rate of each
-    method is ringed. ``points`` maps a label to ``[(lr, score), ...]``."""
+    method is ringed. ``points`` maps a label to ``[(lr, score), ...]``.
+
+    Series that share a method colour ("LoRA" and "LoRA, all linear") get their own shade,
+    marker and line style. Each ring has the shape of its series'
+    marker, and where several series choose the same point their rings get clearly different
+    sizes, so that every one of them shows.
+    """
     if not isinstance(points, dict) or not points:
         raise TypeError("points must be a non-empty dict mapping labels to (lr, score) pairs")
     if chosen is not None:
         check_instance(chosen, "chosen", dict)
     fig, ax = _figure_and_axes(ax)
+    styles = _series_styles(points)
     tried = set()
-    for number, (label, pairs) in enumerate(points.items()):
+    rings = {}   # a chosen point -> the (label, colour) of the series that chose it
+    for label, pairs in points.items():
         pairs = sorted(pairs)
         if not pairs or any(lr <= 0 for lr, _ in pairs):
             raise ValueError(f"{label!r} needs (learning rate > 0, score) pairs")
         rates, scores = zip(*pairs)
         tried.update(rates)
-        line, = ax.plot(rates, scores, "o" + _method_style(label), color=_method_color(label),
-                        label=label)
+        style = styles[label]
+        line, = ax.plot(rates, scores, color=style.color, marker=style.marker,
+                        linestyle=style.linestyle, linewidth=2, markersize=6.5, label=label,
+                        gid=f"series:{label}")
         if chosen and label in chosen:
             if chosen[label] not in rates:
                 raise ValueError(f"chosen[{label!r}] = {chosen[label]!r} is not one of the learning "
                                  f"rates tried for {label!r}: {list(rates)}")
-            best = dict(pairs)[chosen[label]]
-            # rings of different sizes, so that two methods choosing the same point both show
-            ax.plot([chosen[label]], [best], "o", markersize=10 + 4 * number, markerfacecolor="none",
-                    markeredgecolor=line.get_color(), markeredgewidth=1.4)
+            point = (chosen[label], dict(pairs)[chosen[label]])
+            rings.setdefault(point, []).append((label, line.get_color()))
+    for (rate, score), choosers in rings.items():
+        for k, (label, color) in enumerate(choosers):
+            # one ring in the series' own marker shape; coinciding rings 6 points apart in size
+            ax.plot([rate], [score], linestyle="none", marker=styles[label].marker,
+                    markersize=13 + 6 * k, markerfacecolor="none", markeredgecolor=color,
+                    markeredgewidth=1.6, gid=f"chosen:{label}")
     ax.set_xscale("log")
     ax.set_xticks(sorted(tried), [f"{lr:g}" for lr in sorted(tried)])
     ax.minorticks_off()
     ax.set(xlabel="learning rate (log scale)", ylabel=ylabel)
-    ax.legend(fontsize=8, title="ringed: chosen" if chosen else None, title_fontsize=8)
+    ax.legend(fontsize=8, title="ringed: chosen" if chosen else None, title_fontsize=8,
+              handlelength=3.2)
     if title:
         ax.set_title(title)
     return fig

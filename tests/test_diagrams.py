@@ -71,6 +71,8 @@ def every_figure():
     yield diagrams.draw_model_m(build("lora", targets=("W_q", "W_k", "W_v", "W_o", "ffn_in",
                                                         "ffn_out")))
     yield from (diagrams.draw_backpropagation(build(s)) for s in SETUPS)
+    yield diagrams.draw_backpropagation(build("adapters", big))   # 5 blocks, the stop's 3 lines
+    yield diagrams.draw_backpropagation(build("lora", targets=("ffn_out",)))
     yield diagrams.draw_adapter(adapters.BottleneckAdapter(1024, 64))
     yield diagrams.draw_lora_layer(lora.LoRALinear(__import__("torch").nn.Linear(4096, 1024), 16, 32))
 
@@ -100,7 +102,8 @@ def test_the_picture_follows_the_model_three_layers_and_other_targets():
     assert {t.get_gid() for t in fig.axes[0].texts if t.get_text() == "B·A"} == {
         "lora_W_k", "lora_ffn_out"}
     backprop = diagrams.draw_backpropagation(build("frozen", three))
-    assert list(gradient_arrows(backprop)) == [
+    assert list(gradient_arrows(backprop)) == ["head"]   # nothing below the head is trained
+    assert list(statuses(backprop)) == [
         "embeddings", "encoder layer 1", "encoder layer 2", "encoder layer 3", "head"]
 
 
@@ -160,6 +163,67 @@ def test_lora_sits_beside_its_targets_only():
     assert "B·A" not in texts(diagrams.draw_model_m(build("full")))
 
 
+def head_arrows(fig):
+    """The arrows into each head, by head name: (what they read, their starting points)."""
+    found = {}
+    for arrow in fig.axes[0].patches:
+        kind, _, head = (arrow.get_gid() or "").partition(":")
+        if kind in ("reads_cls", "reads_tokens"):
+            found.setdefault(head, (kind, []))[1].append(tuple(arrow.get_path().vertices[0]))
+    return found
+
+
+def box_top(fig, gid):
+    box = patch(fig, gid)
+    return box.get_x(), box.get_x() + box.get_width(), box.get_y() + box.get_height()
+
+
+def test_sentence_heads_read_the_cls_vector_and_token_heads_every_token():
+    # regression: all four heads were fed from one point on top of the encoder; NSP and FPB
+    # read only the [CLS] position's vector, MLM and NER every position's
+    fig = diagrams.draw_model_m(build("frozen"))
+    assert diagrams.read_model(build("frozen")).head_reads == {
+        "mlm": "tokens", "nsp": "cls", "ner": "tokens", "fpb": "cls"}
+    arrows = head_arrows(fig)
+    assert set(arrows) == {"MLM", "NSP", "NER", "FPB"}
+    cls_left, cls_right, cls_top = box_top(fig, "cls_vector")
+    row_left, row_right, row_top = box_top(fig, "encoder_output")
+    for head in ("NSP", "FPB"):   # one arrow, from the [CLS] vector
+        kind, starts = arrows[head]
+        assert kind == "reads_cls" and len(starts) == 1
+        (x, y), = starts
+        assert cls_left <= x <= cls_right and y == pytest.approx(cls_top)
+    for head in ("MLM", "NER"):   # one arrow per position drawn, from the row of token vectors
+        kind, starts = arrows[head]
+        assert kind == "reads_tokens" and len(starts) == 3 and len({x for x, _ in starts}) == 3
+        assert all(cls_right < x <= row_right and y == pytest.approx(row_top) for x, y in starts)
+    words = {t.get_gid(): t.get_text() for t in fig.axes[0].texts}
+    assert words["cls_vector"] == "[CLS]"
+    assert words["label_cls"] == "read the [CLS] vector only" and words["label_tokens"] == "read every token"
+    # each caption stands above its heads, the [CLS] readers on the left, above the [CLS] vector
+    x = {name: patch(fig, f"head_{name}").get_x() for name in ("MLM", "NSP", "NER", "FPB")}
+    assert max(x["NSP"], x["FPB"]) < min(x["MLM"], x["NER"])
+
+
+class NerReadsCls(ModelM):
+    """A Model M whose NER head reads the [CLS] vector, as a sentence-level head does."""
+
+    def forward(self, task, input_ids, segment_ids=None, attention_mask=None):
+        logits = super().forward(task, input_ids, segment_ids, attention_mask)
+        return logits[:, 0] if task == "ner" else logits
+
+
+def test_what_a_head_reads_is_read_from_the_model():
+    model = NerReadsCls(SMALL)
+    freeze_all_except(model, ["heads.ner"])
+    assert diagrams.read_model(model).head_reads["ner"] == "cls"
+    fig = diagrams.draw_model_m(model)
+    kind, starts = head_arrows(fig)["NER"]
+    cls_left, cls_right, cls_top = box_top(fig, "cls_vector")
+    assert kind == "reads_cls" and len(starts) == 1 and cls_left <= starts[0][0] <= cls_right
+    assert head_arrows(fig)["MLM"][0] == "reads_tokens"
+
+
 def test_bad_models_are_refused():
     with pytest.raises(TypeError, match="model must be a ModelM"):
         diagrams.draw_model_m(SMALL)
@@ -181,38 +245,108 @@ def gradient_arrows(fig):
             if (p.get_gid() or "").startswith("gradient:")}
 
 
+def statuses(fig):
+    """The words beside each block, by block; blocks that share words share one text."""
+    found = {}
+    for text in fig.axes[0].texts:
+        gid = text.get_gid() or ""
+        if gid.startswith("status_"):
+            found.update({block: text.get_text() for block in gid.removeprefix("status_").split(" + ")})
+    return found
+
+
+REACHED = {"pretrain": BACKPROP_BLOCKS, "full": BACKPROP_BLOCKS, "frozen": ("head",),
+           "adapters": BACKPROP_BLOCKS[1:], "lora": BACKPROP_BLOCKS[1:]}
+
+
 @pytest.mark.parametrize("setup", SETUPS)
-def test_gradient_reaches_every_block_and_frozen_is_said_when_true(setup):
+def test_gradient_reaches_the_lowest_trained_module_and_no_further(setup):
+    # regression: gradient arrows went down through every block, faintly where nothing below
+    # was trained; now they stop at the block holding the lowest trained module, and a bar
+    # marks the stop
     fig = diagrams.draw_backpropagation(build(setup))
     arrows = gradient_arrows(fig)
-    assert set(arrows) == set(BACKPROP_BLOCKS)   # Model M has 2 layers: 2 are drawn
+    assert tuple(sorted(arrows, key=BACKPROP_BLOCKS.index)) == REACHED[setup]
     for arrow in arrows.values():
         start, end = arrow.get_path().vertices[[0, -1]]
         assert end[1] < start[1]  # it points down: from the loss towards the input
         assert to_hex(arrow.get_edgecolor()) == to_hex(COLORS["error"])
         assert arrow.get_linestyle() != "-"  # dashed
-    statuses = {t.get_gid(): t.get_text() for t in fig.axes[0].texts
-                if (t.get_gid() or "").startswith("status_")}
-    assert statuses["status_head"] == "updated by AdamW from ∂L/∂W"
-    frozen_blocks = [b for b in BACKPROP_BLOCKS if statuses[f"status_{b}"].startswith("frozen")]
+        assert arrow.get_alpha() in (None, 1)   # no faint arrows: a drawn gradient is needed
+    stops = [line for line in fig.axes[0].get_lines() if line.get_gid() == "gradient_stop"]
+    lowest = REACHED[setup][0]
+    if lowest == "embeddings":   # the gradient runs to the bottom: nothing to stop
+        assert not stops
+    else:
+        stop, = stops
+        below = BACKPROP_BLOCKS[BACKPROP_BLOCKS.index(lowest) - 1]
+        y = stop.get_ydata()[0]
+        assert patch(fig, below).get_y() + patch(fig, below).get_height() < y < patch(fig, lowest).get_y()
+        assert to_hex(stop.get_color()) == to_hex(COLORS["error"])
+        assert "backward pass stops" in [t.get_text() for t in fig.legends[0].get_texts()]
+    words = statuses(fig)
+    assert set(words) == set(BACKPROP_BLOCKS)
+    frozen_blocks = [b for b in BACKPROP_BLOCKS if words[b].startswith("frozen")]
     expected = [] if setup in ("pretrain", "full") else list(BACKPROP_BLOCKS[:3])
     assert frozen_blocks == expected
+    assert all(words[b] == diagrams.NOT_REACHED for b in BACKPROP_BLOCKS if b not in REACHED[setup])
     locks = [p for p in fig.axes[0].patches if p.get_gid() == "lock"]
     assert len(locks) == 2 * len(frozen_blocks)  # body and shackle per frozen block
 
 
+@pytest.mark.parametrize("setup", SETUPS)
+def test_the_adamw_update_is_said_once(setup):
+    # regression: "updated by AdamW from dL/dW" stood beside every trained block, four times in
+    # full fine-tuning; now blocks with the same words share one bracket and say them once
+    fig = diagrams.draw_backpropagation(build(setup))
+    words = texts(fig) + [t.get_text() for t in fig.legends[0].get_texts()]
+    assert sum(diagrams.UPDATE in w or "AdamW" in w for w in words) == 1
+    trained = [b for b in BACKPROP_BLOCKS if face(fig, b) == TRAINED]
+    assert all(statuses(fig)[b].startswith(diagrams.UPDATE) for b in trained)
+    brackets = [line for line in fig.axes[0].get_lines() if line.get_gid() == "bracket"]
+    if len(trained) > 1:   # one bracket spans them all, from the lowest box to the highest
+        bracket = next(b for b in brackets if to_hex(b.get_color()) == TRAINED)
+        low, high = min(bracket.get_ydata()), max(bracket.get_ydata())
+        assert low == pytest.approx(patch(fig, trained[0]).get_y())
+        assert high == pytest.approx(patch(fig, trained[-1]).get_y() + patch(fig, trained[-1]).get_height())
+
+
 def test_peft_gradient_passes_through_frozen_layers_to_the_new_modules():
-    for setup, module, label in (("adapters", "adapter", "adapters"), ("lora", "lora", "B·A")):
+    for setup, module, label, lowest in (("adapters", "adapter", "adapters", "adapter 1 (after $W_o$)"),
+                                         ("lora", "lora", "B·A", "the B·A of $W_q$, $W_v$")):
         fig = diagrams.draw_backpropagation(build(setup))
-        statuses = {t.get_gid(): t.get_text() for t in fig.axes[0].texts}
+        words = statuses(fig)
+        assert "gradient passes through" in words["encoder layer 2"]
+        assert f"stops at {lowest}:" in words["encoder layer 1"]
+        assert "gradient passes through" not in words["encoder layer 1"]
         for i in (1, 2):
-            assert "gradient passes through" in statuses[f"status_encoder layer {i}"]
             assert to_hex(patch(fig, f"{module}_{i}").get_facecolor()) == to_hex(
                 diagrams.ROLE_COLORS[module])
         assert texts(fig).count(label) == 2
         arrows = gradient_arrows(fig)
-        assert arrows["encoder layer 1"].get_alpha() == 1  # needed: it reaches trained modules
-        assert arrows["embeddings"].get_alpha() < 1        # nothing below to train
+        assert "encoder layer 1" in arrows   # needed: it reaches trained modules
+        assert "embeddings" not in arrows    # nothing below to train
+
+
+def test_where_the_backward_pass_stops_is_read_from_requires_grad():
+    # Houlsby adapters: the lowest trained module of layer 1 is its first adapter...
+    model = build("adapters")
+    assert diagrams.read_model(model).layer_trained == (
+        "attention_adapter", "attention_norm", "output_adapter", "output_norm")
+    # ...freeze the first adapters, and the first LayerNorm is the lowest...
+    for layer in model.layers:
+        layer.attention_adapter.requires_grad_(False)
+    words = statuses(diagrams.draw_backpropagation(model))["encoder layer 1"]
+    assert "stops at the first LayerNorm:" in words and "its adapter and LayerNorms are updated" in words
+    # ...freeze the LayerNorms too, and it is the second adapter
+    for layer in model.layers:
+        layer.attention_norm.requires_grad_(False)
+        layer.output_norm.requires_grad_(False)
+    words = statuses(diagrams.draw_backpropagation(model))["encoder layer 1"]
+    assert "stops at adapter 2 (after the feed-forward):" in words
+    lora_ffn = build("lora", targets=("ffn_out",))
+    words = statuses(diagrams.draw_backpropagation(lora_ffn))["encoder layer 1"]
+    assert "stops at the B·A of ffn_out:" in words
 
 
 def test_full_fine_tuning_updates_every_block():
@@ -220,6 +354,7 @@ def test_full_fine_tuning_updates_every_block():
     for block in BACKPROP_BLOCKS:
         assert face(fig, block) == TRAINED
         assert gradient_arrows(fig)[block].get_alpha() == 1
+    assert set(statuses(fig).values()) == {diagrams.UPDATE}   # one text for all four blocks
 
 
 # ---------------------------------------------------------------------------

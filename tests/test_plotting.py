@@ -1,5 +1,6 @@
 """Tests for lora_teach.plotting: figures are drawn with the right content; bad input refused."""
 
+import itertools
 from types import SimpleNamespace
 
 import matplotlib
@@ -171,4 +172,100 @@ def test_the_checked_arguments_still_take_what_they_took():
                plotting.plot_scores_with_spread(SPREAD, ("ner",))]
     assert all(isinstance(fig, matplotlib.figure.Figure) for fig in figures)
     assert np.allclose(plotting.smooth(np.array([1, 3])), [1, 2])
+    matplotlib.pyplot.close("all")
+
+
+# ---------------------------------------------------------------------------
+# Training and validation curves, the learning-rate sweep
+# ---------------------------------------------------------------------------
+
+def drawn_curve(ax, label, train, validation_steps):
+    """(smoothed training line, raw training line or None, validation line) of one curve, found
+    by what they draw: the legend label, the raw losses, the validation steps."""
+    lines = ax.get_lines()
+    smoothed = next(line for line in lines if line.get_label() == label)
+    raw = [line for line in lines if line is not smoothed and len(line.get_ydata()) == len(train)
+           and np.allclose(line.get_ydata(), train) and line.get_color() == smoothed.get_color()]
+    val = [line for line in lines if list(line.get_xdata()) == list(validation_steps)
+           and line.get_color() == smoothed.get_color()]
+    assert len(raw) <= 1 and len(val) == 1
+    return smoothed, raw[0] if raw else None, val[0]
+
+
+def validation(steps):
+    return [(s, 1.0) for s in steps]
+
+
+def test_train_validation_smooths_without_a_start_up_jump_and_shows_the_raw_loss():
+    # regression: the running mean grew its window up to 20 steps, so on a falling loss it lagged
+    # and bent where the window filled (step 21); now every point is a mean of 20 steps, drawn at
+    # their middle, and the raw loss of every step is drawn faintly beneath
+    train = np.linspace(2.0, 1.0, 60)    # a straight line: any moving average must stay on it
+    fig = plotting.plot_train_validation({"LoRA": (train, validation([20, 40, 60]))}, window=20)
+    ax = fig.axes[0]
+    smoothed, raw, _ = drawn_curve(ax, "LoRA", train, [20, 40, 60])
+    x, y = smoothed.get_xdata(), smoothed.get_ydata()
+    assert x[0] == pytest.approx(10.5) and x[-1] == pytest.approx(50.5) and len(x) == 41
+    assert np.allclose(y, np.interp(x, np.arange(1, 61), train))   # centred: no lag
+    assert np.allclose(np.diff(y, 2), 0)                            # no bend at the window
+    assert np.allclose(y, [train[i:i + 20].mean() for i in range(41)])
+    assert raw is not None and raw.get_xdata()[0] == 1
+    assert raw.get_alpha() <= 0.3 and raw.get_linewidth() < smoothed.get_linewidth() / 2
+    assert raw.get_color() == smoothed.get_color() == plotting.COLORS["lora"]
+    assert raw.get_zorder() < smoothed.get_zorder()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["LoRA", "training, every step", "training, mean of 20 steps", "validation"]
+    # a run shorter than the window: one mean of all its steps
+    fig = plotting.plot_train_validation({"LoRA": ([1.0, 0.5], [(2, 0.7)])}, window=20)
+    assert np.allclose(drawn_curve(fig.axes[0], "LoRA", [1.0, 0.5], [2])[0].get_ydata(), [0.75])
+    matplotlib.pyplot.close("all")
+
+
+def test_train_validation_tells_apart_curves_of_one_method():
+    # regression: three learning rates of full fine-tuning were three close blues, all solid
+    # lines with round validation markers
+    labels = [f"full fine-tuning, lr {lr:g}" for lr in (1e-3, 3e-3, 1e-2)]
+    curves = {label: (np.linspace(2, 1 + k, 50), validation([25, 50])) for k, label in enumerate(labels)}
+    curves["LoRA"] = (np.linspace(2, 1, 50), validation([25, 50]))
+    fig = plotting.plot_train_validation(curves)
+    ax = fig.axes[0]
+    drawn = {label: drawn_curve(ax, label, train, [25, 50]) for label, (train, _) in curves.items()}
+    trains = {label: lines[0] for label, lines in drawn.items()}
+    validations = {label: lines[2] for label, lines in drawn.items()}
+    assert len({str(trains[label].get_linestyle()) for label in labels}) == 3
+    assert len({validations[label].get_marker() for label in labels}) == 3
+    colors = [np.array(matplotlib.colors.to_rgb(trains[label].get_color())) for label in labels]
+    assert min(np.abs(a - b).sum() for a, b in itertools.combinations(colors, 2)) > 0.3   # strong contrast
+    assert matplotlib.colors.to_hex(colors[1]) == plotting.COLORS["trained"].lower()       # still its method's blue
+    assert trains["LoRA"].get_color() == plotting.COLORS["lora"] and trains["LoRA"].get_linestyle() == "-"
+    for label in labels:   # a curve's validation line shares its colour and line style
+        assert validations[label].get_color() == trains[label].get_color()
+        assert validations[label].get_linestyle() == trains[label].get_linestyle()
+    # the legend shows each curve with its own line style and marker
+    handles = {text.get_text(): handle for text, handle in
+               zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}
+    assert len({(handles[label].get_marker(), str(handles[label].get_linestyle())) for label in labels}) == 3
+    matplotlib.pyplot.close(fig)
+
+
+def test_learning_rate_sweep_tells_apart_series_of_one_colour_and_their_rings():
+    # regression: "LoRA" and "LoRA, all linear" were drawn with one colour and one marker, and
+    # their rings around a shared chosen rate were two round rings of nearly one size
+    points = {"full fine-tuning": [(1e-2, 0.7), (3e-2, 0.5)], "LoRA": [(1e-2, 0.6), (3e-2, 0.68)],
+              "LoRA, all linear": [(1e-2, 0.64), (3e-2, 0.68)]}
+    chosen = {"full fine-tuning": 1e-2, "LoRA": 3e-2, "LoRA, all linear": 3e-2}
+    ax = plotting.plot_learning_rate_sweep(points, chosen).axes[0]
+    series = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    lora, all_linear = series["LoRA"], series["LoRA, all linear"]
+    assert lora.get_marker() != all_linear.get_marker()
+    assert lora.get_linestyle() != all_linear.get_linestyle() == ":"   # all linear: dotted, as elsewhere
+    assert lora.get_color() == plotting.COLORS["lora"]
+    rings = [line for line in ax.get_lines() if line.get_markerfacecolor() == "none"]
+    assert len(rings) == 3
+    shared = [ring for ring in rings if ring.get_xdata()[0] == 3e-2]
+    assert [ring.get_marker() for ring in shared] == [lora.get_marker(), all_linear.get_marker()]
+    assert [ring.get_markeredgecolor() for ring in shared] == [lora.get_color(), all_linear.get_color()]
+    assert abs(shared[0].get_markersize() - shared[1].get_markersize()) >= 6
+    alone = next(ring for ring in rings if ring.get_xdata()[0] == 1e-2)
+    assert alone.get_markersize() == min(ring.get_markersize() for ring in rings)
     matplotlib.pyplot.close("all")
