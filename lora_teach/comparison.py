@@ -26,7 +26,7 @@ already holds some sentence-level noise, which the sentence part counts again.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
@@ -61,11 +61,14 @@ class Interval:
         return f"{self.estimate:{form}} [{self.low:{form}}, {self.high:{form}}]"
 
     def verdict(self, first: str, second: str, budget: str) -> str:
-        """The protocol's sentence for the difference ``first`` - ``second`` at ``budget``."""
+        """The protocol's sentence for the difference ``first`` - ``second`` at ``budget``; a
+        difference is printed as the higher method's score minus the lower one's."""
         if not self.excludes_zero:
             return f"{first} vs {second}: no measurable difference at {budget} ({self})"
-        higher, lower = (first, second) if self.estimate > 0 else (second, first)
-        return f"{higher} scores higher than {lower} at {budget}: difference {self}"
+        if self.estimate > 0:
+            return f"{first} scores higher than {second} at {budget}: difference {self}"
+        flipped = replace(self, estimate=-self.estimate, low=-self.high, high=-self.low)
+        return f"{second} scores higher than {first} at {budget}: difference {flipped}"
 
 
 def _as_list(values, name: str) -> list:

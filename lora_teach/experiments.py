@@ -152,6 +152,7 @@ class RunSpec:
     probe_forgetting: bool = False      # and after re-fitting those heads (Model M)
     probe_lr: float = 0.0               # MiniLM: > 0 starts the head from a linear probe at this rate
     keep_updates: bool = False          # keep Delta W of every adapted matrix (notebook 07)
+    embeddings_and_norms: bool = True   # full fine-tuning: False keeps the embeddings and LayerNorms frozen
 
     def __post_init__(self):
         check_choice(self.model, "model", MODELS)
@@ -169,7 +170,7 @@ class RunSpec:
         check_choice(self.include, "include", intrinsic.INCLUDE)
         check_int(self.train_size, "train_size", minimum=0)
         check_int(self.validate_every, "validate_every", minimum=0)
-        for flag in ("quantize_base", "validate", "probe_forgetting", "keep_updates"):
+        for flag in ("quantize_base", "validate", "probe_forgetting", "keep_updates", "embeddings_and_norms"):
             check_bool(getattr(self, flag), flag)
         check_real(self.probe_lr, "probe_lr", minimum=0)
         if self.targets is None:
@@ -187,6 +188,8 @@ class RunSpec:
         """Settings that belong to another method or model are refused, not ignored."""
         if self.method != "LoRA" and (self.variant != "LoRA" or self.quantize_base):
             raise ValueError(f"variant and quantize_base apply to LoRA runs, not to {self.method!r}")
+        if not self.embeddings_and_norms and (self.method, self.model) != ("full fine-tuning", "Model M"):
+            raise ValueError("embeddings_and_norms=False applies to full fine-tuning of Model M")
         if (self.method == "subspace") != (check_int(self.d, "d", minimum=0) > 0):
             raise ValueError("d > 0 goes with method 'subspace', and that method needs it")
         if self.model == "MiniLM":
@@ -209,6 +212,8 @@ class RunSpec:
             return "LoRA, all linear"
         if self.method == "LoRA" and self.targets != QUERY_VALUE[self.model]:
             return f"LoRA on {'+'.join(self.targets)}"
+        if not self.embeddings_and_norms:
+            return f"{self.method}, no embeddings or LayerNorms"
         return self.method
 
     def describe(self) -> str:
@@ -309,6 +314,10 @@ def prepare(course: CourseData, spec: RunSpec) -> ModelM:
     head = [f"heads.{spec.task}"]
     if spec.method == "frozen encoder":
         freeze_all_except(model, head)
+    elif not spec.embeddings_and_norms:   # full fine-tuning of the encoder's linear layers and the head
+        for name, parameter in model.named_parameters():
+            if "embedding" in name or "norm" in name:
+                parameter.requires_grad_(False)
     elif spec.method == "adapters":
         adapters.add_adapters(model, spec.bottleneck, seed=spec.seed, train_also=head)
     elif spec.method == "LoRA":
@@ -650,15 +659,6 @@ class Summary:
         return f"{self.mean:.3f} ± {self.std:.3f}"
 
 
-def summarise(records, measure=lambda record: record.score) -> dict[tuple[str, str], Summary]:
-    """``measure`` (the test score by default) over the seeds of each (label, task)."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    for record in records:
-        check_instance(record, "record", RunRecord)
-        groups.setdefault((record.spec.label, record.task), []).append(float(measure(record)))
-    return {key: Summary(tuple(values)) for key, values in groups.items()}
-
-
 def best_learning_rate(records, margin: float = 0.01) -> float:
     """The learning rate whose run scored best on the validation split.
 
@@ -672,8 +672,3 @@ def best_learning_rate(records, margin: float = 0.01) -> float:
     check_real(margin, "margin", minimum=0)
     best = max(record.validation_score for record in records)
     return min(record.spec.lr for record in records if record.validation_score >= best - margin)
-
-
-def no_measurable_difference(a: Summary, b: Summary) -> bool:
-    """True when two means differ by less than the larger spread of the two."""
-    return abs(a.mean - b.mean) < max(a.std, b.std)

@@ -502,47 +502,6 @@ def plot_learning_rate_sweep(points: dict, chosen: dict | None = None, ylabel="v
     return fig
 
 
-def plot_scores_with_spread(summaries: dict, groups, ylabel="test score", title=None, ax=None):
-    """Mean score per method (bars) with the spread over seeds (error bar: ± one standard
-    deviation) and every seed's own score (dots). ``summaries`` maps ``(label, group)`` to an
-    object with ``mean``, ``std`` and ``values``; ``groups`` orders the groups (tasks)."""
-    if not isinstance(summaries, dict) or not all(isinstance(key, tuple) and len(key) == 2 for key in summaries):
-        raise TypeError(f"summaries must be a dict mapping (label, group) pairs to summaries, "
-                        f"got {type(summaries).__name__}")
-    groups = check_sequence(groups, "groups", "group names")
-    if not groups:
-        raise ValueError("groups is empty: give the groups (tasks) to draw")
-    labels = list(dict.fromkeys(label for label, _ in summaries))
-    if not labels:
-        raise ValueError("summaries is empty")
-    fig, ax = _figure_and_axes(ax, figsize=(max(5.0, 1.6 * len(groups) + 2.5), 3.6))
-    one_group = len(groups) == 1   # then the methods themselves go along the x axis
-    width = 0.7 if one_group else 0.8 / len(labels)
-    for i, label in enumerate(labels):
-        x = np.array([i]) if one_group else np.arange(len(groups)) + (i - (len(labels) - 1) / 2) * width
-        stats = [summaries.get((label, group)) for group in groups]
-        means = [s.mean if s else np.nan for s in stats]
-        stds = [s.std if s else 0 for s in stats]
-        color = _method_color(label)
-        ax.bar(x, means, width=width, color=color, alpha=0.55 if "all linear" in label else 0.85,
-               label=label, yerr=stds, capsize=3, ecolor=COLORS["text"])
-        for xi, s in zip(x, stats):
-            if s:   # each seed, beside the error bar so that both stay visible
-                ax.plot([xi + 0.18 * width] * len(s.values), s.values, "o", color=COLORS["text"],
-                        markersize=3.5, markerfacecolor="white", zorder=3)
-    if one_group:
-        ax.set_xticks(np.arange(len(labels)), [label.replace(", ", ",\n") for label in labels])
-    else:
-        ax.set_xticks(np.arange(len(groups)), groups)
-        low, high = ax.get_ylim()
-        ax.set_ylim(low, high + 0.15 * (high - low))   # room for the legend above the bars
-        ax.legend(fontsize=8, loc="upper center", ncol=min(len(labels), 4))
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    return fig
-
-
 def plot_similarity_map(phi, title=None, ax=None):
     """A heat map of the subspace similarity phi(i, j) (rows i, columns j, both from 1), on a
     fixed 0-1 scale so that maps can be compared (see :mod:`lora_teach.subspaces`)."""

@@ -70,7 +70,8 @@ def test_a_clear_difference_is_called_one_with_the_higher_method_first():
     worse = accuracy_parts([~hard & (rng.random(400) < 0.8) for _ in range(5)])
     interval = comparison.difference_interval(worse, better)
     assert interval.excludes_zero and interval.high < 0
-    assert interval.verdict("worse", "better", "100 steps").startswith("better scores higher than worse")
+    verdict = interval.verdict("worse", "better", "100 steps")
+    assert verdict.startswith("better scores higher than worse") and f"difference +{-interval.estimate:.3f}" in verdict
     assert str(interval).startswith("-")
 
 

@@ -299,18 +299,6 @@ def test_summary_mean_and_sample_spread():
     assert str(Summary((0.5, 0.7))) == f"0.600 ± {statistics.stdev((0.5, 0.7)):.3f}"
 
 
-def test_summarise_groups_seeds_by_method_and_task():
-    records = [fake_record(0.01, 0.8, test_f1=f, seed=s) for s, f in enumerate((0.6, 0.7, 0.8))]
-    records.append(fake_record(0.01, 0.8, test_f1=0.9, method="adapters"))
-    summaries = experiments.summarise(records)
-    assert set(summaries) == {("LoRA", "ner"), ("adapters", "ner")}
-    assert summaries[("LoRA", "ner")].values == (0.6, 0.7, 0.8)
-    by_validation = experiments.summarise(records, measure=lambda r: r.validation_score)
-    assert by_validation[("adapters", "ner")].mean == pytest.approx(0.8)
-    with pytest.raises(TypeError, match="record"):
-        experiments.summarise([0.5])
-
-
 def test_best_learning_rate_takes_the_smallest_of_the_tied_rates():
     records = [fake_record(1e-3, 0.70), fake_record(1e-2, 0.845), fake_record(3e-2, 0.85)]
     assert experiments.best_learning_rate(records) == 1e-2
@@ -323,11 +311,6 @@ def test_best_learning_rate_refuses_nothing_to_choose_from():
         experiments.best_learning_rate([])
     with pytest.raises(ValueError, match="margin"):
         experiments.best_learning_rate([fake_record(1e-2, 0.5)], margin=-0.1)
-
-
-def test_no_measurable_difference_compares_the_gap_with_the_spread():
-    assert experiments.no_measurable_difference(Summary((0.80, 0.84)), Summary((0.81, 0.83)))
-    assert not experiments.no_measurable_difference(Summary((0.80, 0.81)), Summary((0.90, 0.91)))
 
 
 # --- The subspace method (notebook 07) ----------------------------------------------------
@@ -434,3 +417,17 @@ def test_minilm_runs_in_workers_equal_runs_here():
     for a, b in zip(here, shared):
         assert a.spec == b.spec and a.result.losses == b.result.losses
         assert torch.equal(a.test_predictions, b.test_predictions)
+
+
+def test_full_fine_tuning_can_keep_the_embeddings_and_layernorms_frozen(course):
+    spec = RunSpec("full fine-tuning", "ner", 1e-3, 1, embeddings_and_norms=False)
+    trained = {name for name, p in experiments.prepare(course, spec).named_parameters() if p.requires_grad}
+    whole = experiments.prepare(course, spec.but(embeddings_and_norms=True))
+    everything = {name for name, p in whole.named_parameters() if p.requires_grad}
+    assert trained and trained < everything
+    assert everything - trained == {name for name in everything if "embedding" in name or "norm" in name}
+    assert spec.label == "full fine-tuning, no embeddings or LayerNorms"
+    with pytest.raises(ValueError, match="embeddings_and_norms=False applies to full fine-tuning"):
+        RunSpec("LoRA", "ner", 1e-3, 1, embeddings_and_norms=False)
+    with pytest.raises(TypeError, match="embeddings_and_norms"):
+        RunSpec("full fine-tuning", "ner", 1e-3, 1, embeddings_and_norms="no")

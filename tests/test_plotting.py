@@ -1,7 +1,6 @@
 """Tests for lora_teach.plotting: figures are drawn with the right content; bad input refused."""
 
 import itertools
-from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -9,8 +8,6 @@ import pytest
 from helpers import NOTES_W
 
 from lora_teach import plotting
-
-SPREAD = {("LoRA", "ner"): SimpleNamespace(mean=0.5, std=0.1, values=(0.4, 0.6))}
 
 
 def test_course_style_sets_shared_rcparams():
@@ -152,11 +149,6 @@ def test_plane_extent_names_the_bad_vector():
      "chosen must be a dict"),
     (lambda: plotting.plot_learning_rate_sweep({"LoRA": [(1e-3, 0.5)]}, chosen={"LoRA": 1e-2}), ValueError,
      r"chosen\['LoRA'\] = 0.01 is not one of the learning rates tried"),
-    (lambda: plotting.plot_scores_with_spread(["LoRA"], ["ner"]), TypeError, "summaries must be a dict"),
-    (lambda: plotting.plot_scores_with_spread({"LoRA": SimpleNamespace()}, ["ner"]), TypeError,
-     r"summaries must be a dict mapping \(label, group\) pairs"),
-    (lambda: plotting.plot_scores_with_spread(SPREAD, None), TypeError, "groups must be a list of group names"),
-    (lambda: plotting.plot_scores_with_spread(SPREAD, []), ValueError, "groups is empty"),
     (lambda: plotting.plot_vectors_and_plane({"a": [1, 0, 1]}, plane=-1), TypeError, "plane must be a list"),
 ])
 def test_bad_input_is_named(call, error, message):
@@ -168,8 +160,7 @@ def test_bad_input_is_named(call, error, message):
 def test_the_checked_arguments_still_take_what_they_took():
     figures = [plotting.plot_attention([[0.5, 0.5], [1, 0]], ("a", "b")),
                plotting.plot_matrix(NOTES_W, pivots=np.array([0, 1])),
-               plotting.plot_storage_fraction(np.array([8, 16])),
-               plotting.plot_scores_with_spread(SPREAD, ("ner",))]
+               plotting.plot_storage_fraction(np.array([8, 16]))]
     assert all(isinstance(fig, matplotlib.figure.Figure) for fig in figures)
     assert np.allclose(plotting.smooth(np.array([1, 3])), [1, 2])
     matplotlib.pyplot.close("all")
