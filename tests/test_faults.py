@@ -121,15 +121,20 @@ def test_a_killed_save_keeps_the_old_file_and_the_next_save_removes_its_debris(t
     assert debris(tmp_path) == []
 
 
+def kill_while_saving(script, path, delay):
+    """Start ``script`` saving to ``path`` over and over, and SIGKILL it ``delay`` seconds in."""
+    saver = python(script, path)
+    assert saver.stdout.readline() == "started\n"
+    time.sleep(delay)
+    saver.send_signal(signal.SIGKILL)
+    saver.wait()
+
+
 def test_saves_killed_at_random_moments_leave_a_whole_file(tmp_path):
     path = tmp_path / "state.pt"
     files.save_torch_file({"x": torch.full((300_000,), -1.0)}, path)
     for delay in (0.3, 0.7, 1.1):
-        saver = python(LOOPING_SAVER, path)
-        assert saver.stdout.readline() == "started\n"
-        time.sleep(delay)
-        saver.send_signal(signal.SIGKILL)
-        saver.wait()
+        kill_while_saving(LOOPING_SAVER, path, delay)
         x = files.load_torch_file(path)["x"]      # whole: one of the saved contents, all of it
         assert x.shape == (300_000,) and torch.equal(x, torch.full_like(x, x[0].item()))
     files.save_torch_file({}, tmp_path / "other.pt")
@@ -178,11 +183,7 @@ def test_model_m_saves_killed_at_random_moments_leave_a_checkpoint_that_matches(
     model, tokenizer, info = pretrained.load_model_m()
     pretrained.save_model_m(model, tokenizer, dict(info, step=-1), path)
     for delay in (0.2, 0.5, 0.9):
-        saver = python(MODEL_M_SAVER, path)
-        assert saver.stdout.readline() == "started\n"
-        time.sleep(delay)
-        saver.send_signal(signal.SIGKILL)
-        saver.wait()
+        kill_while_saving(MODEL_M_SAVER, path, delay)
         assert isinstance(pretrained.load_model_m(path)[2]["step"], int)
     pretrained.save_model_m(model, tokenizer, dict(info, step="last"), path, overwrite=True)
     assert debris(tmp_path) == []
