@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats
 
-from lora_teach.checks import check_real
+from lora_teach.checks import check_real, check_sequence
 
 LEVEL = 0.95
 SEEDS = (0, 1, 2, 3, 4)   # the seeds of every headline comparison, the same for every method
@@ -72,9 +72,8 @@ class Interval:
 
 
 def _as_list(values, name: str) -> list:
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{name} must be a list, got {type(values).__name__}")
-    values = list(values)
+    """``values`` as a non-empty list (checks.check_sequence, which refuses a string)."""
+    values = check_sequence(values, name, "run records")
     if not values:
         raise ValueError(f"{name} is empty")
     return values
