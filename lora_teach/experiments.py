@@ -105,7 +105,8 @@ def load_course_data(seed: int = 0) -> CourseData:
 
 def check_sentence_splits(splits) -> dict:
     """``splits`` if it is ``{"train": (texts, labels), "validation": ..., "test": ...}``, the
-    form of :func:`lora_teach.text_tasks.course_splits`: MiniLM's data."""
+    form of :func:`lora_teach.text_tasks.course_splits`: MiniLM's data. Any further split (e.g.
+    ``"shifted test"``) is a further test set, scored like "test"."""
     check_instance(splits, "data", dict)
     missing = {"train", "validation", "test"} - set(splits)
     if missing:
@@ -147,6 +148,7 @@ class RunSpec:
     lr_scale: tuple = ()                # ((name part, factor), ...): see training.train
     train_size: int = 0                 # train on the first n training sentences (0: all of them)
     validate: bool = True               # score the validation split (needed to choose settings)
+    score_test: bool = True             # MiniLM: score the test splits (False for runs that only choose settings)
     validate_every: int = 0             # record the validation loss this often (0: never; Model M)
     forgetting: bool | None = None      # measure MLM/NSP with the old heads afterwards (Model M)
     probe_forgetting: bool = False      # and after re-fitting those heads (Model M)
@@ -170,7 +172,8 @@ class RunSpec:
         check_choice(self.include, "include", intrinsic.INCLUDE)
         check_int(self.train_size, "train_size", minimum=0)
         check_int(self.validate_every, "validate_every", minimum=0)
-        for flag in ("quantize_base", "validate", "probe_forgetting", "keep_updates", "embeddings_and_norms"):
+        for flag in ("quantize_base", "validate", "score_test", "probe_forgetting", "keep_updates",
+                     "embeddings_and_norms"):
             check_bool(getattr(self, flag), flag)
         check_real(self.probe_lr, "probe_lr", minimum=0)
         if self.targets is None:
@@ -196,6 +199,10 @@ class RunSpec:
             if self.forgetting or self.probe_forgetting or self.validate_every or self.train_size:
                 raise ValueError("forgetting, probe_forgetting, validate_every and train_size are "
                                  "measured on Model M only")
+            if not (self.score_test or self.validate):
+                raise ValueError("a run with validate=False and score_test=False would measure nothing")
+        elif not self.score_test:
+            raise ValueError("score_test=False is for MiniLM runs; Model M runs always score the test split")
         elif self.probe_lr:
             raise ValueError("probe_lr is for MiniLM runs; Model M's head starts at random")
 
@@ -251,6 +258,7 @@ class RunRecord:
     test: dict = field(default_factory=dict)           # scores on the test split
     test_predictions: torch.Tensor | None = None       # MiniLM: the class predicted for each test sentence
     test_parts: np.ndarray | None = None               # each test sentence's part of the score (comparison)
+    other_test_parts: dict = field(default_factory=dict)   # MiniLM: the same for each further test split
     pretraining_after: dict = field(default_factory=dict)    # MLM/NSP with the old heads
     pretraining_probed: dict = field(default_factory=dict)   # MLM/NSP after re-fitting them
     memory: dict = field(default_factory=dict)         # bytes: weights, gradients, optimizer state, ...
@@ -271,6 +279,9 @@ class RunRecord:
     @property
     def score(self) -> float:
         """The headline score on the test split: entity F1 for NER, accuracy otherwise."""
+        if not self.spec.score_test:
+            raise ValueError(f"this run was not scored on the test split (score_test=False): "
+                             f"{self.spec.describe()}")
         return headline_score("ner" if self.task == "ner" else "fpb", self.test)
 
     @property
@@ -429,6 +440,8 @@ def prepare_minilm(encoder: torch.nn.Module, spec: RunSpec) -> real_model.Senten
     """A copy of ``encoder`` with a fresh head, set up as the spec's method says."""
     check_instance(spec, "spec", RunSpec)
     model = real_model.SentenceClassifier(copy.deepcopy(encoder), len(SENTIMENTS), seed=spec.seed)
+    if getattr(model.encoder, "pooler", None) is not None:   # the classifier reads the mean of the
+        model.encoder.pooler.requires_grad_(False)             # token vectors, never the pooler
     if spec.method == "LoRA":
         lora.add_lora(model, spec.targets, spec.r, alpha=spec.alpha, seed=spec.seed, train_also=["head"])
     elif spec.method == "frozen encoder":
@@ -481,13 +494,18 @@ def _run_minilm(splits: dict, spec: RunSpec) -> RunRecord:
                 model, lambda: F.cross_entropy(model(input_ids, attention_mask), labels))
     start = _weights_of(model, spec) if spec.keep_updates else {}
     result = text_tasks.train_classifier(model, data["train"], spec.steps, spec.lr, spec.batch_size, spec.seed)
-    predictions = text_tasks.predict_labels(model, data["test"])
+    tests = {}   # each test split's predictions
+    if spec.score_test:
+        tests = {name: text_tasks.predict_labels(model, split) for name, split in data.items()
+                 if name not in ("train", "validation", "train vectors")}
+    parts = {name: sentence_parts(predicted, data[name].labels) for name, predicted in tests.items()}
     small = spec.method != "full fine-tuning"   # 22.7M trained numbers are not sent back
     return RunRecord(
         spec=spec, result=result,
         validation={"accuracy": text_tasks.classifier_accuracy(model, data["validation"])} if spec.validate else {},
-        test={"accuracy": float((predictions == data["test"].labels).float().mean())},
-        test_predictions=predictions, test_parts=sentence_parts(predictions, data["test"].labels),
+        test={"accuracy": float(parts["test"][:, 0].sum() / len(parts["test"]))} if tests else {},
+        test_predictions=tests.get("test"), test_parts=parts.get("test"),
+        other_test_parts={name: p for name, p in parts.items() if name != "test"},
         memory=memory,
         file_bytes=saved_bytes(task_file_state(model, spec.method)),
         trained_state=trained_tensors(model) if small else {},

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_teach.checks import check_choice, check_instance, check_real
+from lora_teach.checks import check_choice, check_instance, check_int, check_real
 from lora_teach.files import sha256_of
 
 ARCHIVE = "vaderSentiment-3.3.2.tar.gz"
@@ -104,3 +105,30 @@ def sentiment_of(rating: float, threshold: float = 0.5) -> str:
     rating = check_real(rating, "rating", minimum=-4, maximum=4)
     threshold = check_real(threshold, "threshold", minimum=0, maximum=4)
     return "positive" if rating > threshold else "negative" if rating < -threshold else "neutral"
+
+
+def sentiment_splits(collection: str = "nytEditorialSnippets", sizes=None, seed: int = 0,
+                     max_words: int | None = None, path=None, sha256: str | None = ARCHIVE_SHA256) -> dict:
+    """Labelled splits of one collection: ``{name: (texts, labels)}`` with ``sizes[name]``
+    sentences each, drawn without overlap from a seeded shuffle of the collection (only sentences
+    of at most ``max_words`` words when it is given; short sentences make training cheaper).
+    Labels are :func:`sentiment_of` the mean rating. Default sizes: the whole collection as "test"."""
+    check_choice(collection, "collection", COLLECTIONS)
+    seed = check_int(seed, "seed", minimum=0)
+    if max_words is not None:
+        max_words = check_int(max_words, "max_words", minimum=1)
+    sentences = [s for s in read_rated_sentences(collection, path, sha256)
+                 if max_words is None or len(s.text.split()) <= max_words]
+    sizes = {"test": len(sentences)} if sizes is None else check_instance(sizes, "sizes", dict)
+    for name, size in sizes.items():
+        check_int(size, f"sizes[{name!r}]", minimum=1)
+    if sum(sizes.values()) > len(sentences):
+        raise ValueError(f"sizes ask for {sum(sizes.values()):,} sentences; {collection} has "
+                         f"{len(sentences):,}" + (f" of at most {max_words} words" if max_words else ""))
+    order = random.Random(seed).sample(range(len(sentences)), len(sentences))
+    splits, start = {}, 0
+    for name, size in sizes.items():
+        chosen = [sentences[i] for i in order[start:start + size]]
+        splits[name] = ([s.text for s in chosen], [sentiment_of(s.rating) for s in chosen])
+        start += size
+    return splits

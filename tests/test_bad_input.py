@@ -208,6 +208,9 @@ def _calls(w):
         (rated_sentences.read_rated_sentences, dict(collection="nytEditorialSnippets",
                                                     path=w["tmp"] / rated_sentences.ARCHIVE, sha256=None)),
         (rated_sentences.sentiment_of, dict(rating=0.6, threshold=0.5)),
+        (rated_sentences.sentiment_splits, dict(collection="nytEditorialSnippets", sizes={"test": 2}, seed=0,
+                                                max_words=5, path=w["tmp"] / rated_sentences.ARCHIVE,
+                                                sha256=None)),
         # comparison, and the run layer's budget
         (comparison.runs_by_seed, dict(runs=runs, name="runs")),
         (comparison.score_interval, dict(runs=runs, level=0.95)),

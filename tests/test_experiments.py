@@ -6,8 +6,10 @@ import pathlib
 import statistics
 import time
 
+import numpy as np
 import pytest
 import torch
+import transformers
 from test_text_tasks import PHRASEBANK_LINES, tiny_classifier
 from test_text_tasks import tokenizer as tokenizer  # noqa: F401  (the fixture)
 
@@ -405,6 +407,36 @@ def test_full_fine_tuning_of_minilm_keeps_no_tensors_and_cannot_be_rebuilt(tiny_
         experiments.trained_model(record, encoder)
     frozen = experiments.run(splits, minilm("frozen encoder"))
     assert set(frozen.trained_state) == {"head.weight", "head.bias"}
+
+
+def test_a_minilm_run_scores_every_further_test_split_and_can_skip_testing(tiny_minilm):
+    encoder, splits = tiny_minilm
+    shifted = (splits["train"][0][:5], splits["train"][1][:5])
+    record = experiments.run(splits | {"shifted test": shifted}, minilm())
+    assert set(record.other_test_parts) == {"shifted test"}
+    assert record.other_test_parts["shifted test"].shape == (5, 2)
+    assert np.array_equal(record.test_parts, experiments.run(splits, minilm()).test_parts)
+    tuning = experiments.run(splits | {"shifted test": shifted}, minilm(score_test=False))
+    assert tuning.test_parts is None and tuning.other_test_parts == {} and tuning.validation
+    with pytest.raises(ValueError, match="score_test=False"):
+        tuning.score
+    with pytest.raises(ValueError, match="would measure nothing"):
+        minilm(score_test=False, validate=False)
+    with pytest.raises(ValueError, match="score_test=False is for MiniLM"):
+        RunSpec("LoRA", "ner", 1e-3, 1, score_test=False)
+
+
+def test_the_unused_pooler_is_never_trained(tiny_minilm):
+    encoder, _ = tiny_minilm
+    if getattr(encoder, "pooler", None) is None:
+        encoder.pooler = transformers.models.bert.modeling_bert.BertPooler(encoder.config)
+    for method in ("full fine-tuning", "LoRA", "frozen encoder"):
+        model = experiments.prepare_minilm(encoder, minilm(method))
+        assert not any(p.requires_grad for p in model.encoder.pooler.parameters()), method
+    full = experiments.prepare_minilm(encoder, minilm("full fine-tuning"))
+    trained = sum(p.numel() for p in full.parameters() if p.requires_grad)
+    pooler = sum(p.numel() for p in encoder.pooler.parameters())
+    assert trained == sum(p.numel() for p in full.parameters()) - pooler
 
 
 def test_minilm_runs_in_workers_equal_runs_here():

@@ -103,3 +103,40 @@ def test_the_download_pin_and_the_module_agree_on_the_archive():
     assert rated_sentences.ARCHIVE.startswith("vaderSentiment-3.3.2")
     for setup in ("Makefile", "postBuild"):   # make setup and Binder download it the same way
         assert "--no-binary=vadersentiment --require-hashes" in (root / setup).read_text()
+
+
+SIX = b"".join(f"1_{i}\t{r}\t{t}\n".encode() for i, (r, t) in enumerate(
+    [(1.2, "Profit rose ."), (-2.0, "Shares fell sharply today ."), (0.1, "The board met ."),
+     (0.6, "Sales grew ."), (-0.7, "Costs rose again this year ."), (0.0, "It rained .")]))
+
+
+def test_sentiment_splits_are_disjoint_seeded_and_labelled_by_rating(tmp_path):
+    path = fake_archive(tmp_path, SIX)
+    splits = rated_sentences.sentiment_splits(sizes={"train": 3, "test": 2}, seed=1, path=path, sha256=None)
+    assert [len(splits[name][0]) for name in ("train", "test")] == [3, 2]
+    texts = splits["train"][0] + splits["test"][0]
+    assert len(set(texts)) == 5
+    rating = {s.text: s.rating for s in rated_sentences.read_rated_sentences(path=path, sha256=None)}
+    for texts, labels in splits.values():
+        assert labels == [rated_sentences.sentiment_of(rating[t]) for t in texts]
+    again = rated_sentences.sentiment_splits(sizes={"train": 3, "test": 2}, seed=1, path=path, sha256=None)
+    assert again == splits
+    other = [rated_sentences.sentiment_splits(sizes={"train": 3}, seed=s, path=path, sha256=None)["train"]
+             for s in range(2, 8)]
+    assert any(o != splits["train"] for o in other)
+
+
+def test_sentiment_splits_keep_only_short_sentences_when_asked(tmp_path):
+    path = fake_archive(tmp_path, SIX)
+    texts, _ = rated_sentences.sentiment_splits(max_words=3, path=path, sha256=None)["test"]
+    assert sorted(texts) == ["It rained .", "Profit rose .", "Sales grew ."]
+
+
+def test_sentiment_splits_refuse_more_sentences_than_there_are(tmp_path):
+    path = fake_archive(tmp_path, SIX)
+    with pytest.raises(ValueError, match="ask for 7 sentences.*has 6"):
+        rated_sentences.sentiment_splits(sizes={"train": 7}, path=path, sha256=None)
+    with pytest.raises(ValueError, match="sizes\\['train'\\]"):
+        rated_sentences.sentiment_splits(sizes={"train": 0}, path=path, sha256=None)
+    with pytest.raises(TypeError, match="sizes"):
+        rated_sentences.sentiment_splits(sizes=[3], path=path, sha256=None)
