@@ -419,7 +419,7 @@ def test_a_minilm_run_scores_every_further_test_split_and_can_skip_testing(tiny_
     tuning = experiments.run(splits | {"shifted test": shifted}, minilm(score_test=False))
     assert tuning.test_parts is None and tuning.other_test_parts == {} and tuning.validation
     with pytest.raises(ValueError, match="score_test=False"):
-        tuning.score
+        _ = tuning.score
     with pytest.raises(ValueError, match="would measure nothing"):
         minilm(score_test=False, validate=False)
     with pytest.raises(ValueError, match="score_test=False is for MiniLM"):
