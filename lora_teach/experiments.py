@@ -153,6 +153,7 @@ class RunSpec:
     forgetting: bool | None = None      # measure MLM/NSP with the old heads afterwards (Model M)
     probe_forgetting: bool = False      # and after re-fitting those heads (Model M)
     probe_lr: float = 0.0               # MiniLM: > 0 starts the head from a linear probe at this rate
+    warmup_share: float = 0.06          # MiniLM: the share of steps the learning rate warms up over
     keep_updates: bool = False          # keep Delta W of every adapted matrix (notebook 07)
     embeddings_and_norms: bool = True   # full fine-tuning: False keeps the embeddings and LayerNorms frozen
 
@@ -176,6 +177,7 @@ class RunSpec:
                      "embeddings_and_norms"):
             check_bool(getattr(self, flag), flag)
         check_real(self.probe_lr, "probe_lr", minimum=0)
+        check_real(self.warmup_share, "warmup_share", minimum=0, maximum=1)
         if self.targets is None:
             object.__setattr__(self, "targets", QUERY_VALUE[self.model])
         object.__setattr__(self, "targets", check_names(self.targets, "targets"))
@@ -205,6 +207,8 @@ class RunSpec:
             raise ValueError("score_test=False is for MiniLM runs; Model M runs always score the test split")
         elif self.probe_lr:
             raise ValueError("probe_lr is for MiniLM runs; Model M's head starts at random")
+        elif self.warmup_share != 0.06:
+            raise ValueError("warmup_share is set for MiniLM runs; Model M's runs warm up over 6% of steps")
 
     def but(self, **changes) -> RunSpec:
         """The same spec with some settings changed, e.g. ``spec.but(seed=1)``."""
@@ -238,6 +242,8 @@ class RunSpec:
             extra += ", " + ", ".join(f"lr x{factor:g} for {name}" for name, factor in self.lr_scale)
         if self.probe_lr:
             extra += f", head from a probe (lr {self.probe_lr:g})"
+        if self.warmup_share != 0.06:
+            extra += f", warm-up {self.warmup_share:.0%} of steps"
         model = "" if self.model == "Model M" else f"{self.model}, "
         return (f"{self.method}, {model}{TASK_NAMES[self.task]}: lr={self.lr:g}, {self.steps} steps "
                 f"of batch {self.batch_size}, seed {self.seed}{extra}")
@@ -493,7 +499,8 @@ def _run_minilm(splits: dict, spec: RunSpec) -> RunRecord:
             memory["activations"] = saved_activation_bytes(
                 model, lambda: F.cross_entropy(model(input_ids, attention_mask), labels))
     start = _weights_of(model, spec) if spec.keep_updates else {}
-    result = text_tasks.train_classifier(model, data["train"], spec.steps, spec.lr, spec.batch_size, spec.seed)
+    result = text_tasks.train_classifier(model, data["train"], spec.steps, spec.lr, spec.batch_size, spec.seed,
+                                         warmup_share=spec.warmup_share)
     tests = {}   # each test split's predictions
     if spec.score_test:
         tests = {name: text_tasks.predict_labels(model, split) for name, split in data.items()

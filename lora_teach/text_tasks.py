@@ -130,7 +130,8 @@ def phrasebank_splits(path, seed: int = 0, validation_share: float = 0.1,
 
 
 def train_classifier(model: SentenceClassifier, data: TextData, steps: int, lr: float,
-                     batch_size: int = 16, seed: int = 0, weight_decay: float = 0.01) -> TrainResult:
+                     batch_size: int = 16, seed: int = 0, weight_decay: float = 0.01,
+                     warmup_share: float = 0.06) -> TrainResult:
     """Train the parameters of ``model`` that require gradients for ``steps`` steps of the
     course's loop on seeded, shuffled batches of ``data`` (sentences of similar length batched
     together; the loss is cross-entropy on the sentence label). The seed also seeds torch's
@@ -146,7 +147,7 @@ def train_classifier(model: SentenceClassifier, data: TextData, steps: int, lr: 
         input_ids, attention_mask, labels = batch
         return F.cross_entropy(model(input_ids, attention_mask), labels)
 
-    result = train(model, loss, batches, steps, lr, weight_decay=weight_decay)
+    result = train(model, loss, batches, steps, lr, weight_decay=weight_decay, warmup_share=warmup_share)
     result.settings.update(batch_size=batch_size, seed=seed)
     return result
 

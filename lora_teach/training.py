@@ -169,7 +169,7 @@ def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 def train(model: torch.nn.Module, loss, batches, steps: int, lr: float,
           weight_decay: float = 0.01, lr_scale: dict | None = None,
-          validation_loss=None, validate_every: int = 0) -> TrainResult:
+          validation_loss=None, validate_every: int = 0, warmup_share: float = 0.06) -> TrainResult:
     """The course's one training loop: ``steps`` AdamW steps on the parameters of ``model``
     that require gradients, for any model.
 
@@ -178,7 +178,8 @@ def train(model: torch.nn.Module, loss, batches, steps: int, lr: float,
     warms up over the first 6% of steps, then decays to zero. ``lr_scale`` gives some
     parameters their own learning rate: ``{"lora_B": 2.0}`` trains every parameter whose name
     contains "lora_B" at twice ``lr`` (as LoRA+ does). ``validation_loss()``, if given, is
-    recorded every ``validate_every`` steps and at the end. The CPU seconds of each step
+    recorded every ``validate_every`` steps and at the end. ``warmup_share`` sets the share of
+    steps the warm-up takes (at least one step). The CPU seconds of each step
     (forward, backward and optimizer; not the batching) are kept in ``step_seconds``.
     Training runs on one thread, so a run gives the same numbers whatever the thread settings.
     """
@@ -191,6 +192,7 @@ def train(model: torch.nn.Module, loss, batches, steps: int, lr: float,
     steps = check_int(steps, "steps", minimum=1)
     lr = check_real(lr, "lr", minimum=0, include_minimum=False)
     weight_decay = check_real(weight_decay, "weight_decay", minimum=0)
+    warmup_share = check_real(warmup_share, "warmup_share", minimum=0, maximum=1)
     if validation_loss is not None:
         if not callable(validation_loss):
             raise TypeError(f"validation_loss must be a function of no arguments, got "
@@ -200,13 +202,13 @@ def train(model: torch.nn.Module, loss, batches, steps: int, lr: float,
     if not parameters:
         raise ValueError("the model has no trainable parameters: nothing to train")
     groups = parameter_groups(model, lr, lr_scale or {})
-    settings = {"steps": steps, "lr": lr, "weight_decay": weight_decay}
+    settings = {"steps": steps, "lr": lr, "weight_decay": weight_decay, "warmup_share": warmup_share}
     if lr_scale:
         settings["lr_scale"] = dict(lr_scale)
     # fused: one kernel updates every tensor; the same maths as the plain AdamW, faster
     optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_then_decay(step, steps))
+        optimizer, lambda step: warmup_then_decay(step, steps, warmup_share))
     result = TrainResult(settings, trainable_parameters=sum(p.numel() for p in parameters))
     start = time.perf_counter()
     with one_thread():

@@ -426,6 +426,15 @@ def test_a_minilm_run_scores_every_further_test_split_and_can_skip_testing(tiny_
         RunSpec("LoRA", "ner", 1e-3, 1, score_test=False)
 
 
+def test_a_minilm_spec_sets_its_warm_up_and_model_m_refuses_it():
+    spec = minilm(warmup_share=0.1)
+    assert spec.describe().endswith("warm-up 10% of steps")
+    with pytest.raises(ValueError, match="warmup_share is set for MiniLM runs"):
+        RunSpec("LoRA", "ner", 1e-3, 1, warmup_share=0.1)
+    with pytest.raises(ValueError, match="warmup_share must be <= 1"):
+        minilm(warmup_share=1.5)
+
+
 def test_the_unused_pooler_is_never_trained(tiny_minilm):
     encoder, _ = tiny_minilm
     if getattr(encoder, "pooler", None) is None:

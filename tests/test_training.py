@@ -33,7 +33,7 @@ def test_training_lowers_the_loss_and_is_repeatable(small_task, data):
     assert sum(runs[0][0][-10:]) < sum(runs[0][0][:10])
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
     assert result.settings == {"task": "fpb", "steps": 60, "lr": 3e-3, "batch_size": 16,
-                               "weight_decay": 0.01, "seed": 1}
+                               "weight_decay": 0.01, "warmup_share": 0.06, "seed": 1}
     assert result.final_loss(10) == pytest.approx(sum(result.losses[-10:]) / 10)
 
 
@@ -78,6 +78,22 @@ def test_schedule_warms_up_then_decays_to_zero():
     factors = [training.warmup_then_decay(step, 100) for step in range(100)]
     assert factors[0] < factors[5] == 1.0 and factors[-1] < 0.02
     assert max(factors) == 1.0 and all(a >= b for a, b in zip(factors[5:], factors[6:]))
+
+
+def test_the_warm_up_share_reaches_the_schedule(monkeypatch):
+    shares = []
+    schedule = training.warmup_then_decay
+    monkeypatch.setattr(training, "warmup_then_decay",
+                        lambda step, total, share: shares.append(share) or schedule(step, total, share))
+    layer = torch.nn.Linear(2, 1)
+    batch = (torch.ones(1, 2), torch.ones(1, 1))
+    result = training.train(layer, lambda b: ((layer(b[0]) - b[1]) ** 2).sum(), iter([batch] * 4), 4, 0.1,
+                            warmup_share=0.5)
+    assert set(shares) == {0.5} and result.settings["warmup_share"] == 0.5
+    # 4 steps with half of them warming up: the rate rises over 2 steps
+    assert [schedule(step, 4, 0.5) for step in range(4)] == [0.5, 1.0, 1.0, 0.5]
+    with pytest.raises(ValueError, match="warmup_share must be <= 1"):
+        training.train(layer, lambda b: b, iter([]), 1, 0.1, warmup_share=2.0)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
