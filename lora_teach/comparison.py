@@ -172,7 +172,9 @@ def difference_interval(first, second, level: float = LEVEL) -> Interval:
 def choose_learning_rate(runs, margin: float = 0.005) -> float:
     """The learning rate with the best validation score averaged over its seeds.
 
-    ``runs`` are run records (anything with ``spec.lr`` and ``validation_score``). Rates within
+    ``runs`` are run records (anything with ``spec.lr`` and ``validation_score``), or a dict
+    mapping each rate to its validation scores (one per seed) for what is not a run record,
+    such as a linear probe. Rates within
     ``margin`` of the best mean count as tied and the smallest wins (the safer step, and a
     choice that does not flip when another CPU changes a score in its last digits). The
     protocol needs at least 3 rates and the chosen one strictly inside them: a best rate at an
@@ -180,11 +182,19 @@ def choose_learning_rate(runs, margin: float = 0.005) -> float:
     """
     margin = check_real(margin, "margin", minimum=0)
     by_rate: dict[float, list[float]] = {}
-    for run in _as_list(runs, "runs"):
-        if not hasattr(run, "validation_score") or not hasattr(getattr(run, "spec", None), "lr"):
-            raise TypeError(f"runs must hold run records (with spec.lr and validation_score), "
-                            f"got {type(run).__name__}")
-        by_rate.setdefault(run.spec.lr, []).append(run.validation_score)
+    if isinstance(runs, dict):
+        for rate, scores in runs.items():
+            rate = check_real(rate, "runs' learning rate", minimum=0, include_minimum=False)
+            scores = check_sequence(scores, f"runs[{rate:g}]", "validation scores")
+            if not scores:
+                raise ValueError(f"runs[{rate:g}] has no validation scores")
+            by_rate[rate] = [check_real(score, f"runs[{rate:g}] score") for score in scores]
+    else:
+        for run in _as_list(runs, "runs"):
+            if not hasattr(run, "validation_score") or not hasattr(getattr(run, "spec", None), "lr"):
+                raise TypeError(f"runs must hold run records (with spec.lr and validation_score), "
+                                f"got {type(run).__name__}")
+            by_rate.setdefault(run.spec.lr, []).append(run.validation_score)
     if len(by_rate) < 3:
         raise ValueError(f"runs must cover at least 3 learning rates, got {sorted(by_rate)}")
     means = {rate: sum(scores) / len(scores) for rate, scores in by_rate.items()}

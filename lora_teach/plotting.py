@@ -525,7 +525,8 @@ def plot_similarity_map(phi, title=None, ax=None):
 def plot_scores_with_intervals(runs: dict, groups, ylabel="test score", title=None, ax=None):
     """Mean test score per method (bars), its 95% interval over seeds and test sentences (error
     bar, from :mod:`lora_teach.comparison`) and every seed's own score (dots). ``runs`` maps
-    ``(label, group)`` to the run records of its seeds; ``groups`` orders the groups (tasks)."""
+    ``(label, group)`` to the run records of its seeds, or to an array of their per-sentence
+    parts (seeds, sentences, 2) for what is not a run record; ``groups`` orders the groups."""
     if not isinstance(runs, dict) or not runs:
         raise TypeError(f"runs must be a non-empty dict of (label, group) -> run records, got {runs!r}")
     groups = check_sequence(groups, "groups", "group names")
@@ -540,7 +541,8 @@ def plot_scores_with_intervals(runs: dict, groups, ylabel="test score", title=No
         drawn = [(xi, group) for xi, group in zip(x, groups) if (label, group) in runs]
         for xi, group in drawn:
             interval = score_interval(runs[label, group])
-            _, parts = runs_by_seed(runs[label, group])
+            parts = (runs[label, group] if isinstance(runs[label, group], np.ndarray)
+                     else runs_by_seed(runs[label, group])[1])
             seeds = parts[..., 0].sum(axis=1) / parts[..., 1].sum(axis=1)
             ax.bar(xi, interval.estimate, width=width, color=_method_color(label),
                    alpha=0.55 if "all linear" in label else 0.85, label=label if group == drawn[0][1] else None,

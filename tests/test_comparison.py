@@ -152,6 +152,19 @@ def test_the_learning_rate_is_the_best_mean_over_seeds_and_the_smallest_of_a_tie
                                            margin=0.005) == 3e-3
 
 
+def test_scores_by_rate_choose_as_the_records_with_those_scores_do():
+    scores = {1e-3: [0.5, 0.6], 3e-3: [0.9, 0.5], 1e-2: [0.8, 0.8], 3e-2: [0.1, 0.1]}
+    assert comparison.choose_learning_rate(scores) == comparison.choose_learning_rate(sweep(scores)) == 1e-2
+    with pytest.raises(ValueError, match="at an end of the grid"):
+        comparison.choose_learning_rate({1e-3: [0.5], 3e-3: [0.6], 1e-2: [0.7]})
+    with pytest.raises(ValueError, match=r"runs\[0.003\] has no validation scores"):
+        comparison.choose_learning_rate({1e-3: [0.5], 3e-3: [], 1e-2: [0.7]})
+    with pytest.raises(ValueError, match="learning rate must be > 0"):
+        comparison.choose_learning_rate({-1e-3: [0.5], 3e-3: [0.6], 1e-2: [0.7]})
+    with pytest.raises(TypeError, match=r"runs\[0.01\] must be a list of validation scores"):
+        comparison.choose_learning_rate({1e-3: [0.5], 3e-3: [0.6], 1e-2: 0.7})
+
+
 def test_a_best_rate_at_an_end_of_the_grid_or_too_few_rates_are_refused():
     with pytest.raises(ValueError, match="at an end of the grid.*extend"):
         comparison.choose_learning_rate(sweep({1e-3: [0.5], 3e-3: [0.6], 1e-2: [0.7]}))

@@ -260,3 +260,23 @@ def test_learning_rate_sweep_tells_apart_series_of_one_colour_and_their_rings():
     alone = next(ring for ring in rings if ring.get_xdata()[0] == 1e-2)
     assert alone.get_markersize() == min(ring.get_markersize() for ring in rings)
     matplotlib.pyplot.close("all")
+
+
+def test_scores_with_intervals_draw_each_methods_interval_from_records_or_parts():
+    from types import SimpleNamespace
+
+    from lora_teach import comparison
+
+    rng = np.random.default_rng(0)
+    parts = {label: np.stack([np.c_[rng.random(50) < p, np.ones(50)] for _ in range(3)]).astype(float)
+             for label, p in (("LoRA", 0.8), ("full fine-tuning", 0.6))}
+    records = [SimpleNamespace(spec=SimpleNamespace(seed=seed), test_parts=parts["LoRA"][seed]) for seed in range(3)]
+    fig = plotting.plot_scores_with_intervals({("LoRA", "fpb"): records,
+                                               ("full fine-tuning", "fpb"): parts["full fine-tuning"]}, ["fpb"])
+    ax = fig.axes[0]
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == pytest.approx([comparison.score_interval(parts[label]).estimate for label in parts])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["LoRA", "full fine-tuning"]
+    seed_dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert sorted(seed_dots[0].get_ydata()) == pytest.approx(sorted(parts["LoRA"][:, :, 0].mean(axis=1)))
+    matplotlib.pyplot.close(fig)
