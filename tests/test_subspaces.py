@@ -100,6 +100,32 @@ def test_amplification_of_an_update_along_weak_directions_of_w0():
         subspaces.amplification(weak, weight, r=1.5)
 
 
+def test_random_directions_are_orthonormal_seeded_and_uniform():
+    q = subspaces.random_directions(50, 4, seed=3)
+    assert q.shape == (50, 4) and np.allclose(q.T @ q, np.eye(4))
+    assert np.array_equal(q, subspaces.random_directions(50, 4, seed=3))
+    assert not np.allclose(q, subspaces.random_directions(50, 4, seed=4))
+    # uniform directions: each coordinate's square averages 1/n over many draws
+    squares = np.mean([subspaces.random_directions(10, 1, seed=s)[:, 0] ** 2 for s in range(2000)], axis=0)
+    assert np.allclose(squares, 0.1, atol=0.02)
+    with pytest.raises(ValueError, match="r must be <= 5"):
+        subspaces.random_directions(5, 6)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        subspaces.random_directions(0, 1)
+
+
+def test_amplification_random_baseline_is_about_r_over_sqrt_dk_of_the_norm():
+    weight = np.random.default_rng(1).standard_normal((200, 300))
+    update = np.random.default_rng(2).standard_normal((200, 300))
+    result = subspaces.amplification(update, weight, r=10, draws=30)
+    expected = 10 / np.sqrt(200 * 300) * np.linalg.norm(weight)
+    assert abs(result["W0 on random directions"] / expected - 1) < 0.1
+    # the mean over draws is seeded: the same seed gives the same number
+    assert result == subspaces.amplification(update, weight, r=10, draws=30)
+    with pytest.raises(ValueError, match="draws must be >= 1"):
+        subspaces.amplification(update, weight, r=10, draws=0)
+
+
 def test_tensors_are_accepted_and_bad_values_named():
     assert subspaces.singular_values(torch.eye(3)).tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="matrix"):
