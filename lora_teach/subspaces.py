@@ -133,8 +133,8 @@ def amplification(update, weight, r: int, seed: int = 0, draws: int = 20) -> dic
     seed = check_int(seed, "seed", minimum=0)
 
     def projected(source) -> float:
-        u, v = top_directions(source, r, "left"), top_directions(source, r, "right")
-        return float(np.linalg.norm(u.T @ w @ v))
+        u, _, vt = np.linalg.svd(source, full_matrices=False)   # one SVD for both sides
+        return float(np.linalg.norm(u[:, :r].T @ w @ vt[:r].T))
 
     randomly = np.mean([np.linalg.norm(random_directions(w.shape[0], r, seed + 2 * i).T @ w
                                        @ random_directions(w.shape[1], r, seed + 2 * i + 1))
