@@ -648,7 +648,7 @@ class _Progress:
 
 
 # ---------------------------------------------------------------------------
-# Reading many runs: means over seeds, the best learning rate
+# A run's budget in words (the comparison itself is lora_teach.comparison)
 # ---------------------------------------------------------------------------
 
 def budget(spec: RunSpec, n_train: int) -> str:
@@ -660,40 +660,3 @@ def budget(spec: RunSpec, n_train: int) -> str:
         n_train = min(n_train, spec.train_size)
     return (f"{spec.steps} steps of batch {spec.batch_size} "
             f"({spec.steps * spec.batch_size / n_train:.1f} epochs of {n_train:,} sentences)")
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A score over several seeds: the mean, the sample standard deviation, the values."""
-
-    values: tuple[float, ...]
-
-    @property
-    def mean(self) -> float:
-        return sum(self.values) / len(self.values)
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation (n - 1); 0 for a single value."""
-        if len(self.values) < 2:
-            return 0.0
-        mean = self.mean
-        return (sum((v - mean) ** 2 for v in self.values) / (len(self.values) - 1)) ** 0.5
-
-    def __str__(self) -> str:
-        return f"{self.mean:.3f} ± {self.std:.3f}"
-
-
-def best_learning_rate(records, margin: float = 0.01) -> float:
-    """The learning rate whose run scored best on the validation split.
-
-    Rates that score within ``margin`` of the best count as tied, and the smallest of them
-    wins: a smaller step is the safer choice, and the choice does not flip when another CPU
-    changes a score in its last digits.
-    """
-    records = list(records)
-    if not records:
-        raise ValueError("no runs to choose a learning rate from")
-    check_real(margin, "margin", minimum=0)
-    best = max(record.validation_score for record in records)
-    return min(record.spec.lr for record in records if record.validation_score >= best - margin)

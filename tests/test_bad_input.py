@@ -88,7 +88,6 @@ EXEMPT = {
     "experiments.trained_model": HEAVY_RUNS,
     "experiments.run": HEAVY_RUNS,
     "experiments.run_all": HEAVY_RUNS,
-    "experiments.best_learning_rate": HEAVY_RUNS,
     "feedback.as_real": CHECKER,
     "feedback.as_whole": CHECKER,
     "feedback.as_list": CHECKER,

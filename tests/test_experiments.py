@@ -3,7 +3,6 @@
 import copy
 import os
 import pathlib
-import statistics
 import time
 
 import numpy as np
@@ -14,8 +13,7 @@ from test_text_tasks import PHRASEBANK_LINES, tiny_classifier
 from test_text_tasks import tokenizer as tokenizer  # noqa: F401  (the fixture)
 
 from lora_teach import experiments, lora, text_tasks
-from lora_teach.experiments import RunRecord, RunSpec, Summary
-from lora_teach.training import TrainResult
+from lora_teach.experiments import RunSpec
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +24,6 @@ def course():
 
 def trainable_names(model):
     return {name for name, p in model.named_parameters() if p.requires_grad}
-
-
-def fake_record(lr, validation_f1, test_f1=0.5, method="LoRA", seed=0):
-    """A record with only the numbers that the reading helpers look at."""
-    spec = RunSpec(method, "ner", lr, steps=10, seed=seed)
-    return RunRecord(spec=spec, result=TrainResult(settings={}),
-                     validation={"f1": validation_f1}, test={"f1": test_f1})
 
 
 # --- RunSpec ------------------------------------------------------------------------------
@@ -138,7 +129,7 @@ def test_a_run_without_validation_scores_only_the_test_split(course):
     unscored = experiments.run(course, spec.but(validate=False))
     assert unscored.validation == {} and unscored.score == scored.score
     with pytest.raises(ValueError, match="validate=False"):
-        experiments.best_learning_rate([unscored])
+        _ = unscored.validation_score
 
 
 def test_run_refuses_something_that_is_not_a_spec(course):
@@ -290,32 +281,7 @@ def test_probe_pretraining_leaves_the_model_as_it_was(course):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-# --- Reading many runs --------------------------------------------------------------------
-
-def test_summary_mean_and_sample_spread():
-    values = (0.8, 0.85, 0.9)
-    summary = Summary(values)
-    assert summary.mean == pytest.approx(statistics.mean(values))
-    assert summary.std == pytest.approx(statistics.stdev(values))
-    assert Summary((0.7,)).std == 0.0
-    assert str(Summary((0.5, 0.7))) == f"0.600 ± {statistics.stdev((0.5, 0.7)):.3f}"
-
-
-def test_best_learning_rate_takes_the_smallest_of_the_tied_rates():
-    records = [fake_record(1e-3, 0.70), fake_record(1e-2, 0.845), fake_record(3e-2, 0.85)]
-    assert experiments.best_learning_rate(records) == 1e-2
-    assert experiments.best_learning_rate(records, margin=0) == 3e-2
-    assert experiments.best_learning_rate(records, margin=0.2) == 1e-3
-
-
-def test_best_learning_rate_refuses_nothing_to_choose_from():
-    with pytest.raises(ValueError, match="no runs"):
-        experiments.best_learning_rate([])
-    with pytest.raises(ValueError, match="margin"):
-        experiments.best_learning_rate([fake_record(1e-2, 0.5)], margin=-0.1)
-
-
-# --- The subspace method (notebook 07) ----------------------------------------------------
+# --- Subspace runs ---------------------------------------------------------------------
 
 def test_a_subspace_run_gives_a_plain_model_m_that_travels_between_processes(course):
     spec = RunSpec("subspace", "fpb", 0.1, steps=3, d=30, forgetting=False)
