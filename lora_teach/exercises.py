@@ -138,13 +138,33 @@ def _(answer, W_noisy):
 # 02: low-rank decomposition
 # ---------------------------------------------------------------------------
 
+def _slips(expected: float, slips: dict) -> dict:
+    """``{wrong value: why}`` as judge_number's ``{ratio to expected: why}``; two slips that
+    give the same value share one message, so neither hides the other."""
+    hints: dict = {}
+    for value, why in slips.items():
+        ratio = value / expected
+        same = next((r for r in hints if math.isclose(r, ratio, rel_tol=1e-9)), None)
+        if same is None:
+            hints[ratio] = why
+        else:
+            hints[same] = f"{hints[same]}; or {why}"
+    return hints
+
+
 @exercise("02.1", "numbers stored by a rank-16 factorisation of a 1024 x 4096 matrix", "reasoning")
 def _(answer):
     d, k, r = 1024, 4096, 16
-    return judge_number(answer, lowrank.factorized_parameters(d, k, r), "count", integer=True,
-                        hints={r * d / (r * (d + k)): "you counted only B (d × r), not A (r × k)",
-                               r * k / (r * (d + k)): "you counted only A (r × k), not B (d × r)",
-                               d * k / (r * (d + k)): "that is the dense matrix, d × k"})
+    expected = lowrank.factorized_parameters(d, k, r)
+    return judge_number(answer, expected, "count", integer=True, hints=_slips(expected, {
+        r * d: "you counted only B (d × r), not A (r × k)",
+        r * k: "you counted only A (r × k), not B (d × r)",
+        d * k: "that is the dense matrix, d × k, which the factorisation replaces",
+        d + k: "that is d + k, the size of one column of B and one row of A; B and A "
+               "have r of each",
+        r * d * k: "you multiplied r, d and k; B and A are two separate matrices, so add "
+                   "their sizes d·r and r·k",
+        r * r * (d + k): "you multiplied by r twice: B has d·r entries and A has r·k"}))
 
 
 @exercise("02.2", "the break-even rank of a 768 x 3072 matrix, to 3 significant digits",
@@ -152,16 +172,38 @@ def _(answer):
 def _(answer):
     d, k = 768, 3072
     expected = lowrank.break_even_rank(d, k)
-    return judge_number(answer, expected, "break-even rank", significant=3,
-                        hints={(d / 2) / expected: "d/2 is the rule for a square matrix; solve "
-                               "r(d + k) = dk for this one",
-                               (k / 2) / expected: "k/2 is not it either; solve r(d + k) = dk"})
+    return judge_number(answer, expected, "break-even rank", significant=3, hints=_slips(expected, {
+        d / 2: "d/2 is the rule for a square matrix (d = k); this one is not square: solve "
+               "r(d + k) = dk",
+        k / 2: "k/2 is not it (nor is √(dk), which is the same number here); solve r(d + k) = dk",
+        min(d, k): "that is the largest rank a 768 × 3072 matrix can have, not the rank where "
+                   "r(d + k) reaches dk",
+        2 * d * k / (d + k): "that solves r(d + k)/2 = dk; a rank-r factorisation stores "
+                             "r(d + k) numbers, all of B and all of A",
+        (d + k) / 2: "that is the average of d and k; solve r(d + k) = dk for r"}))
 
 
 @exercise("02.3", "the rank that keeps 90% of the centred photo's energy", "reasoning")
-def _(answer, singular_values):
-    return judge_number(answer, lowrank.rank_for_energy(singular_values, 0.90), "rank",
-                        integer=True)
+def _(answer, singular_values, raw_singular_values=None):
+    sigma = np.sort(np.abs(np.asarray(singular_values, dtype=float)))[::-1]
+    expected = lowrank.rank_for_energy(sigma, 0.90)
+    slips = {lowrank.rank_for_energy(sigma, 0.80): "that is the rank for 80% of the energy, "
+                                                   "printed above; the question asks for 90%",
+             lowrank.rank_for_energy(sigma, 0.99): "that is the rank for 99% of the energy; "
+                                                   "the question asks for 90%"}
+    if raw_singular_values is not None:
+        raw = lowrank.rank_for_energy(np.sort(np.abs(np.asarray(raw_singular_values, dtype=float)))[::-1],
+                                      0.90)
+        slips[raw] = ("that is the raw photo's rank; use the centred photo's singular values, "
+                      "sigma_centred")
+    shares = np.cumsum(sigma) / np.sum(sigma)
+    slips[int(np.argmax(shares >= 0.90)) + 1] = ("you added up σᵢ; the energy is the sum of the "
+                                                 "squares σᵢ², so accumulate sigma ** 2")
+    if expected > 1:   # np.argmax gives a position counted from 0
+        slips[expected - 1] = ("if you used np.argmax on the cumulative shares, it gives a "
+                               "position counted from 0, while a rank counts directions from 1")
+    slips.pop(expected, None)   # a slip that lands on the answer is no slip here
+    return judge_number(answer, expected, "rank", integer=True, hints=_slips(expected, slips))
 
 
 def _svd_cases():
@@ -172,22 +214,57 @@ def _svd_cases():
             ("a wide 3 × 7 matrix with r = 1", (generator.standard_normal((3, 7)), 1))]
 
 
+def _truncated_svd_reference(M, r):
+    """What 02.4 compares with: the rank-r product and the factors' shapes it asks for."""
+    U, sigma, Vt = np.linalg.svd(M, full_matrices=False)
+    return {"product": (U[:, :r] * sigma[:r]) @ Vt[:r], "r": r,
+            "no sigma": U[:, :r] @ Vt[:r], "V not V^T": (U[:, :r] * sigma[:r]) @ Vt.T[:r]}
+
+
+def _columns(n: int) -> str:
+    return f"{n} column{'s' * (n != 1)}"
+
+
 def _compare_factors(expected, got) -> str | None:
     if not isinstance(got, (tuple, list)) or len(got) != 2:
-        return "return two matrices, (B, A)"
+        return ("return two matrices, (B, A), the factors whose product B @ A is the rank-r "
+                "approximation")
     B, A = (as_array(m) for m in got)
     if B is None or A is None:
         return (f"B and A must be matrices of numbers; you returned ({type(got[0]).__name__}, "
                 f"{type(got[1]).__name__})")
-    d, k = expected.shape
-    if B.ndim != 2 or A.ndim != 2 or B.shape[0] != d or A.shape[1] != k or B.shape[1] != A.shape[0]:
-        return (f"B should be {d} × r and A r × {k}; yours are {B.shape} and {A.shape}")
-    return compare_arrays(expected, B @ A, atol=1e-8)
+    d, k = expected["product"].shape
+    r = expected["r"]
+    if B.ndim != 2 or A.ndim != 2:
+        return f"B and A must be 2-D matrices; yours have shapes {B.shape} and {A.shape}"
+    if B.shape == (r, k) and A.shape == (d, r):
+        return f"you returned (A, B): A is {r} × {k} and B is {d} × {r}; return (B, A)"
+    if B.shape != (d, r):
+        kind = (" (the whole d × k product, not a factor)" if B.shape == (d, k) else
+                " (a d × d matrix, not a factor of rank r)" if B.shape == (d, d) else "")
+        has = f"has {B.shape[1]}" if B.shape[0] == d else f"is {B.shape[0]} × {B.shape[1]}"
+        return (f"B should be {d} × r with r = {_columns(r)}; yours {has}{kind}. B keeps the "
+                f"first r columns of U (scaled by σ₁ … σ_r)")
+    if A.shape != (r, k):
+        kind = (" (the whole d × k product, not a factor)" if A.shape == (d, k) else
+                " (a k × k matrix, not a factor of rank r)" if A.shape == (k, k) else "")
+        has = f"has {A.shape[0]}" if A.shape[1] == k else f"is {A.shape[0]} × {A.shape[1]}"
+        return (f"A should be r × {k} with r = {r} row{'s' * (r != 1)}; yours {has}{kind}. A "
+                f"keeps the first r rows of Vᵀ")
+    product = B @ A
+    if compare_arrays(expected["product"], product, atol=1e-8) is None:
+        return None
+    if compare_arrays(expected["no sigma"], product, atol=1e-8) is None:
+        return "B @ A equals U_r V_rᵀ: the singular values Σ_r are missing from B or A"
+    if compare_arrays(expected["V not V^T"], product, atol=1e-8) is None:
+        return ("A holds the first r columns of Vᵀ; np.linalg.svd returns Vᵀ already, so A is "
+                "its first r rows, Vt[:r]")
+    return compare_arrays(expected["product"], product, atol=1e-8)
 
 
 @exercise("02.4", "write truncated_svd(M, r) returning B (d × r) and A (r × k)", "coding")
 def _(answer):
-    return judge_function(answer, _svd_cases(), lowrank.low_rank_approximation,
+    return judge_function(answer, _svd_cases(), _truncated_svd_reference,
                           _compare_factors, "my_truncated_svd")
 
 
@@ -196,11 +273,39 @@ def _(answer):
 def _(answer, Q):
     sigma = linalg.singular_values(Q)
     expected = lowrank.eckart_young_error(sigma, 1)
-    return judge_number(answer, expected, "error", significant=3,
-                        hints={sigma[1] / expected: "that is σ₂ alone; the error adds the squares "
-                               "of every discarded singular value, then takes the root",
-                               float(np.sum(sigma[1:] ** 2)) / expected: "that is the sum of "
-                               "squares; take its square root"})
+    return judge_number(answer, expected, "error", significant=3, hints=_slips(expected, {
+        float(sigma[1]): "that is σ₂ alone, the error in the spectral norm; the Frobenius error "
+                         "adds the squares of every discarded singular value, then takes the root",
+        float(np.sum(sigma[1:] ** 2)): "that is the sum of squares; take its square root",
+        float(np.sum(sigma[1:])): "you added the discarded singular values; add their squares, "
+                                  "then take the root",
+        float(sigma[0]): "σ₁ is the part the rank-1 approximation keeps; the error is what it "
+                         "drops",
+        float(np.sqrt(np.sum(sigma ** 2))): "that is ‖Q‖_F, the size of all of Q; the error "
+                                            "counts only the discarded singular values",
+        expected / float(np.sqrt(np.sum(sigma ** 2))): "that is the relative error (divided by "
+                                                       "‖Q‖_F); the question asks for the error "
+                                                       "itself"}))
+
+
+@exercise("02.6", "predict the rank of B @ A when B is a 64 x 8 matrix built from 3 columns",
+          "reasoning")
+def _(answer, B, A):
+    B, A = as_array(B), as_array(A)
+    if B is None or A is None or B.ndim != 2 or A.ndim != 2 or B.shape[1] != A.shape[0]:
+        raise ExerciseSetupError("02.6 needs the notebook's matrices B (d × r) and A (r × k)")
+    expected = linalg.numerical_rank(B @ A)
+    r = B.shape[1]
+    slips = {r: f"r = {r} is only an upper bound. Every column of B A is a combination of B's "
+                f"columns, and B's {r} columns are themselves combinations of fewer columns: "
+                f"count those",
+             B.shape[0]: f"B A is {B.shape[0]} × {A.shape[1]}: it cannot have more independent "
+                         f"columns than its {A.shape[1]} columns, nor more than B has",
+             min(B.shape[0], A.shape[1]): "that is the largest rank a matrix of this shape can "
+                                          "have; a product of factors has at most the rank of "
+                                          "either factor"}
+    slips.pop(expected, None)
+    return judge_number(answer, expected, "rank", integer=True, hints=_slips(expected, slips))
 
 
 # ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import matplotlib
 import matplotlib.lines
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -217,22 +218,105 @@ def plot_storage_fraction(sizes, ranks=None, ax=None):
     return fig
 
 
-def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray"):
-    """Show 2-D arrays as images side by side, each with its label as title."""
+CROP_OUTLINE = "#F0E442"   # Okabe-Ito yellow, used for nothing else: where a zoomed crop comes from
+
+
+def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, box_label: str = ""):
+    """Show 2-D arrays as images in a grid, ``ncols`` to a row, each with its label as title.
+
+    Each image gets 3 inches of width (its height follows the tallest image's shape), so three
+    to a row fill a notebook's width and are large enough to compare. ``box=(top, left, height, width)`` outlines that region (in
+    pixels) on the first image, e.g. where a zoomed crop shown elsewhere comes from;
+    ``box_label`` names it in the first image's legend.
+    """
     if not isinstance(images, dict) or not images:
         raise TypeError("images must be a non-empty dict mapping titles to 2-D arrays")
     ncols = check_int(ncols, "ncols", minimum=1)
-    nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.3 * nrows),
+    if box is not None:
+        box = [check_int(v, f"box[{i}]", minimum=0) for i, v in enumerate(check_sequence(box, "box", "numbers"))]
+        if len(box) != 4 or box[2] < 1 or box[3] < 1:
+            raise ValueError(f"box must be (top, left, height, width) with height and width >= 1, got {box}")
+    arrays = {title: np.asarray(image, dtype=float) for title, image in images.items()}
+    for title, image in arrays.items():
+        if image.ndim != 2 or image.size == 0:
+            raise ValueError(f"image {title!r} must be a non-empty 2-D array, got shape {image.shape}")
+    nrows = -(-len(arrays) // ncols)
+    aspect = max(image.shape[0] / image.shape[1] for image in arrays.values())
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, (3.0 * aspect + 0.5) * nrows),
                              layout="constrained", squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (title, image) in zip(axes.flat, images.items()):
-        image = np.asarray(image, dtype=float)
-        if image.ndim != 2:
-            raise ValueError(f"image {title!r} must be 2-D, got shape {image.shape}")
+    for ax, (title, image) in zip(axes.flat, arrays.items()):
         ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
         ax.set_title(title, fontsize=9, fontweight="normal")
+    if box is not None:
+        top, left, height, width = box
+        first = axes.flat[0]
+        first.add_patch(matplotlib.patches.Rectangle(
+            (left - 0.5, top - 0.5), width, height, fill=False, linewidth=1.5,
+            edgecolor=CROP_OUTLINE, label=box_label or None))
+        if box_label:
+            first.legend(loc="lower center", bbox_to_anchor=(0.5, -0.12), fontsize=8)
+    return fig
+
+
+def _check_svd_factors(factors):
+    """``factors`` as np.linalg.svd(M, full_matrices=False) returns them: U (d × n), the n
+    singular values in decreasing order, Vᵀ (n × k)."""
+    if not isinstance(factors, (tuple, list)) or len(factors) != 3:
+        raise TypeError(f"factors must be the three arrays (U, sigma, Vt) that "
+                        f"np.linalg.svd(M, full_matrices=False) returns, got {type(factors).__name__}")
+    U = check_array(factors[0], "factors[0] (U)", ndim=2)
+    sigma = check_array(factors[1], "factors[1] (sigma)", ndim=1)
+    Vt = check_array(factors[2], "factors[2] (Vt)", ndim=2)
+    n = len(sigma)
+    if U.shape[1] != n or Vt.shape[0] != n:
+        raise ValueError(f"factors do not fit together: U is {U.shape}, sigma has {n} values, Vt "
+                         f"is {Vt.shape} (U needs {n} columns and Vt {n} rows); pass "
+                         f"np.linalg.svd(M, full_matrices=False)")
+    if np.any(sigma < 0) or np.any(np.diff(sigma) > 0):
+        raise ValueError("factors[1] (sigma) must be the singular values in decreasing order, >= 0")
+    return U, sigma, Vt
+
+
+def draw_photo_at_rank(factors, rank: int):
+    """The picture a slider redraws in notebook 02: an image at one rank, what that rank stores,
+    and what it loses.
+
+    ``factors`` is ``np.linalg.svd(photo, full_matrices=False)``, computed once (an SVD of a
+    photo takes too long to repeat at every move of a slider); ``rank`` is r. Left: the rank-r
+    approximation U_r Σ_r V_rᵀ (clipped to the 0..1 brightness range). Right: against the rank,
+    the relative Frobenius error √(Σ_{i>r} σᵢ²) / ‖M‖_F and the numbers stored, r(d + k) / dk,
+    with r marked. The title gives r, the stored count r·(d + k) against d·k, and the error.
+    Returns the Figure without showing it.
+    """
+    U, sigma, Vt = _check_svd_factors(factors)
+    d, k, n = U.shape[0], Vt.shape[1], len(sigma)
+    rank = check_int(rank, "rank", minimum=1, maximum=n)
+    image = np.clip((U[:, :rank] * sigma[:rank]) @ Vt[:rank], 0.0, 1.0)
+    energy = sigma ** 2
+    tail = np.concatenate([np.cumsum(energy[::-1])[::-1], [0.0]])   # tail[r] = Σ_{i>r} σᵢ²
+    ranks = np.arange(1, n + 1)
+    errors = np.sqrt(tail[1:] / tail[0])
+    stored, dense = rank * (d + k), d * k
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 4.2), layout="constrained",
+                                      gridspec_kw={"width_ratios": [1, 1.2]})
+    left.imshow(image, cmap="gray", vmin=0, vmax=1)
+    left.axis("off")
+    right.plot(ranks, errors, color=COLORS["error"], label="relative error ‖M − M_r‖_F / ‖M‖_F")
+    right.plot(ranks, ranks * (d + k) / dense, color=COLORS["text"],
+               label="numbers stored / dense, r(d + k) / dk")
+    right.axhline(1.0, color=COLORS["text"], linestyle=":", linewidth=1,
+                  label=f"break-even (r = {dense / (d + k):.0f})")
+    right.plot([rank], [errors[rank - 1]], "o", color=COLORS["error"])
+    right.plot([rank], [stored / dense], "o", color=COLORS["text"])
+    right.axvline(rank, color=COLORS["frozen"], linewidth=1)
+    right.set(xlabel="rank r", ylabel="fraction", ylim=(0, 1.5),
+              xlim=(0, max(rank, min(n, 1.1 * dense / (d + k)))))
+    right.legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"rank {rank}: stores {rank}·({d} + {k}) = {stored:,} numbers vs {d}·{k} = "
+                 f"{dense:,} ({stored / dense:.0%}); relative error {errors[rank - 1]:.1%}",
+                 fontsize=10)
     return fig
 
 
