@@ -138,11 +138,14 @@ def _(answer, W_noisy):
 # 02: low-rank decomposition
 # ---------------------------------------------------------------------------
 
-def _slips(expected: float, slips: dict) -> dict:
-    """``{wrong value: why}`` as judge_number's ``{ratio to expected: why}``; two slips that
-    give the same value share one message, so neither hides the other."""
+def _slips(expected: float, slips) -> dict:
+    """Slips given as ``{wrong value: why}`` or ``[(wrong value, why), ...]``, as judge_number's
+    ``{ratio to expected: why}``. Two slips that give the same value share one message, so
+    neither hides the other; a slip that lands on the answer is no slip here."""
     hints: dict = {}
-    for value, why in slips.items():
+    for value, why in (slips.items() if isinstance(slips, dict) else slips):
+        if math.isclose(value, expected, rel_tol=1e-9):
+            continue
         ratio = value / expected
         same = next((r for r in hints if math.isclose(r, ratio, rel_tol=1e-9)), None)
         if same is None:
@@ -187,22 +190,20 @@ def _(answer):
 def _(answer, singular_values, raw_singular_values=None):
     sigma = np.sort(np.abs(np.asarray(singular_values, dtype=float)))[::-1]
     expected = lowrank.rank_for_energy(sigma, 0.90)
-    slips = {lowrank.rank_for_energy(sigma, 0.80): "that is the rank for 80% of the energy, "
-                                                   "printed above; the question asks for 90%",
-             lowrank.rank_for_energy(sigma, 0.99): "that is the rank for 99% of the energy; "
-                                                   "the question asks for 90%"}
-    if raw_singular_values is not None:
-        raw = lowrank.rank_for_energy(np.sort(np.abs(np.asarray(raw_singular_values, dtype=float)))[::-1],
-                                      0.90)
-        slips[raw] = ("that is the raw photo's rank; use the centred photo's singular values, "
-                      "sigma_centred")
     shares = np.cumsum(sigma) / np.sum(sigma)
-    slips[int(np.argmax(shares >= 0.90)) + 1] = ("you added up σᵢ; the energy is the sum of the "
-                                                 "squares σᵢ², so accumulate sigma ** 2")
-    if expected > 1:   # np.argmax gives a position counted from 0
-        slips[expected - 1] = ("if you used np.argmax on the cumulative shares, it gives a "
-                               "position counted from 0, while a rank counts directions from 1")
-    slips.pop(expected, None)   # a slip that lands on the answer is no slip here
+    slips = [(lowrank.rank_for_energy(sigma, 0.80), "that is the rank for 80% of the energy, "
+                                                    "printed above; the question asks for 90%"),
+             (lowrank.rank_for_energy(sigma, 0.99), "that is the rank for 99% of the energy; "
+                                                    "the question asks for 90%"),
+             (int(np.argmax(shares >= 0.90)) + 1, "you added up σᵢ; the energy is the sum of "
+                                                  "the squares σᵢ², so accumulate sigma ** 2"),
+             (expected - 1, "if you used np.argmax on the cumulative shares, it gives a "
+                            "position counted from 0, while a rank counts directions from 1")]
+    if raw_singular_values is not None:
+        raw = np.sort(np.abs(np.asarray(raw_singular_values, dtype=float)))[::-1]
+        slips.append((lowrank.rank_for_energy(raw, 0.90), "that is the raw photo's rank; use "
+                      "the centred photo's singular values, sigma_centred"))
+    slips = [(value, why) for value, why in slips if value >= 1]
     return judge_number(answer, expected, "rank", integer=True, hints=_slips(expected, slips))
 
 
@@ -304,7 +305,6 @@ def _(answer, B, A):
              min(B.shape[0], A.shape[1]): "that is the largest rank a matrix of this shape can "
                                           "have; a product of factors has at most the rank of "
                                           "either factor"}
-    slips.pop(expected, None)
     return judge_number(answer, expected, "rank", integer=True, hints=_slips(expected, slips))
 
 

@@ -225,9 +225,10 @@ def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, 
     """Show 2-D arrays as images in a grid, ``ncols`` to a row, each with its label as title.
 
     Each image gets 3 inches of width (its height follows the tallest image's shape), so three
-    to a row fill a notebook's width and are large enough to compare. ``box=(top, left, height, width)`` outlines that region (in
-    pixels) on the first image, e.g. where a zoomed crop shown elsewhere comes from;
-    ``box_label`` names it in the first image's legend.
+    to a row fill a notebook's width and are large enough to compare.
+    ``box=(top, left, height, width)`` outlines that region (in pixels) on the first image,
+    e.g. where a zoomed crop shown elsewhere comes from; ``box_label`` names it in the first
+    image's legend.
     """
     if not isinstance(images, dict) or not images:
         raise TypeError("images must be a non-empty dict mapping titles to 2-D arrays")

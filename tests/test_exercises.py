@@ -79,11 +79,14 @@ CASES = {
     "01.5": ({"W_noisy": W_NOISY}, 1e-3, [(1e-9, "Too small"), (10.0, "Too large")]),
     "02.1": ({}, 16 * (1024 + 4096), [(16 * 1024, "only B"), (1024 * 4096, "dense")]),
     "02.2": ({}, 614.4, [(384, "square matrix"), (610, "significant digits")]),
-    "02.3": ({"singular_values": SIGMA}, 2, [(3, "off by one"), (5, "too high")]),
-    "02.4": ({}, _svd, [(lambda M, r: _svd(M, r)[::-1], "B should be"),
+    "02.3": ({"singular_values": SIGMA}, 2, [(3, "rank for 99%"), (1, "np.argmax"), (5, "too high")]),
+    "02.4": ({}, _svd, [(lambda M, r: _svd(M, r)[::-1], "you returned (A, B)"),
                         (lambda M, r: (np.zeros((M.shape[0], r)), np.zeros((r, M.shape[1]))),
                          "largest difference")]),
     "02.5": ({"Q": Q}, 3.16, [(3.0, "σ₂ alone"), (10.0, "square root"), (3.2, "significant")]),
+    "02.6": ({"B": np.random.default_rng(3).standard_normal((64, 3)) @ np.random.default_rng(4).standard_normal((3, 8)),
+              "A": np.random.default_rng(5).standard_normal((8, 48))}, 3,
+             [(8, "only an upper bound"), (48, "largest rank"), (5, "too high")]),
     "03.1": ({}, 8 * 513_626_880, [(4 * 513_626_880, "Adam keeps two"),
                                    (8 * 513_626_880 / 1e9, "in GB")]),
     "03.2": ({"precision": 0.9243, "recall": 0.9401}, 0.932, [(0.93, "significant digits"),
@@ -332,3 +335,105 @@ def test_a_right_answer_in_another_form_is_right(exercise_id):
 def test_01_3_refuses_a_set_and_says_why():
     feedback = exercises.check("01.3", {3, 1}, P=P)
     assert not feedback.correct and "A set has no order" in feedback.message
+
+
+# --- notebook 02: each exercise's own slips (issue 25) ---------------------------------------
+
+def _photo_like_spectrum():
+    """Singular values that fall like a photo's: the slips of 02.3 give different ranks."""
+    return 50.0 * 0.93 ** np.arange(200) + 0.2
+
+
+@pytest.mark.parametrize("answer, words", [
+    (16 * 1024, "you counted only B"), (16 * 4096, "you counted only A"),
+    (1024 * 4096, "that is the dense matrix"), (1024 + 4096, "one column of B and one row of A"),
+    (16 * 1024 * 4096, "you multiplied r, d and k"), (16 * 16 * (1024 + 4096), "multiplied by r twice"),
+    (81_921, "too high")])
+def test_02_1_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.1", answer)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "range" not in feedback.message   # no generic off-by-one: this is a product, not a range
+
+
+@pytest.mark.parametrize("answer, words", [
+    (384, "d/2 is the rule for a square matrix"), (1536, "k/2 is not it"),
+    (768, "largest rank a 768 × 3072 matrix"), (1228.8, "r(d + k)/2 = dk"), (1920, "average of d and k")])
+def test_02_2_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.2", answer)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_3_names_its_own_slips():
+    from lora_teach import lowrank
+    sigma = _photo_like_spectrum()
+    raw = np.concatenate([[400.0], sigma[1:]])   # a first direction that holds most of the energy
+    expected = lowrank.rank_for_energy(sigma, 0.90)
+    by_sigma = int(np.argmax(np.cumsum(sigma) / np.sum(sigma) >= 0.90)) + 1
+    slips = {expected - 1: "np.argmax", by_sigma: "the sum of the squares",
+             lowrank.rank_for_energy(sigma, 0.80): "rank for 80%",
+             lowrank.rank_for_energy(sigma, 0.99): "rank for 99%",
+             lowrank.rank_for_energy(raw, 0.90): "the raw photo's rank"}
+    assert len(set(slips) | {expected}) == 6   # the five slips are told apart
+    context = {"singular_values": sigma, "raw_singular_values": raw}
+    assert exercises.check("02.3", expected, **context).correct
+    assert exercises.check("02.3", float(expected), **context).correct
+    for answer, words in slips.items():
+        feedback = exercises.check("02.3", answer, **context)
+        assert not feedback.correct and words in feedback.message, (answer, feedback.message)
+
+
+def _approximation(M, r):
+    u, s, vt = np.linalg.svd(M, full_matrices=False)
+    return (u[:, :r] * s[:r]) @ vt[:r]
+
+
+@pytest.mark.parametrize("slip, words", [
+    (lambda M, r: (_approximation(M, r), np.eye(M.shape[1])),
+     "B should be 6 × r with r = 2 columns; yours has 4 (the whole d × k product"),
+    (lambda M, r: (np.eye(M.shape[0]), _approximation(M, r)),
+     "B should be 6 × r with r = 2 columns; yours has 6 (a d × d matrix"),
+    (lambda M, r: _svd(M, r)[::-1], "you returned (A, B)"),
+    (lambda M, r: _svd(M, r + 1), "B should be 6 × r with r = 2 columns; yours has 3"),
+    (lambda M, r: (_svd(M, r)[0], _svd(M, r + 1)[1]), "A should be r × 4 with r = 2 rows; yours has 3"),
+    (lambda M, r: (np.linalg.svd(M, full_matrices=False)[0][:, :r], np.linalg.svd(M, full_matrices=False)[2][:r]),
+     "the singular values Σ_r are missing"),
+    (lambda M, r: (_svd(M, r)[0], np.linalg.svd(M, full_matrices=False)[2].T[:r]), "Vt[:r]"),
+    (lambda M, r: _approximation(M, r), "return two matrices, (B, A)")])
+def test_02_4_requires_lora_shapes_and_names_the_slip(slip, words):
+    feedback = exercises.check("02.4", slip)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_4_accepts_any_split_of_the_singular_values():
+    def balanced(M, r):
+        u, s, vt = np.linalg.svd(M, full_matrices=False)
+        return u[:, :r] * np.sqrt(s[:r]), np.sqrt(s[:r])[:, None] * vt[:r]
+    assert exercises.check("02.4", balanced).correct
+    def full_matrices(M, r):   # np.linalg.svd's default full_matrices=True, sliced right
+        u, s, vt = np.linalg.svd(M)
+        return u[:, :r], np.diag(s[:r]) @ vt[:r]
+    assert exercises.check("02.4", full_matrices).correct
+
+
+@pytest.mark.parametrize("answer, words", [
+    (3.0, "σ₂ alone"), (10.0, "take its square root"), (4.0, "you added the discarded singular values"),
+    (5.0, "σ₁ is the part the rank-1 approximation keeps"), (5.92, "that is ‖Q‖_F"),
+    (0.535, "that is the relative error")])
+def test_02_5_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.5", answer, Q=Q)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_6_judges_the_prediction_against_the_given_factors():
+    generator = np.random.default_rng(0)
+    B = generator.standard_normal((64, 3)) @ generator.standard_normal((3, 8))
+    A = generator.standard_normal((8, 48))
+    for right in (3, 3.0, np.int64(3), torch.tensor(3)):
+        assert exercises.check("02.6", right, B=B, A=A).correct
+    assert "only an upper bound" in exercises.check("02.6", 8, B=B, A=A).message
+    assert "largest rank a matrix of this shape" in exercises.check("02.6", 48, B=B, A=A).message
+    assert "cannot have more independent columns" in exercises.check("02.6", 64, B=B, A=A).message
+    full = generator.standard_normal((64, 8))   # B of full rank 8: then 8 is right
+    assert exercises.check("02.6", 8, B=full, A=A).correct
+    with pytest.raises(ExerciseSetupError, match="02.6"):
+        exercises.check("02.6", 3, B=B, A=A.T)

@@ -81,6 +81,71 @@ def test_plot_image_grid_titles_every_image():
         plotting.plot_image_grid({"a": np.zeros(4)})
 
 
+def test_plot_image_grid_gives_each_image_three_inches_and_outlines_the_crop():
+    images = {f"image {i}": np.zeros((60, 50)) for i in range(6)}
+    fig = plotting.plot_image_grid(images, ncols=3, box=(10, 20, 15, 25), box_label="the crop")
+    width, height = fig.get_size_inches()
+    assert width == 9.0 and height == pytest.approx(2 * (3.0 * 60 / 50 + 0.5))
+    outline = fig.axes[0].patches[0]
+    assert outline.get_width() == 25 and outline.get_height() == 15 and outline.get_xy() == (19.5, 9.5)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["the crop"]
+    assert not fig.axes[1].patches
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="box must be"):
+        plotting.plot_image_grid(images, box=(1, 2, 3))
+    with pytest.raises(ValueError, match="box\\[2\\]"):
+        plotting.plot_image_grid(images, box=(1, 2, -3, 4))
+
+
+def _photo_factors(d=30, k=20):
+    photo = np.clip(np.add.outer(np.linspace(0, 1, d), np.linspace(0, 0.5, k)) / 1.5, 0, 1)
+    photo = photo + 0.05 * np.random.default_rng(0).standard_normal((d, k))
+    return photo, np.linalg.svd(photo, full_matrices=False)
+
+
+def test_draw_photo_at_rank_shows_the_approximation_its_count_and_its_error():
+    photo, factors = _photo_factors()
+    fig = plotting.draw_photo_at_rank(factors, 3)
+    U, sigma, Vt = factors
+    approximation = np.clip((U[:, :3] * sigma[:3]) @ Vt[:3], 0, 1)
+    assert np.allclose(fig.axes[0].images[0].get_array(), approximation)
+    error = np.linalg.norm(photo - (U[:, :3] * sigma[:3]) @ Vt[:3]) / np.linalg.norm(photo)
+    title = fig.get_suptitle()
+    assert title.startswith("rank 3: stores 3·(30 + 20) = 150 numbers vs 30·20 = 600 (25%)")
+    assert title.endswith(f"relative error {error:.1%}")
+    error_curve = fig.axes[1].lines[0]
+    assert np.isclose(error_curve.get_ydata()[2], error) and error_curve.get_ydata()[-1] == 0
+    matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize("factors, rank, error, words", [
+    ("photo", 3, TypeError, "factors must be the three arrays"),
+    ((np.ones((4, 2)), np.ones(3), np.ones((3, 5))), 1, ValueError, "do not fit together"),
+    ((np.ones((4, 2)), np.array([1.0, 2.0]), np.ones((2, 5))), 1, ValueError, "decreasing order"),
+    ((np.ones((4, 2)), np.array(["a", "b"]), np.ones((2, 5))), 1, TypeError, "factors\\[1\\] \\(sigma\\)"),
+    (None, 1, TypeError, "factors must be"),
+    ("ok", 0, ValueError, "rank"), ("ok", 21, ValueError, "rank"), ("ok", 2.5, TypeError, "rank")])
+def test_draw_photo_at_rank_refuses_bad_input_and_names_it(factors, rank, error, words):
+    if isinstance(factors, str) and factors == "ok":
+        factors = _photo_factors()[1]
+    with pytest.raises(error, match=words):
+        plotting.draw_photo_at_rank(factors, rank)
+
+
+def test_draw_photo_at_rank_driven_by_a_slider():
+    from lora_teach import interactive
+    _, factors = _photo_factors()
+    explorer = interactive.Explorer(lambda rank: plotting.draw_photo_at_rank(factors, rank), rank=(1, 20, 5))
+    assert explorer.values == {"rank": 5}
+    assert explorer.figure.get_suptitle().startswith("rank 5: stores 5·(30 + 20) = 250")
+    explorer.controls["rank"].value = 2
+    assert explorer.values == {"rank": 2}
+    assert explorer.figure.get_suptitle().startswith("rank 2: stores 2·(30 + 20) = 100")
+    U, sigma, Vt = factors
+    assert np.allclose(explorer.figure.axes[0].images[0].get_array(),
+                       np.clip((U[:, :2] * sigma[:2]) @ Vt[:2], 0, 1))
+
+
 def test_plot_grouped_bars_uses_method_colours_and_checks_lengths():
     fig = plotting.plot_grouped_bars(["x", "y"], {"LoRA r=8": [1, 2], "adapters": [3, 4]}, "n")
     ax = fig.axes[0]
