@@ -289,23 +289,33 @@ def _(answer, Q):
                                                        "itself"}))
 
 
-@exercise("02.6", "predict the rank of B @ A when B is a 64 x 8 matrix built from 3 columns",
-          "reasoning")
-def _(answer, B, A):
-    B, A = as_array(B), as_array(A)
-    if B is None or A is None or B.ndim != 2 or A.ndim != 2 or B.shape[1] != A.shape[0]:
-        raise ExerciseSetupError("02.6 needs the notebook's matrices B (d × r) and A (r × k)")
-    expected = linalg.numerical_rank(B @ A)
-    r = B.shape[1]
-    slips = {r: f"r = {r} is only an upper bound. Every column of B A is a combination of B's "
-                f"columns, and B's {r} columns are themselves combinations of fewer columns: "
-                f"count those",
-             B.shape[0]: f"B A is {B.shape[0]} × {A.shape[1]}: it cannot have more independent "
-                         f"columns than its {A.shape[1]} columns, nor more than B has",
-             min(B.shape[0], A.shape[1]): "that is the largest rank a matrix of this shape can "
-                                          "have; a product of factors has at most the rank of "
-                                          "either factor"}
-    return judge_number(answer, expected, "rank", integer=True, hints=_slips(expected, slips))
+def _smallest_rank_within(sigma: np.ndarray, relative_error: float) -> int:
+    """The smallest r whose best rank-r approximation has at most this relative Frobenius error."""
+    total = float(np.sqrt(np.sum(sigma ** 2)))
+    return next(r for r in range(len(sigma) + 1)
+                if lowrank.eckart_young_error(sigma, r) <= relative_error * total * (1 + 1e-12))
+
+
+@exercise("02.6", "predict the smallest rank r whose best B A approximates the update to a "
+          "relative error of at most 10%", "reasoning")
+def _(answer, update):
+    sigma = linalg.singular_values(update)
+    expected = _smallest_rank_within(sigma, 0.10)
+    tenth = 0.1 * sigma[0] * (1 + 1e-9)
+    spectral = ("σ_{r+1} ≤ σ₁/10 makes the spectral-norm error a tenth; the Frobenius error "
+                "adds the squares of every discarded σᵢ")
+    shares = np.cumsum(sigma) / np.sum(sigma)
+    slips = [(lowrank.rank_for_energy(sigma, 0.90), "that keeps 90% of the energy, which leaves "
+              "a relative error of √0.10 ≈ 32%: the relative error is the square root of the "
+              "share of the energy left out"),
+             (int(np.argmax(sigma <= tenth)), spectral),            # sigma[r] is σ_{r+1}
+             (int(np.argmax(sigma <= tenth)) + 1, spectral),        # σ_r ≤ σ₁/10
+             (int(np.argmax(shares >= 0.90)) + 1, "you added up σᵢ; the Frobenius error adds "
+              "the squares σᵢ², then takes the root"),
+             (expected - 1, "if you used np.argmax, it gives a position counted from 0, while a "
+              "rank counts directions from 1")]
+    return judge_number(answer, expected, "rank", integer=True,
+                        hints=_slips(expected, [(v, why) for v, why in slips if v >= 1]))
 
 
 # ---------------------------------------------------------------------------

@@ -224,11 +224,11 @@ CROP_OUTLINE = "#F0E442"   # Okabe-Ito yellow, used for nothing else: where a zo
 def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, box_label: str = ""):
     """Show 2-D arrays as images in a grid, ``ncols`` to a row, each with its label as title.
 
-    Each image gets 3 inches of width (its height follows the tallest image's shape), so three
-    to a row fill a notebook's width and are large enough to compare.
-    ``box=(top, left, height, width)`` outlines that region (in pixels) on the first image,
-    e.g. where a zoomed crop shown elsewhere comes from; ``box_label`` names it in the first
-    image's legend.
+    Each image gets 2.5 inches of width (its height follows the tallest image's shape), so three
+    to a row fill a notebook's width (900 pixels at the course's 120 dpi) unscaled, each large
+    enough to compare. ``box=(top, left, height, width)`` outlines that region (in pixels) on
+    the first image, e.g. where a zoomed crop shown elsewhere comes from; ``box_label`` names it
+    in the first image's legend.
     """
     if not isinstance(images, dict) or not images:
         raise TypeError("images must be a non-empty dict mapping titles to 2-D arrays")
@@ -243,7 +243,7 @@ def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, 
             raise ValueError(f"image {title!r} must be a non-empty 2-D array, got shape {image.shape}")
     nrows = -(-len(arrays) // ncols)
     aspect = max(image.shape[0] / image.shape[1] for image in arrays.values())
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, (3.0 * aspect + 0.5) * nrows),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.5 * ncols, (2.5 * aspect + 0.5) * nrows),
                              layout="constrained", squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -300,7 +300,7 @@ def draw_photo_at_rank(factors, rank: int):
     ranks = np.arange(1, n + 1)
     errors = np.sqrt(tail[1:] / tail[0])
     stored, dense = rank * (d + k), d * k
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 4.2), layout="constrained",
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.6), layout="constrained",
                                       gridspec_kw={"width_ratios": [1, 1.2]})
     left.imshow(image, cmap="gray", vmin=0, vmax=1)
     left.axis("off")

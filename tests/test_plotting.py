@@ -81,11 +81,11 @@ def test_plot_image_grid_titles_every_image():
         plotting.plot_image_grid({"a": np.zeros(4)})
 
 
-def test_plot_image_grid_gives_each_image_three_inches_and_outlines_the_crop():
+def test_plot_image_grid_gives_each_image_its_width_and_outlines_the_crop():
     images = {f"image {i}": np.zeros((60, 50)) for i in range(6)}
     fig = plotting.plot_image_grid(images, ncols=3, box=(10, 20, 15, 25), box_label="the crop")
     width, height = fig.get_size_inches()
-    assert width == 9.0 and height == pytest.approx(2 * (3.0 * 60 / 50 + 0.5))
+    assert width == 7.5 and height == pytest.approx(2 * (2.5 * 60 / 50 + 0.5))
     outline = fig.axes[0].patches[0]
     assert outline.get_width() == 25 and outline.get_height() == 15 and outline.get_xy() == (19.5, 9.5)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["the crop"]
