@@ -69,6 +69,10 @@ def _phi(U, V):
     return overlap.cumsum(0).cumsum(1) / np.minimum(np.arange(1, U.shape[1] + 1)[:, None],
                                                      np.arange(1, V.shape[1] + 1)[None, :])
 
+# 02.6: an update with singular values 10/i, i = 1..48 (as notebook 02 builds it)
+UPDATE_02_6 = (np.linalg.qr(np.random.default_rng(3).standard_normal((64, 48)))[0] * (10.0 / np.arange(1, 49))
+               @ np.linalg.qr(np.random.default_rng(4).standard_normal((48, 48)))[0].T)
+
 # exercise id: (context, a solution, [(a wrong answer, words its feedback must contain)])
 CASES = {
     "01.1": ({"P": P}, 2, [(3, "Too high"), (1, "Too low"), (5, "impossible")]),
@@ -84,9 +88,8 @@ CASES = {
                         (lambda M, r: (np.zeros((M.shape[0], r)), np.zeros((r, M.shape[1]))),
                          "largest difference")]),
     "02.5": ({"Q": Q}, 3.16, [(3.0, "σ₂ alone"), (10.0, "square root"), (3.2, "significant")]),
-    "02.6": ({"B": np.random.default_rng(3).standard_normal((64, 3)) @ np.random.default_rng(4).standard_normal((3, 8)),
-              "A": np.random.default_rng(5).standard_normal((8, 48))}, 3,
-             [(8, "only an upper bound"), (48, "largest rank"), (5, "too high")]),
+    "02.6": ({"update": UPDATE_02_6}, 27, [(5, "90% of the energy"), (9, "spectral-norm error"),
+                                          (31, "you added up σᵢ"), (26, "np.argmax"), (30, "too high")]),
     "03.1": ({}, 8 * 513_626_880, [(4 * 513_626_880, "Adam keeps two"),
                                    (8 * 513_626_880 / 1e9, "in GB")]),
     "03.2": ({"precision": 0.9243, "recall": 0.9401}, 0.932, [(0.93, "significant digits"),
@@ -97,7 +100,7 @@ CASES = {
     "03.4": ({}, 6.16, [(8.22, "frozen weights stay"), (4.11, "gradient")]),
     "03.5": ({}, 25.7, [(51.4, "32-bit"), (25 * 2 * 513_626_880, "in bytes")]),
     "04.1": ({}, 2_379_264, [(2_379_264 // 2, "one adapter per layer"), (2_359_296, "biases")]),
-    "04.2": ({}, 12, [(6, "two projections"), (11, "off by one")]),
+    "04.2": ({}, 12, [(6, "two projections"), (11, "too low")]),
     "04.3": ({}, lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
              [(lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
                "largest difference")]),
@@ -424,16 +427,12 @@ def test_02_5_names_its_own_slips(answer, words):
     assert not feedback.correct and words in feedback.message, feedback.message
 
 
-def test_02_6_judges_the_prediction_against_the_given_factors():
-    generator = np.random.default_rng(0)
-    B = generator.standard_normal((64, 3)) @ generator.standard_normal((3, 8))
-    A = generator.standard_normal((8, 48))
-    for right in (3, 3.0, np.int64(3), torch.tensor(3)):
-        assert exercises.check("02.6", right, B=B, A=A).correct
-    assert "only an upper bound" in exercises.check("02.6", 8, B=B, A=A).message
-    assert "largest rank a matrix of this shape" in exercises.check("02.6", 48, B=B, A=A).message
-    assert "cannot have more independent columns" in exercises.check("02.6", 64, B=B, A=A).message
-    full = generator.standard_normal((64, 8))   # B of full rank 8: then 8 is right
-    assert exercises.check("02.6", 8, B=full, A=A).correct
-    with pytest.raises(ExerciseSetupError, match="02.6"):
-        exercises.check("02.6", 3, B=B, A=A.T)
+def test_02_6_judges_the_prediction_against_the_update_given():
+    for right in (27, 27.0, np.int64(27), torch.tensor(27)):
+        assert exercises.check("02.6", right, update=UPDATE_02_6).correct
+    for spectral in (9, 10):   # sigma_10 = sigma_1 / 10: either reading of "a tenth of sigma_1"
+        assert "spectral-norm error" in exercises.check("02.6", spectral, update=UPDATE_02_6).message
+    feedback = exercises.check("02.6", 5, update=UPDATE_02_6)
+    assert "90% of the energy" in feedback.message and "square root" in feedback.message
+    flat = np.diag(np.ones(10))   # all ten directions equal: 10% error needs 99% of them, all ten
+    assert exercises.check("02.6", 10, update=flat).correct
