@@ -233,6 +233,7 @@ def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, 
     if not isinstance(images, dict) or not images:
         raise TypeError("images must be a non-empty dict mapping titles to 2-D arrays")
     ncols = check_int(ncols, "ncols", minimum=1)
+    check_instance(box_label, "box_label", str)
     if box is not None:
         box = [check_int(v, f"box[{i}]", minimum=0) for i, v in enumerate(check_sequence(box, "box", "numbers"))]
         if len(box) != 4 or box[2] < 1 or box[3] < 1:
