@@ -408,3 +408,17 @@ def test_01_7_is_judged_against_the_matrices_it_is_given():
 def test_01_3_question_does_not_name_the_pivot_columns():
     assert "C1" not in exercises.EXERCISES["01.3"].question
     assert "C3" not in exercises.EXERCISES["01.3"].question
+
+
+def test_01_5_asks_for_room_in_the_gap_and_the_notebooks_tolerance_has_it():
+    for edge, words in [(3.05, "right under σ2"), (2e-6, "right above σ3")]:
+        feedback = exercises.check("01.5", edge, W_noisy=W_NOISY)
+        assert not feedback.correct and words in feedback.message, feedback.message
+    for tol in (1e-3, 1e-4, np.float64(1e-2), torch.tensor(1e-3)):
+        assert exercises.check("01.5", tol, W_noisy=W_NOISY).correct
+
+
+def test_01_4_says_the_repair_lowers_the_rank_from_4_to_3():
+    assert linalg.exact_rank(sympy.Matrix(S)) == 4
+    feedback = exercises.check("01.4", _repaired(), S=S)
+    assert feedback.correct and "the rank drops from 4 to 3" in feedback.message
