@@ -103,7 +103,7 @@ def _(answer, P):
     return check_column_numbers(answer, linalg.pivot_columns(P))
 
 
-@exercise("01.3", "the coefficients of C4 = c1·C1 + c3·C3 in P", "construction")
+@exercise("01.3", "the coefficients that build C4 of P from its pivot columns", "construction")
 def _(answer, P):
     return check_combination(answer, P, target=3, using=[0, 2])
 
@@ -133,6 +133,98 @@ def _(answer, S):
 def _(answer, W_noisy):
     return check_tolerance(answer, W_noisy, wanted_rank=2)
 
+
+# 01.6: a slip is named when it reproduces the student's result on every case that ran.
+def _singular_value_count(M, tol, above) -> int:
+    return int(np.sum(above(np.linalg.svd(np.asarray(M, dtype=float), compute_uv=False), tol)))
+
+
+def _eigenvalue_count(M, tol):
+    return int(np.sum(np.real(np.linalg.eigvals(M)) > tol)) if M.shape[0] == M.shape[1] else None
+
+
+_RELATIVE = ("you compared the singular values with tol·σ₁. Here tol is an absolute bound: "
+             "compare each σᵢ with tol itself")
+_RANK_SLIPS = (   # (what the slip computes, why it is wrong)
+    (lambda M, tol: _singular_value_count(M, tol, np.greater_equal),
+     "you counted a singular value equal to tol. The numerical rank counts the singular values "
+     "strictly above tol (> rather than >=): a direction exactly at the tolerance is noise"),
+    (lambda M, tol: _singular_value_count(M, tol * np.linalg.norm(M, 2), np.greater), _RELATIVE),
+    (lambda M, tol: _singular_value_count(M, tol * np.linalg.norm(M, 2), np.greater_equal), _RELATIVE),
+    (lambda M, tol: int(np.linalg.matrix_rank(M)),
+     "your function ignored tol (np.linalg.matrix_rank(M) without tol uses numpy's own tiny "
+     "default). Count the singular values above the tol you are given"),
+    (_eigenvalue_count,
+     "you counted eigenvalues. Those of a matrix that is not symmetric differ from its singular "
+     "values (and a matrix that is not square has none): use np.linalg.svd(M, compute_uv=False)"),
+    (lambda M, tol: min(M.shape),
+     "you returned min(d, k), the largest rank a d×k matrix can have. Count the singular "
+     "values above tol"),
+)
+
+
+def _rank_cases():
+    noisy = np.array([[1.0, 7, 2, 8, 15], [2, 10, 4, 12, 22], [3, 15, 6, 18, 33], [4, 12, 8, 16, 28]])
+    noisy = noisy + 1e-6 * np.random.default_rng(5).standard_normal(noisy.shape)
+    return [
+        ("[[3, 100, 0], [0, 1, 0], [0, 0, 0.001]] with tol = 0.5",
+         (np.array([[3.0, 100.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.001]]), 0.5)),
+        ("a noisy 4×5 matrix of rank 2 with tol = 1e-3", (noisy, 1e-3)),
+        ("a 2×3 matrix of zeros with tol = 0.5", (np.zeros((2, 3)), 0.5)),
+        ("diag(3, 2, 1) with tol = 1 (σ₃ equals tol)", (np.diag([3.0, 2.0, 1.0]), 1.0)),
+        ("diag(10, 2, 0.5) with tol = 1", (np.diag([10.0, 2.0, 0.5]), 1.0)),
+    ]
+
+
+@exercise("01.6", "write numerical_rank(M, tol): the number of singular values of M above tol",
+          "coding")
+def _(answer):
+    ran, stop = [], None   # (description, arguments, the student's result) per case that ran
+    for description, arguments in _rank_cases():
+        results = []
+        verdict = judge_function(answer, [(description, arguments)], linalg.numerical_rank,
+                                 lambda expected, got, results=results: results.append(got),
+                                 "numerical_rank")
+        if not verdict.correct:   # it raised, changed its input or returned None
+            stop = verdict
+            break
+        ran.append((description, arguments, results[0]))
+    for description, _, got in ran:
+        if as_whole(got) is None:
+            return Feedback(False, f"Not yet. On {description}, your function returned "
+                                   f"{type(got).__name__} {got!r:.60}: return the rank, a whole number.")
+    wrong = [(d, a, as_whole(got)) for d, a, got in ran if as_whole(got) != linalg.numerical_rank(*a)]
+    if not wrong and stop is not None:
+        return stop
+    if not wrong:
+        return Feedback(True, f"Correct. Your function agrees with the reference on all "
+                              f"{len(ran)} cases.")
+    description, arguments, got = wrong[0]
+    said = (f"Not yet. On {description}, your function returned {got}; the numerical rank is "
+            f"{linalg.numerical_rank(*arguments)}.")
+    for slip, why in _RANK_SLIPS:
+        if all(slip(a.copy(), tol) == as_whole(g) for _, (a, tol), g in ran):
+            return Feedback(False, f"{said} It looks as if {why}.")
+    return Feedback(False, said)
+
+
+@exercise("01.7", "predict the rank of A·B for a random integer 7×3 A and 3×5 B", "reasoning")
+def _(answer, A, B):
+    a, b = linalg.as_exact_matrix(A), linalg.as_exact_matrix(B)
+    expected = linalg.exact_rank(a * b)
+    d, k = a.rows, b.cols
+    slips = dict.fromkeys(range(expected), "random integer matrices almost never have a column "
+                          "that is a combination of the others: A and B each have full rank, and "
+                          "nothing cancels in A·B")
+    slips[linalg.exact_rank(a) + linalg.exact_rank(b)] = (
+        "ranks do not add in a product; A·B is a product, not a sum")
+    slips[max(d, k)] = (f"a {d}×{k} matrix has at most min({d}, {k}) independent columns, so "
+                        f"its rank can never reach max({d}, {k})")
+    slips[min(d, k)] = (f"min({d}, {k}) bounds every {d}×{k} matrix, but A·B is more special: "
+                        f"each of its columns is A times a column of B, a combination of the "
+                        f"columns of A")
+    hints = {value / expected: why for value, why in slips.items() if value != expected} if expected else {}
+    return judge_number(answer, expected, "prediction", integer=True, hints=hints)
 
 # ---------------------------------------------------------------------------
 # 02: low-rank decomposition

@@ -25,6 +25,8 @@ UPDATE = _ORTHO[:, :3] @ np.diag([10.0, 3.0, 1.0]) @ _ORTHO[:, 3:6].T
 
 
 S = [[1, 0, 2, 5], [0, 1, 1, 2], [2, 1, 3, 9], [1, 3, 0, 2]]   # C4 = C1 + 2·C3 fails in rows 3, 4
+_RNG_01_7 = np.random.default_rng(7)   # A and B of exercise 01.7, drawn as notebook 01 draws them
+A_01_7, B_01_7 = _RNG_01_7.integers(-3, 4, size=(7, 3)), _RNG_01_7.integers(-3, 4, size=(3, 5))
 
 
 def _repaired():
@@ -76,10 +78,15 @@ CASES = {
     "01.3": ({"P": P}, [3, 1], [([1, 3], "fails in row(s)")]),
     "01.4": ({"S": S}, _repaired(), [(S, "still fails in row(s) [3, 4]"),
                                      (_repaired_with_extra_change(), "2 are enough")]),
+    "01.6": ({}, lambda M, tol: int(np.sum(np.linalg.svd(M, compute_uv=False) > tol)),
+             [(lambda M, tol: int(np.sum(np.linalg.svd(M, compute_uv=False) >= tol)), "strictly above tol"),
+              (lambda M, tol: np.linalg.matrix_rank(M), "ignored tol")]),
+    "01.7": ({"A": A_01_7, "B": B_01_7}, 3, [(5, "each of its columns is A times"),
+                                            (6, "ranks do not add"), (2, "full rank")]),
     "01.5": ({"W_noisy": W_NOISY}, 1e-3, [(1e-9, "Too small"), (10.0, "Too large")]),
     "02.1": ({}, 16 * (1024 + 4096), [(16 * 1024, "only B"), (1024 * 4096, "dense")]),
     "02.2": ({}, 614.4, [(384, "square matrix"), (610, "significant digits")]),
-    "02.3": ({"singular_values": SIGMA}, 2, [(3, "off by one"), (5, "too high")]),
+    "02.3": ({"singular_values": SIGMA}, 2, [(3, "too high"), (5, "too high")]),
     "02.4": ({}, _svd, [(lambda M, r: _svd(M, r)[::-1], "B should be"),
                         (lambda M, r: (np.zeros((M.shape[0], r)), np.zeros((r, M.shape[1]))),
                          "largest difference")]),
@@ -311,6 +318,8 @@ def _solution_forms(exercise_id):
     if exercise_id not in CODING:
         return _numbers(solution)
     forms = {
+        "01.6": [lambda *a: float(solution(*a)), lambda *a: np.int64(solution(*a)),
+                 lambda *a: torch.tensor(solution(*a))],
         "02.4": [lambda M, r: list(_svd(M, r)), lambda M, r: tuple(torch.from_numpy(m) for m in _svd(M, r))],
         "03.3": [lambda *a: float(solution(*a)), lambda *a: torch.tensor(solution(*a)),
                  lambda *a: np.int64(solution(*a))],
@@ -336,6 +345,87 @@ def test_a_right_answer_in_another_form_is_right(exercise_id):
 def test_01_3_refuses_a_set_and_says_why():
     feedback = exercises.check("01.3", {3, 1}, P=P)
     assert not feedback.correct and "A set has no order" in feedback.message
+
+
+# --- Notebook 01 (issue 25): the coding and the predict-then-measure exercise, slip by slip ---
+
+def _singular_values_of(M):
+    return np.linalg.svd(M, compute_uv=False)
+
+
+NUMERICAL_RANK_SLIPS = [   # (a student's numerical_rank, words its feedback must contain)
+    (lambda M, tol: int(np.sum(_singular_values_of(M) >= tol)), "(> rather than >=)"),
+    (lambda M, tol: int(np.sum(_singular_values_of(M) > tol * _singular_values_of(M)[0])),
+     "tol is an absolute bound"),
+    (lambda M, tol: int(np.sum(_singular_values_of(M) >= tol * _singular_values_of(M).max(initial=0))),
+     "tol is an absolute bound"),
+    (lambda M, tol: np.linalg.matrix_rank(M), "ignored tol"),
+    (lambda M, tol: int(np.sum(np.linalg.eigvals(M).real > tol)), "you counted eigenvalues"),
+    (lambda M, tol: min(M.shape), "you returned min(d, k)"),
+]
+
+
+@pytest.mark.parametrize("student, words", NUMERICAL_RANK_SLIPS)
+def test_01_6_names_each_slip(student, words):
+    feedback = exercises.check("01.6", student)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert feedback.message.startswith("Not yet. On ")   # and says on which case
+
+
+def test_01_6_a_slip_nobody_named_still_gets_the_case_and_the_expected_rank():
+    feedback = exercises.check("01.6", lambda M, tol: int(np.sum(_singular_values_of(M) > tol)) + 1)
+    assert not feedback.correct and "the numerical rank is 1." in feedback.message
+    assert "It looks as if" not in feedback.message
+
+
+def test_01_6_an_unfinished_function_is_not_answered_and_a_string_is_no_rank():
+    assert exercises.check("01.6", lambda M, tol: None).message.startswith("Not answered yet")
+    feedback = exercises.check("01.6", lambda M, tol: "2")
+    assert not feedback.correct and "return the rank, a whole number" in feedback.message
+
+
+def test_01_6_accepts_numpys_matrix_rank_given_the_tolerance():
+    assert exercises.check("01.6", lambda M, tol: np.linalg.matrix_rank(M, tol=tol)).correct
+
+
+@pytest.mark.parametrize("prediction, words", [
+    (5, "min(7, 5) bounds every 7×5 matrix"), (6, "ranks do not add"),
+    (7, "can never reach max(7, 5)"), (2, "A and B each have full rank"), (0, "full rank")])
+def test_01_7_names_each_slip_without_the_answer(prediction, words):
+    feedback = exercises.check("01.7", prediction, A=A_01_7, B=B_01_7)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "rank 3" not in feedback.message and "is 3" not in feedback.message
+
+
+@pytest.mark.parametrize("prediction", [3, 3.0, np.int64(3), torch.tensor(3)])
+def test_01_7_takes_the_right_prediction_in_any_form(prediction):
+    assert exercises.check("01.7", prediction, A=A_01_7, B=B_01_7).correct
+
+
+def test_01_7_is_judged_against_the_matrices_it_is_given():
+    assert linalg.exact_rank(A_01_7) == linalg.exact_rank(B_01_7) == 3
+    thin = np.ones((7, 1)) @ np.ones((1, 3))   # a rank-1 A: then A·B has rank 1
+    assert exercises.check("01.7", 1, A=thin, B=B_01_7).correct
+    assert not exercises.check("01.7", 3, A=thin, B=B_01_7).correct
+
+
+def test_01_3_question_does_not_name_the_pivot_columns():
+    assert "C1" not in exercises.EXERCISES["01.3"].question
+    assert "C3" not in exercises.EXERCISES["01.3"].question
+
+
+def test_01_5_asks_for_room_in_the_gap_and_the_notebooks_tolerance_has_it():
+    for edge, words in [(3.05, "right under σ2"), (2e-6, "right above σ3")]:
+        feedback = exercises.check("01.5", edge, W_noisy=W_NOISY)
+        assert not feedback.correct and words in feedback.message, feedback.message
+    for tol in (1e-3, 1e-4, np.float64(1e-2), torch.tensor(1e-3)):
+        assert exercises.check("01.5", tol, W_noisy=W_NOISY).correct
+
+
+def test_01_4_says_the_repair_lowers_the_rank_from_4_to_3():
+    assert linalg.exact_rank(sympy.Matrix(S)) == 4
+    feedback = exercises.check("01.4", _repaired(), S=S)
+    assert feedback.correct and "the rank drops from 4 to 3" in feedback.message
 
 
 # --- notebooks 03 and 04 (issue 25): each usual slip gets its own reason, never the ratio ---

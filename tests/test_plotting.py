@@ -280,3 +280,61 @@ def test_scores_with_intervals_draw_each_methods_interval_from_records_or_parts(
     seed_dots = [line for line in ax.lines if line.get_marker() == "o"]
     assert sorted(seed_dots[0].get_ydata()) == pytest.approx(sorted(parts["LoRA"][:, :, 0].mean(axis=1)))
     matplotlib.pyplot.close(fig)
+
+
+# --- issue 25 (notebook 01): the shading has a legend, marked entries, the SVD picture ---
+
+def _legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_matrix_says_what_its_grey_shade_means_and_marks_entries_without_a_box_colour():
+    fig = plotting.plot_matrix(NOTES_W, pivots=[0, 1, 2], marked=[(3, 3), (1, 5)], marked_label="differs")
+    ax = fig.axes[0]
+    assert "grey shade: darker = larger entry" in _legend_texts(ax) and "differs" in _legend_texts(ax)
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert sorted(p.get_xy() for p in hatched) == [(1.5, 1.5), (3.5, -0.5)]   # C3 row 3, C5 row 1
+    box_colours = {matplotlib.colors.to_hex(p.get_edgecolor()) for p in ax.patches if not p.get_hatch()}
+    assert {matplotlib.colors.to_hex(p.get_edgecolor()) for p in hatched}.isdisjoint(box_colours)
+    matplotlib.pyplot.close(fig)
+    fig = plotting.plot_matrix(NOTES_W)   # no pivots: the shade is still explained
+    assert _legend_texts(fig.axes[0]) == ["grey shade: darker = larger entry"]
+    matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize("marked, error, words", [
+    ([(0, 1)], ValueError, "marked\\[0\\] row must be >= 1"), ([(1, 6)], ValueError, "column must be <= 5"),
+    ([(1, 2, 3)], ValueError, "a \\(row, column\\) pair"), ("ab", TypeError, "marked must be a list")])
+def test_plot_matrix_refuses_marked_entries_outside_the_matrix(marked, error, words):
+    with pytest.raises(error, match=words):
+        plotting.plot_matrix(NOTES_W, marked=marked)
+    matplotlib.pyplot.close("all")
+
+
+def test_plot_singular_values_takes_colours_by_label_and_keeps_the_cycle_otherwise():
+    fig = plotting.plot_singular_values({"a": [2.0, 1.0], "b": [3.0, 0.5]}, colors={"b": "#222222"})
+    a, b = fig.axes[0].get_lines()[:2]
+    assert matplotlib.colors.to_hex(b.get_color()) == "#222222"
+    assert matplotlib.colors.to_hex(a.get_color()) == plotting.COLORS["trained"].lower()
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="keys are among the labels"):
+        plotting.plot_singular_values({"a": [1.0]}, colors={"z": "red"})
+
+
+def test_plot_svd_of_2x2_draws_the_circle_each_factor_makes():
+    M = np.array([[2.0, 1.0], [0.0, 1.0]])
+    fig = plotting.plot_svd_of_2x2(M)
+    assert [ax.get_title() for ax in fig.axes] == ["1. Vᵀ: rotate (or reflect)", "2. Σ: stretch along the axes",
+                                                  "3. U: rotate into the output space"]
+    sigma = np.linalg.svd(M, compute_uv=False)
+    after = [ax.get_lines()[1].get_xydata() for ax in fig.axes]   # each panel's solid shape
+    assert np.allclose(np.linalg.norm(after[0], axis=1), 1)                    # still the unit circle
+    assert np.isclose(np.abs(after[1][:, 0]).max(), sigma[0], rtol=1e-3)      # semi-axes σ₁ and σ₂
+    assert np.isclose(np.abs(after[1][:, 1]).max(), sigma[1], rtol=1e-3)
+    angle = np.linspace(0, 2 * np.pi, 241)
+    assert np.allclose(after[2], (M @ np.stack([np.cos(angle), np.sin(angle)])).T)   # M x itself
+    labels = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert {"v₁", "v₂", "e₁", "σ₁e₁", "σ₂e₂", "σ₁u₁", "σ₂u₂"} <= labels
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="2×2"):
+        plotting.plot_svd_of_2x2(np.eye(3))
