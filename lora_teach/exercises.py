@@ -417,12 +417,24 @@ def _(answer, update):
 @exercise("03.1", "bytes of Adam's state for full fine-tuning of the 500M Model M", "reasoning")
 def _(answer):
     n = _model_m_500m()
-    return judge_number(answer, 2 * 4 * n, "optimizer state", unit="bytes", integer=True,
-                        hints={0.5: "one number per parameter; Adam keeps two (a running "
-                               "mean of the gradient and of its square)",
-                               2.0: "that counts gradients or weights too; the question asks "
-                               "for the optimizer's state only",
-                               0.125: "that is the number of floats, not bytes (4 bytes each)"})
+    expected = 2 * 4 * n   # two moments per parameter, 4 bytes each
+    return judge_number(answer, expected, "optimizer state", unit="bytes", integer=True,
+                        hints={n / expected: "that is one number per parameter, and a count of "
+                               "numbers, not of bytes: Adam keeps two 32-bit numbers (4 bytes "
+                               "each) per parameter",
+                               2 * n / expected: "that counts Adam's two numbers per parameter, "
+                               "but numbers are not bytes: a 32-bit number takes 4 bytes",
+                               4 * n / expected: "that is one 4-byte number per parameter; Adam "
+                               "keeps two (a running mean of the gradient and of its square)",
+                               12 * n / expected: "that adds the gradients (4 bytes per "
+                               "parameter); the question asks for the optimizer's state only",
+                               16 * n / expected: "that is weights, gradients and both moments "
+                               "(16 bytes per parameter); the question asks for the optimizer's "
+                               "state only",
+                               64 * n / expected: "that counts bits (2 numbers x 32 bits); a "
+                               "byte is 8 bits",
+                               8 * 500_000_000 / expected: "that uses 500 million parameters; "
+                               "the model has exactly m500"})
 
 
 @exercise("03.2", "entity F1 from the displayed precision and recall, to 3 decimals",
@@ -439,31 +451,64 @@ def _(answer, precision, recall):
 
 
 def _memory_cases():
-    return [("Model M, full fine-tuning (124,071 of 124,071 trained)", (124_071, 124_071, 4)),
-            ("Model M with a frozen encoder (455 trained)", (124_071, 455, 4)),
-            ("the 500M Model M in 16-bit numbers, LoRA-sized (983,040 trained)",
+    # the first case trains few of many parameters, so that each usual slip gives its own number
+    return [("Model M with a frozen encoder (455 of 124,071 trained, 4-byte numbers)", (124_071, 455, 4)),
+            ("Model M, full fine-tuning (124,071 of 124,071 trained, 4-byte numbers)",
+             (124_071, 124_071, 4)),
+            ("the 500M Model M in 16-bit numbers (2 bytes each), LoRA-sized (983,040 trained)",
              (_model_m_500m(), 983_040, 2)),
-            ("nothing trained", (1000, 0, 4))]
+            ("nothing trained (1,000 parameters, 4-byte numbers)", (1000, 0, 4))]
 
 
 def _reference_memory(n_total, n_trainable, bytes_per_number):
     return bytes_per_number * (n_total + n_trainable + 2 * n_trainable)
 
 
+_MEMORY_SLIPS = (   # (what a usual slip returns for n_total, n_trainable, bytes_per_number; why)
+    (lambda n, t, b: b * (n + 2 * t),
+     "you count two numbers per trainable parameter besides its weight; training keeps three "
+     "(its gradient and Adam's two moments): is the gradient or one moment missing?"),
+    (lambda n, t, b: b * 3 * t,
+     "the weights are missing: every parameter's weight stays in memory, trained or frozen"),
+    (lambda n, t, b: b * 4 * t,
+     "only the trainable parameters' weights are counted; the frozen ones stay in memory too "
+     "(the forward pass reads them)"),
+    (lambda n, t, b: b * (n + 4 * t),
+     "the trainable parameters' weights are counted twice: n_total already includes them"),
+    (lambda n, t, b: b * (3 * n + t),
+     "Adam's moments are counted for every parameter; it keeps them for the trainable ones only"),
+    (lambda n, t, b: b * (2 * n + 2 * t),
+     "gradients are counted for every parameter; a frozen parameter gets none"),
+    (lambda n, t, b: b * 4 * n,
+     "gradients and moments are counted for every parameter; a frozen parameter has neither"),
+    (lambda n, t, b: 4 * (n + 3 * t),
+     "every number takes 4 bytes in your function; use bytes_per_number"),
+)
+_MEMORY_UNITS = {1e-3: "kB", 1e-6: "MB", 1e-9: "GB", 2.0 ** -20: "MiB", 2.0 ** -30: "GiB", 8.0: "bits"}
+
+
 def _compare_bytes(expected, got) -> str | None:
+    (n_total, n_trainable, bytes_per_number), expected = expected
     value, reason = as_real(got)   # 4.0e6, np.int64 and a 0-d tensor are numbers of bytes too
     if value is None:
         return f"return a number of bytes: {reason}"
     if value == expected:
         return None
-    ratio = value / expected if expected else math.inf
-    return f"expected {expected:,} bytes, got {value:,.0f} ({ratio:.3g}×)"
+    for slip, why in _MEMORY_SLIPS:
+        if value == slip(n_total, n_trainable, bytes_per_number):
+            return why
+    for factor, unit in _MEMORY_UNITS.items():
+        if math.isclose(value, factor * expected, rel_tol=1e-6):
+            return f"your function returns {unit}; return the number of bytes"
+    return (f"your function returns {value:,.0f} bytes, {'more' if value > expected else 'less'} "
+            f"than the {expected:,} expected: weights for every parameter, a gradient and two "
+            f"moments for each trainable one, bytes_per_number bytes each")
 
 
 @exercise("03.3", "write training_memory(n_total, n_trainable, bytes_per_number)", "coding")
 def _(answer):
-    return judge_function(answer, _memory_cases(), _reference_memory, _compare_bytes,
-                          "my_training_memory")
+    return judge_function(answer, _memory_cases(), lambda *a: (a, _reference_memory(*a)),
+                          _compare_bytes, "my_training_memory")
 
 
 @exercise("03.4", "gigabytes of training memory saved by freezing the 500M encoder (32-bit "
@@ -477,44 +522,106 @@ def _(answer):
                                8 * n / 1e9 / saved: "the gradient (4 bytes per parameter) goes "
                                "too, not only Adam's two moments",
                                4 * n / 1e9 / saved: "Adam's two moments (8 bytes) go as well as "
-                               "the gradient"})
+                               "the gradient",
+                               12 * 500_000_000 / 1e9 / saved: "that uses 500 million "
+                               "parameters; the model has exactly m500"})
 
 
 @exercise("03.5", "gigabytes of 16-bit model files for 25 fully fine-tuned 500M tasks, to 3 "
           "significant digits", "reasoning")
 def _(answer):
-    return judge_number(answer, 25 * 2 * _model_m_500m() / 1e9, "storage", significant=3,
-                        unit="GB", hints={2.0: "that is 32-bit numbers (4 bytes); 16-bit is 2"})
+    n = _model_m_500m()
+    expected = 25 * 2 * n / 1e9
+    return judge_number(answer, expected, "storage", significant=3, unit="GB",
+                        hints={2.0: "that is 32-bit numbers (4 bytes); 16-bit is 2",
+                               1 / 25: "that is one task's file; each of the 25 tasks needs its own",
+                               26 / 25: "that adds a copy of the base; each fully fine-tuned "
+                               "model is a whole model by itself, so 25 files are all",
+                               8.0: "that counts bits (16 per parameter); a byte is 8 bits",
+                               25 * 2 * 500_000_000 / 1e9 / expected: "that uses 500 million "
+                               "parameters; the model has exactly m500"})
+
+
+def _model_m_layer_and_ner_head() -> tuple[int, int]:
+    """Parameters of one encoder layer of Model M and of its NER head (weights and biases)."""
+    from lora_teach.labels import TAGS
+    from lora_teach.model import ModelConfig
+    shape = ModelConfig(vocab_size=1)   # Model M's widths (the vocabulary does not enter)
+    d, ffn = shape.d_model, shape.d_ffn
+    layer = 4 * (d * d + d) + (d * ffn + ffn) + (ffn * d + d) + 2 * 2 * d   # + two LayerNorms
+    return layer, d * len(TAGS) + len(TAGS)
+
+
+@exercise("03.6", "predict the bytes of AdamW's state when only Model M's last encoder layer "
+          "and the NER head train", "reasoning")
+def _(answer):
+    layer, head = _model_m_layer_and_ner_head()
+    expected = 8 * (layer + head)   # two 4-byte moments per trained parameter
+    n_layer_norms, fpb_head = 2 * 2 * 64, 64 * 3 + 3
+    return judge_number(answer, expected, "prediction", unit="bytes", integer=True,
+                        hints={1 / 8: "that is the number of trained parameters; AdamW keeps two "
+                               "4-byte numbers for each",
+                               1 / 4: "that counts AdamW's two numbers per trained parameter, but "
+                               "numbers are not bytes: each takes 4",
+                               1 / 2: "that is one 4-byte number per trained parameter; AdamW "
+                               "keeps two moments",
+                               3 / 2: "that adds the gradients; the optimizer's state is the two "
+                               "moments only",
+                               2.0: "that is weights, gradients and moments (16 bytes per "
+                               "parameter); the optimizer's state is the two moments only",
+                               (2 * layer + head) / (layer + head): "that trains both encoder "
+                               "layers; only the last one trains",
+                               layer / (layer + head): "the NER head trains too",
+                               (layer + head + fpb_head) / (layer + head): "only the NER head trains: the FPB "
+                               "head gets no gradient from the NER loss",
+                               head / (layer + head): "that is the head alone; the last encoder "
+                               "layer trains too",
+                               (layer - n_layer_norms + head) / (layer + head): "the layer's two "
+                               "LayerNorms train too (2 x 2 x 64 parameters)"})
 
 
 # ---------------------------------------------------------------------------
 # 04: adapters
 # ---------------------------------------------------------------------------
 
-@exercise("04.1", "trainable adapter parameters for BERT-base with m = 64, two per layer",
+@exercise("04.1", "trainable adapter parameters for BERT-base with m = 32, two per layer",
           "reasoning")
 def _(answer):
     shape = accounting.MODELS["bert-base"]
-    expected = accounting.adapter_parameters(shape, bottleneck=64)
-    weights_only = shape.n_layers * 2 * 2 * 64 * shape.d_model
+    expected = accounting.adapter_parameters(shape, bottleneck=32)
+    weights_only = shape.n_layers * 2 * 2 * 32 * shape.d_model
+    with_norms = accounting.adapter_parameters(shape, bottleneck=32, include_layer_norms=True)
     return judge_number(answer, expected, "count", integer=True,
                         hints={0.5: "one adapter per layer; Houlsby et al. put two in each",
+                               1 / (2 * shape.n_layers): "that is one adapter; BERT-base has 12 "
+                               "layers with two adapters each",
                                weights_only / expected: "you left out the biases (m and d per "
-                               "adapter)"})
+                               "adapter)",
+                               with_norms / expected: "that counts the LayerNorms too; the "
+                               "question asks for the adapters only",
+                               accounting.adapter_parameters(shape, bottleneck=64) / expected:
+                               "that is the count for m = 64 (notebook 02's table); this "
+                               "question has m = 32"})
 
 
-@exercise("04.2", "extra linear layers a prediction waits for, with adapters in a 3-layer "
-          "Model M", "reasoning")
+@exercise("04.2", "extra linear layers a prediction waits for, with adapters in the 24-layer "
+          "BERT-large", "reasoning")
 def _(answer):
-    return judge_number(answer, 2 * 2 * 3, "number of layers", integer=True,
-                        hints={0.5: "each adapter has two projections (down and up), and there "
-                               "are two adapters per layer"})
+    return judge_number(answer, 2 * 2 * 24, "number of layers", integer=True,
+                        hints={0.5: "each adapter has two projections (down and up), and each "
+                               "layer has two adapters: count both",
+                               0.25: "that is one per layer; each layer gets two adapters, and "
+                               "each adapter has two linear layers (down and up)",
+                               1.5: "the GELU between the projections is no linear layer (it has "
+                               "no weights): count the down and the up projection only"})
 
 
 def _adapter_cases():
+    # the first case is square (m = d) so that a transposed or swapped weight still runs and
+    # its slip can be named; the other two are bottlenecks (m < d)
     generator = torch.Generator().manual_seed(3)
     cases = []
-    for d, m, n in ((8, 2, 3), (16, 4, 5), (6, 6, 1)):
+    for d, m, n in ((6, 6, 3), (8, 2, 3), (16, 4, 5)):
         x = torch.randn(n, d, generator=generator)
         weights = (torch.randn(m, d, generator=generator), torch.randn(m, generator=generator),
                    torch.randn(d, m, generator=generator), torch.randn(d, generator=generator))
@@ -526,10 +633,54 @@ def _reference_adapter(x, down_weight, down_bias, up_weight, up_bias):
     return x + F.linear(F.gelu(F.linear(x, down_weight, down_bias)), up_weight, up_bias)
 
 
+_ADAPTER_SLIPS = (   # (what a usual slip returns for x, Wd, bd, Wu, bu; why)
+    (lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
+     "the skip connection is missing: an adapter returns x plus the bottleneck's output"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd), approximate="tanh"), wu, bu),
+     "GELU's tanh approximation: use the exact GELU, F.gelu(x)"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.relu(F.linear(x, wd, bd)), wu, bu),
+     "that is ReLU; the adapter's nonlinearity is the GELU, F.gelu(x)"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.linear(x, wd, bd), wu, bu),
+     "the nonlinearity is missing: put F.gelu between the down and the up projection"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wu, bu)), wd, bd),
+     "the projections are swapped: down (down_weight, down_bias) comes first, then the GELU, "
+     "then up"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wu, bd)), wd, bu),
+     "the projections' weights are swapped: down_weight (m x d) projects down first"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd + bd) @ wu + bu,
+     "the weights are used untransposed: a linear layer computes x @ weight.T + bias"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd + bd) @ wu.T + bu,
+     "down_weight is used untransposed: a linear layer computes x @ weight.T + bias"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd.T + bd) @ wu + bu,
+     "up_weight is used untransposed: a linear layer computes x @ weight.T + bias"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd)), wu, bu),
+     "down_bias is missing: the down projection adds it before the GELU"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd)), wu),
+     "up_bias is missing: the up projection adds it"),
+    (lambda x, wd, bd, wu, bu: F.gelu(x + F.linear(F.linear(x, wd, bd), wu, bu)),
+     "the GELU is applied after the skip connection; it belongs between the two projections"),
+)
+
+
+def _compare_adapter(expected, got) -> str | None:
+    arguments, expected = expected
+    problem = compare_arrays(expected, got, atol=1e-5)
+    if problem is None or "largest difference" not in problem:
+        return problem
+    for slip, why in _ADAPTER_SLIPS:
+        try:
+            slipped = slip(*arguments)
+        except RuntimeError:   # a transposed weight only fits when m = d
+            continue
+        if compare_arrays(slipped, got, atol=1e-5) is None:
+            return why
+    return problem
+
+
 @exercise("04.3", "write adapter(x, down_weight, down_bias, up_weight, up_bias)", "coding")
 def _(answer):
-    return judge_function(answer, _adapter_cases(), _reference_adapter,
-                          lambda e, g: compare_arrays(e, g, atol=1e-5), "my_adapter")
+    return judge_function(answer, _adapter_cases(), lambda *a: (a, _reference_adapter(*a)),
+                          _compare_adapter, "my_adapter")
 
 
 def _adapter_size(d: int, m: int) -> int:
@@ -547,6 +698,27 @@ def _(answer):
                                      "plus d + m biases: 2md + d + m"}
     return judge_number(answer, best, "bottleneck", integer=True, hints=hints)
 
+
+@exercise("04.5", "predict the parameters of Houlsby adapters with m = 8 in Model M", "reasoning")
+def _(answer):
+    d, layers, m = 64, 2, 8   # Model M: d = 64, two encoder layers; two adapters per layer
+    one = _adapter_size(d, m)
+    expected = layers * 2 * one
+    layer_norms, ner_head = layers * 2 * 2 * d, d * 7 + 7
+    return judge_number(answer, expected, "prediction", integer=True,
+                        hints={0.5: "Houlsby et al. put two adapters in each layer (after the "
+                               "attention and after the feed-forward block)",
+                               0.25: "that is one adapter; Model M has two layers with two "
+                               "adapters each",
+                               layers * 2 * 2 * m * d / expected: "you left out the biases "
+                               "(m and d per adapter)",
+                               (expected + layer_norms) / expected: "that counts the layers' "
+                               "LayerNorms, which train too; the question asks for the adapters only",
+                               (expected + layer_norms + ner_head) / expected: "that counts the "
+                               "LayerNorms and the NER head, which train too; the question asks "
+                               "for the adapters only",
+                               layers * 2 * _adapter_size(128, m) / expected: "d is the width of "
+                               "Model M's vectors, 64; 128 is the feed-forward block's inner size"})
 
 # ---------------------------------------------------------------------------
 # 05: LoRA

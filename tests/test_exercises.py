@@ -106,11 +106,15 @@ CASES = {
               (lambda total, trainable, size: size * 4 * total, "frozen encoder")]),
     "03.4": ({}, 6.16, [(8.22, "frozen weights stay"), (4.11, "gradient")]),
     "03.5": ({}, 25.7, [(51.4, "32-bit"), (25 * 2 * 513_626_880, "in bytes")]),
-    "04.1": ({}, 2_379_264, [(2_379_264 // 2, "one adapter per layer"), (2_359_296, "biases")]),
-    "04.2": ({}, 12, [(6, "two projections"), (11, "too low")]),
+    "03.6": ({}, 8 * (33_472 + 455), [(33_472 + 455, "number of trained parameters"),
+                                      (8 * 33_472, "NER head trains too")]),
+    "04.1": ({}, 1_198_848, [(1_198_848 // 2, "one adapter per layer"), (1_179_648, "biases")]),
+    "04.2": ({}, 96, [(48, "two projections"), (144, "GELU")]),
     "04.3": ({}, lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
              [(lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
-               "largest difference")]),
+               "skip connection is missing")]),
+    "04.5": ({}, 4 * (2 * 8 * 64 + 64 + 8), [(2 * (2 * 8 * 64 + 64 + 8), "two adapters in each layer"),
+                                             (4 * 2 * 8 * 64, "biases")]),
     "04.4": ({}, 3, [(4, "one too many"), (7, "two matrices")]),
     "05.1": ({}, 8_388_608, [(4_194_304, "count both")]),
     "05.2": ({}, "neither", [("A", "factor B")]),
@@ -526,3 +530,131 @@ def test_02_6_judges_the_prediction_against_the_update_given():
     assert "90% of the energy" in feedback.message and "square root" in feedback.message
     flat = np.diag(np.ones(10))   # all ten directions equal: 10% error needs 99% of them, all ten
     assert exercises.check("02.6", 10, update=flat).correct
+
+
+# --- notebooks 03 and 04 (issue 25): each usual slip gets its own reason, never the ratio ---
+
+M500 = 513_626_880          # the notes' 500M Model M (exercises 03.1, 03.4, 03.5)
+LAYER, NER_HEAD = 33_472, 455   # one encoder layer of Model M; its NER head (exercise 03.6)
+ADAPTER_8 = 2 * 8 * 64 + 64 + 8   # one adapter with m = 8 in Model M (exercise 04.5)
+
+SLIPS_03_04 = [   # (exercise, a slip as a student would type it, words its message must hold)
+    ("03.1", M500, "one number per parameter"),
+    ("03.1", 2 * M500, "numbers are not bytes"),
+    ("03.1", 4 * M500, "Adam keeps two"),
+    ("03.1", 12 * M500, "adds the gradients"),
+    ("03.1", 16 * M500, "weights, gradients and both moments"),
+    ("03.1", 64 * M500, "bits"),
+    ("03.1", 4_000_000_000, "500 million"),
+    ("03.1", 8 * M500 / 1e9, "in GB"),
+    # 03.4 and 03.5 ask for 3 significant digits: each slip typed that way
+    ("03.4", 8.22, "frozen weights stay in memory"),
+    ("03.4", 4.11, "the gradient (4 bytes per parameter) goes too"),
+    ("03.4", 2.05, "Adam's two moments (8 bytes) go as well"),
+    ("03.4", 6.00, "500 million"),
+    ("03.4", 5.74, "GiB"),
+    ("03.4", 6.16e9, "bytes"),
+    ("03.5", 51.4, "32-bit"),
+    ("03.5", 1.03, "one task's file"),
+    ("03.5", 26.7, "a copy of the base"),
+    ("03.5", 205, "bits"),
+    ("03.5", 25.0, "500 million"),
+    ("03.5", 23.9, "GiB"),
+    ("03.6", LAYER + NER_HEAD, "number of trained parameters"),
+    ("03.6", 2 * (LAYER + NER_HEAD), "numbers are not bytes"),
+    ("03.6", 4 * (LAYER + NER_HEAD), "keeps two moments"),
+    ("03.6", 12 * (LAYER + NER_HEAD), "adds the gradients"),
+    ("03.6", 16 * (LAYER + NER_HEAD), "weights, gradients and moments"),
+    ("03.6", 8 * (2 * LAYER + NER_HEAD), "both encoder layers"),
+    ("03.6", 8 * LAYER, "NER head trains too"),
+    ("03.6", 8 * (LAYER + NER_HEAD + 195), "FPB head gets no gradient"),
+    ("03.6", 8 * NER_HEAD, "the head alone"),
+    ("03.6", 8 * (LAYER - 256 + NER_HEAD), "LayerNorms train too"),
+    ("04.1", 599_424, "one adapter per layer"),
+    ("04.1", 49_952, "that is one adapter"),
+    ("04.1", 1_179_648, "left out the biases"),
+    ("04.1", 2_379_264, "the count for m = 64"),
+    ("04.2", 48, "two projections"),
+    ("04.2", 24, "one per layer"),
+    ("04.2", 144, "GELU between the projections is no linear layer"),
+    ("04.5", 2 * ADAPTER_8, "two adapters in each layer"),
+    ("04.5", ADAPTER_8, "that is one adapter"),
+    ("04.5", 4 * 2 * 8 * 64, "left out the biases"),
+    ("04.5", 4 * ADAPTER_8 + 512, "LayerNorms"),
+    ("04.5", 4 * ADAPTER_8 + 512 + 455, "LayerNorms and the NER head"),
+    ("04.5", 4 * (2 * 8 * 128 + 128 + 8), "128 is the feed-forward"),
+]
+
+
+@pytest.mark.parametrize("exercise_id, answer, words", SLIPS_03_04)
+def test_03_04_each_slip_gets_its_own_reason_and_no_ratio(exercise_id, answer, words):
+    feedback = exercises.check(exercise_id, answer)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "×" not in feedback.message and "right value" not in feedback.message, feedback.message
+
+
+def test_03_1_a_rounded_count_is_asked_for_exactly():
+    feedback = exercises.check("03.1", 4.109e9)
+    assert not feedback.correct and "exact whole number" in feedback.message, feedback.message
+
+
+MEMORY_SLIPS = [   # exercise 03.3: a slip in training_memory(n_total, n_trainable, bytes_per_number)
+    (lambda n, t, b: b * (n + 2 * t), "is the gradient or one moment missing"),   # no gradients
+    (lambda n, t, b: b * (n + t + t), "is the gradient or one moment missing"),   # one moment
+    (lambda n, t, b: b * 3 * t, "the weights are missing"),
+    (lambda n, t, b: b * 4 * t, "the frozen ones stay in memory"),
+    (lambda n, t, b: b * (n + t + 2 * n), "moments are counted for every parameter"),
+    (lambda n, t, b: b * (2 * n + 2 * t), "gradients are counted for every parameter"),
+    (lambda n, t, b: 4 * b * n, "gradients and moments are counted for every parameter"),
+    (lambda n, t, b: b * (n + 4 * t), "counted twice"),
+    (lambda n, t, b: 4 * (n + 3 * t), "use bytes_per_number"),
+    (lambda n, t, b: b * (n + 3 * t) / 1e9, "returns GB"),
+    (lambda n, t, b: b * (n + 3 * t) / 1e6, "returns MB"),
+    (lambda n, t, b: b * (n + 3 * t) / 2 ** 30, "returns GiB"),
+    (lambda n, t, b: 8 * b * (n + 3 * t), "returns bits"),
+]
+
+
+@pytest.mark.parametrize("slip, words", MEMORY_SLIPS)
+def test_03_3_names_each_slip(slip, words):
+    feedback = exercises.check("03.3", slip)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "×" not in feedback.message, feedback.message
+
+
+def test_03_3_an_unnamed_mistake_says_too_high_without_a_ratio():
+    feedback = exercises.check("03.3", lambda n, t, b: b * (n + 3 * t) + 1)
+    assert not feedback.correct and "more than the" in feedback.message and "×" not in feedback.message
+
+
+def _gelu_tanh(z):
+    return F.gelu(z, approximate="tanh")
+
+
+ADAPTER_SLIPS = [   # exercise 04.3: a slip in adapter(x, down_weight, down_bias, up_weight, up_bias)
+    (lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu), "skip connection is missing"),
+    (lambda x, wd, bd, wu, bu: x + _gelu_tanh(x @ wd.T + bd) @ wu.T + bu,
+     "GELU's tanh approximation: use the exact GELU, F.gelu(x)"),
+    (lambda x, wd, bd, wu, bu: x + torch.relu(x @ wd.T + bd) @ wu.T + bu, "that is ReLU"),
+    (lambda x, wd, bd, wu, bu: x + (x @ wd.T + bd) @ wu.T + bu, "nonlinearity is missing"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wu, bu)), wd, bd), "projections are swapped"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd + bd) @ wu + bu, "weights are used untransposed"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd + bd) @ wu.T + bu, "down_weight is used untransposed"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd.T + bd) @ wu + bu, "up_weight is used untransposed"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd.T) @ wu.T + bu, "down_bias is missing"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd.T + bd) @ wu.T, "up_bias is missing"),
+]
+
+
+@pytest.mark.parametrize("slip, words", ADAPTER_SLIPS)
+def test_04_3_names_each_slip(slip, words):
+    feedback = exercises.check("04.3", slip)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_04_3_a_mistake_only_a_bottleneck_shows_gets_a_difference_not_an_error():
+    def only_square_right(x, wd, bd, wu, bu):
+        out = x + F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu)
+        return out if wd.shape[0] == wd.shape[1] else out + 1
+    feedback = exercises.check("04.3", only_square_right)
+    assert not feedback.correct and "largest difference" in feedback.message, feedback.message
