@@ -692,11 +692,18 @@ def _adapter_size(d: int, m: int) -> int:
 def _(answer):
     d, budget = 768, 0.01 * 768 * 768
     best = max(m for m in range(1, d + 1) if _adapter_size(d, m) <= budget)
-    hints = {(best + 1) / best: f"one too many: m = {best + 1} gives "
-                                f"{_adapter_size(d, best + 1):,} > {budget:,.0f} parameters",
-             int(budget / d) / best: "an adapter has two matrices, down (m × d) and up (d × m), "
+    hints = {int(budget / d) / best: "an adapter has two matrices, down (m × d) and up (d × m), "
                                      "plus d + m biases: 2md + d + m"}
-    return judge_number(answer, best, "bottleneck", integer=True, hints=hints)
+    verdict = judge_number(answer, best, "bottleneck", integer=True, hints=hints)
+    m = as_whole(answer)
+    if verdict.correct or m is None or not 1 <= m <= d or "2md" in verdict.message:
+        return verdict
+    size = _adapter_size(d, m)   # the student's m, priced: why it is over or under, not by how much
+    if m > best:
+        return Feedback(False, f"Not yet. m = {m} is too high: its adapter has {size:,} parameters, "
+                               f"more than 1% of the matrix ({budget:,.0f}).")
+    return Feedback(False, f"Not yet. m = {m} is too low: its adapter has {size:,} parameters, and "
+                           f"a larger m still fits in 1% of the matrix ({budget:,.0f}).")
 
 
 @exercise("04.5", "predict the parameters of Houlsby adapters with m = 8 in Model M", "reasoning")

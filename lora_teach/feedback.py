@@ -208,6 +208,7 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
     if close:
         return _right(f"The {name} is {shown}{' ' + unit if unit else ''}.")
     direction = "too high" if value > expected else "too low"
+    typed = f"{value:,.0f}" if integer and float(value).is_integer() and abs(value) < 1e18 else f"{value:,.6g}"
     digits_needed = len(str(abs(int(expected))).rstrip("0")) if integer else 0
     if (integer and float(value).is_integer() and _significant(value) < digits_needed
             and math.isclose(value, expected, rel_tol=1e-3)):   # 4.109e9 for 4,109,015,040
@@ -221,7 +222,7 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
         if math.isclose(factor, 1, rel_tol=tolerance):   # a slip that rounds to the answer
             continue
         if math.isclose(ratio, factor, rel_tol=tolerance):
-            return _wrong(f"Your {name} {value:,.6g} is {direction}: {slip}.")
+            return _wrong(f"Your {name} {typed} is {direction}: {slip}.")
     for factor, other in UNIT_SLIPS.get(unit, {}).items():
         if math.isclose(ratio, factor, rel_tol=tolerance):
             return _wrong(f"Your {name} looks like it is in {other}; the question asks for {unit}.")
@@ -234,7 +235,7 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
         return _wrong(f"Close: your {name} {value:,.{significant + 1}g} is within 5% but not "
                       f"right to {significant} significant digits. Check your rounding or "
                       f"an intermediate step.")
-    return _wrong(f"Your {name} {value:,.6g} is {direction}.")
+    return _wrong(f"Your {name} {typed} is {direction}.")
 
 
 @_never_raises

@@ -113,8 +113,8 @@ def test_judge_choice_explains_each_option():
     (4_109_015_040 / 1e9, "looks like it is in GB"),
     (4_109_015_040 / 2 ** 30, "looks like it is in GiB"),
     (4_109_015_040 / 1e6, "looks like it is in MB"),
-    (2 * 4_109_015_040, "Your state 8.21803e+09 is too high."),      # no ratio: no hint given
-    (4_109_015_041, "Your state 4.10902e+09 is too high."),
+    (2 * 4_109_015_040, "Your state 8,218,030,080 is too high."),      # no ratio: no hint given
+    (4_109_015_041, "Your state 4,109,015,041 is too high."),
     (4.109e9, "looks rounded. Give the exact whole number"),
     (4_109_015_040.5, "whole number"),
     (3e9, "too low"),
@@ -131,7 +131,7 @@ def test_judge_number_never_gives_the_ratio_to_the_answer():
         message = feedback.judge_number(answer, 4_109_015_040, "state", integer=True, hints=hints).message
         assert "×" not in message and "the right value" not in message, message
     half = feedback.judge_number(4_109_015_040 / 2, 4_109_015_040, "state", integer=True, hints=hints)
-    assert half.message == "Not yet. Your state 2.05451e+09 is too low: one moment instead of two."
+    assert half.message == "Not yet. Your state 2,054,507,520 is too low: one moment instead of two."
 
 
 def test_judge_number_accepts_a_whole_number_in_any_form():
