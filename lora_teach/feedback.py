@@ -297,7 +297,8 @@ def judge_function(student, cases, run_reference, compare, name: str) -> Feedbac
             problem = (f"your result ({type(got).__name__}) could not be compared with the expected "
                        f"one ({type(error).__name__}: {error})")
         if problem:
-            return _wrong(f"On {description}: {problem}")
+            ending = "" if problem.rstrip().endswith((".", "?", "!")) else "."
+            return _wrong(f"On {description}: {problem}{ending}")
     return _right(f"Your function agrees with the reference on all {len(cases)} cases.")
 
 

@@ -162,7 +162,7 @@ def test_judge_function_names_the_failing_case():
     compare = lambda expected, got: None if expected == got else f"expected {expected}, got {got}"   # noqa: E731
     assert feedback.judge_function(square, cases, square, compare, "f").correct
     wrong = feedback.judge_function(lambda x: x * abs(x), cases, square, compare, "f")
-    assert wrong.message == "Not yet. On minus three: expected 9, got -9"
+    assert wrong.message == "Not yet. On minus three: expected 9, got -9."
     crash = feedback.judge_function(lambda x: x / 0, cases, square, compare, "f")
     assert "On two, your function raised ZeroDivisionError" in crash.message
     assert "Define a function" in feedback.judge_function(4, cases, square, compare, "f").message
