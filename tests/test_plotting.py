@@ -348,3 +348,20 @@ def test_draw_lora_update_refuses_bad_input_naming_the_argument(call, error, wor
         call(*_factors())
     assert words in str(raised.value), str(raised.value)
     matplotlib.pyplot.close("all")
+
+
+def test_draw_lora_update_driven_through_an_explorer_from_code():
+    from lora_teach import interactive
+    B, A = _factors(d=16, k=16, ranks=16)
+    explorer = interactive.Explorer(lambda r, alpha: plotting.draw_lora_update(B, A, r, alpha),
+                                    r=(1, 16, 8), alpha=(1, 64, 8))
+    assert explorer.values == {"r": 8, "alpha": 8}
+    assert "r = 8, α = 8" in explorer.figure._suptitle.get_text()   # the stored picture: the defaults
+    explorer.controls["r"].value = 2
+    explorer.controls["alpha"].value = 32
+    assert explorer.values == {"r": 2, "alpha": 32}
+    left, right = explorer.figure.axes
+    assert "r = 2, α = 32, α/r = 16" in explorer.figure._suptitle.get_text()
+    assert len(left.patches) == 2 and right.lines[1].get_xdata()[0] == 2
+    assert np.isclose(right.lines[1].get_ydata()[0], np.linalg.norm(16 * B[:, :2] @ A[:2]))
+    matplotlib.pyplot.close("all")
