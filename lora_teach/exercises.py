@@ -345,11 +345,11 @@ def _(answer):
 # 05: LoRA
 # ---------------------------------------------------------------------------
 
-def _hints(expected, slips: dict) -> dict:
-    """``{ratio to expected: why}`` for ``{slip's value: why}``, leaving out a slip that
+def _hints(expected, slips: list) -> dict:
+    """``{ratio to expected: why}`` for ``[(a slip's value, why), ...]``, leaving out a slip that
     happens to equal the answer and joining two slips that give the same value."""
     hints = {}
-    for value, why in slips.items():
+    for value, why in slips:
         if value and not math.isclose(value, expected, rel_tol=1e-9):
             ratio = value / expected
             hints[ratio] = f"{hints[ratio]}; or {why}" if ratio in hints else why
@@ -364,21 +364,20 @@ def _(answer):
     expected = accounting.lora_parameters(llama, r=r)
     check_all = "count r = 16, both targets (W_q and W_v) and both factors, B (d × r) and A (r × k)"
     # r = 8, one target, and B or A alone all give the same number (d = k): one hint names all three
-    slips = {
-        layers * 2 * 8 * 2 * d: f"this is the count with r = 8, or for W_q alone, or for B or A "
-                                f"alone: {check_all}",
-        layers * 1 * 8 * 2 * d: f"two of these went missing: {check_all}",
-        layers * 4 * r * 2 * d: "that counts all four attention matrices (W_q, W_k, W_v, W_o); "
-                                "the question adapts W_q and W_v only",
-        layers * 2 * d * d: "that is the size of the frozen d × d matrices W_q and W_v "
-                            "themselves; LoRA trains only B (d × r) and A (r × k) beside each",
-        layers * 2 * (d * d + r * 2 * d): "the frozen d × d matrices are not trained: count only "
-                                          "B (d × r) and A (r × k) beside each",
-        layers * 2 * r * d * d: "r × d × k multiplies the sizes; B (d × r) and A (r × k) hold "
-                                "d·r + r·k numbers together",
-        2 * r * 2 * d: "that is one layer; Llama-2-7B has 32, each with its own B and A",
-        r * 2 * d: "that is one adapted matrix of one layer; count both targets in all 32 layers",
-    }
+    slips = [
+        (layers * 2 * 8 * 2 * d, f"this is the count with r = 8, or for W_q alone, or for B or A alone: {check_all}"),
+        (layers * 1 * 8 * 2 * d, f"two of these went missing: {check_all}"),
+        (layers * 4 * r * 2 * d, "that counts all four attention matrices (W_q, W_k, W_v, W_o); the question "
+                                 "adapts W_q and W_v only"),
+        (layers * 2 * d * d, "that is the size of the frozen d × d matrices W_q and W_v themselves; LoRA trains "
+                             "only B (d × r) and A (r × k) beside each"),
+        (layers * 2 * (d * d + r * 2 * d), "the frozen d × d matrices are not trained: count only B (d × r) and "
+                                           "A (r × k) beside each"),
+        (layers * 2 * r * d * d, "r × d × k multiplies the sizes; B (d × r) and A (r × k) hold d·r + r·k "
+                                 "numbers together"),
+        (2 * r * 2 * d, "that is one layer; Llama-2-7B has 32, each with its own B and A"),
+        (r * 2 * d, "that is one adapted matrix of one layer; count both targets in all 32 layers"),
+    ]
     return judge_number(answer, expected, "count", integer=True, hints=_hints(expected, slips))
 
 
@@ -399,16 +398,16 @@ def _(answer, update):
     sigma = linalg.singular_values(np.asarray(update, dtype=float))
     expected = lowrank.rank_for_energy(sigma, 0.90)
     rank = int(np.sum(sigma > 1e-4 * sigma[0]))
-    slips = {
-        rank: f"{rank} is the rank of the update (at most r = 8); the question asks how few of "
-              "its directions carry 90% of Σσᵢ²",
-        lowrank.rank_for_energy(np.sqrt(sigma), 0.90):
-            "that share is of Σσᵢ; the energy is Σσᵢ², the sum of the squares",
-        expected - 1: "the first k directions must reach at least 90% together; if you took an "
-                      "index from np.argmax, it counts from 0",
-        expected + 1: "you went one direction past the first k whose share reaches 90% "
-                      "(at least 0.90, not more than 0.90)",
-    }
+    slips = [
+        (rank, f"{rank} is the rank of the update (at most r = 8); the question asks how few of its "
+               "directions carry 90% of Σσᵢ²"),
+        (lowrank.rank_for_energy(np.sqrt(sigma), 0.90),
+         "that share is of Σσᵢ; the energy is Σσᵢ², the sum of the squares"),
+        (expected - 1, "the first k directions must reach at least 90% together; if you took an index "
+                       "from np.argmax, it counts from 0"),
+        (expected + 1, "you went one direction past the first k whose share reaches 90% (a share of "
+                       "exactly 0.90 is enough)"),
+    ]
     return judge_number(answer, expected, "number of directions", integer=True,
                         hints=_hints(expected, slips))
 
@@ -519,19 +518,19 @@ def _(answer):
           "of the update (α/r) B A under plain SGD, to 3 significant digits", "reasoning")
 def _(answer):
     expected = (12 / 8) ** 2
-    slips = {
-        1.5: "B's first step does grow with α (its gradient carries α/r), but the quantity asked "
-             "is the change of (α/r)·B·A: count how many times α enters it",
-        1.0: "under plain SGD a step is the learning rate times the gradient, not divided by "
-             "the gradient's size as in Adam: does B's gradient depend on α?",
-        1.5 ** 3: "A gets no gradient at the first step (B = 0), so A does not change: only B's "
-                  "step and the α/r in front of B A grow with α",
-        2.0: "α goes from 8 to 12 here, not from 8 to 16",
-        4.0: "that would be the factor for doubling α; here α goes from 8 to 12",
-        (8 / 12) ** 2: "that is the factor from α = 12 back to α = 8",
-        8 / 12: "that is a factor from α = 12 back to α = 8, and the change of (α/r)·B·A holds α "
-                "more than once",
-    }
+    slips = [
+        (1.5, "B's first step does grow with α (its gradient carries α/r), but the quantity asked is the "
+              "change of (α/r)·B·A: count how many times α enters it"),
+        (1.0, "under plain SGD a step is the learning rate times the gradient, not divided by the "
+              "gradient's size as in Adam, so B's step grows as its gradient does with α"),
+        (1.5 ** 3, "A gets no gradient at the first step (B = 0), so A does not change: only B's step "
+                   "and the α/r in front of B A grow with α"),
+        (2.0, "α goes from 8 to 12 here, not from 8 to 16"),
+        (4.0, "that would be the factor for doubling α; here α goes from 8 to 12"),
+        ((8 / 12) ** 2, "that is the factor from α = 12 back to α = 8"),
+        (8 / 12, "that is a factor from α = 12 back to α = 8, and the change of (α/r)·B·A holds α "
+                 "more than once"),
+    ]
     return judge_number(answer, expected, "factor", significant=3, hints=_hints(expected, slips))
 
 
