@@ -108,7 +108,7 @@ CASES = {
                                                           W0 + alpha * B @ A), "scaled by α; LoRA scales it by α/r"),
                          (lambda x, W0, b, A, B, alpha: (_lora(x, W0, b, A, B, alpha)[0], W0),
                           "merged weight is wrong")]),
-    "05.5": ({}, 2.25, [(1.5, "count how many times α enters it"), (1, "not divided by the gradient's size as in Adam")]),
+    "05.5": ({}, 2.25, [(1.5, "count how many times α enters it"), (1, "not divided by the gradient's size")]),
     "06.1": ({}, 6 * (4 * 8 * 768 + 2 * 8 * (384 + 1536)),
              [(73_728, "query and value only"), (6 * 6 * 8 * 768, "1536 x 384")]),
     "06.2": ({}, 2 * 4 * (6 * 2 * 16 * 768), [(147_456, "two 4-byte numbers"),
@@ -432,7 +432,7 @@ def test_05_4_takes_two_things_in_a_list_a_tuple_or_arrays():
 
 @pytest.mark.parametrize(("answer", "words"), [
     (1.5, "count how many times α enters it"),      # B's step only
-    (1, "not divided by the gradient's size as in Adam"),           # Adam's answer
+    (1, "not divided by the gradient's size"),      # Adam's answer
     (3.375, "A gets no gradient at the first step"),
     (2, "not from 8 to 16"),
     (4, "the factor for doubling α"),
