@@ -731,12 +731,40 @@ def _(answer):
 # 05: LoRA
 # ---------------------------------------------------------------------------
 
+def _hints(expected, slips: list) -> dict:
+    """``{ratio to expected: why}`` for ``[(a slip's value, why), ...]``, leaving out a slip that
+    happens to equal the answer and joining two slips that give the same value."""
+    hints = {}
+    for value, why in slips:
+        if value and not math.isclose(value, expected, rel_tol=1e-9):
+            ratio = value / expected
+            hints[ratio] = f"{hints[ratio]}; or {why}" if ratio in hints else why
+    return hints
+
+
 @exercise("05.1", "LoRA's trainable parameters for Llama-2-7B, r = 16 on W_q and W_v",
           "reasoning")
 def _(answer):
-    expected = accounting.lora_parameters(accounting.MODELS["llama2-7b"], r=16)
-    return judge_number(answer, expected, "count", integer=True,
-                        hints={0.5: "count both B (d × r) and A (r × k), for both W_q and W_v"})
+    llama = accounting.MODELS["llama2-7b"]
+    layers, d, r = llama.n_layers, llama.d_model, 16
+    expected = accounting.lora_parameters(llama, r=r)
+    check_all = "count r = 16, both targets (W_q and W_v) and both factors, B (d × r) and A (r × k)"
+    # r = 8, one target, and B or A alone all give the same number (d = k): one hint names all three
+    slips = [
+        (layers * 2 * 8 * 2 * d, f"this is the count with r = 8, or for W_q alone, or for B or A alone: {check_all}"),
+        (layers * 1 * 8 * 2 * d, f"two of these went missing: {check_all}"),
+        (layers * 4 * r * 2 * d, "that counts all four attention matrices (W_q, W_k, W_v, W_o); the question "
+                                 "adapts W_q and W_v only"),
+        (layers * 2 * d * d, "that is the size of the frozen d × d matrices W_q and W_v themselves; LoRA trains "
+                             "only B (d × r) and A (r × k) beside each"),
+        (layers * 2 * (d * d + r * 2 * d), "the frozen d × d matrices are not trained: count only B (d × r) and "
+                                           "A (r × k) beside each"),
+        (layers * 2 * r * d * d, "r × d × k multiplies the sizes; B (d × r) and A (r × k) hold d·r + r·k "
+                                 "numbers together"),
+        (2 * r * 2 * d, "that is one layer; Llama-2-7B has 32, each with its own B and A"),
+        (r * 2 * d, "that is one adapted matrix of one layer; count both targets in all 32 layers"),
+    ]
+    return judge_number(answer, expected, "count", integer=True, hints=_hints(expected, slips))
 
 
 @exercise("05.2", "which matrix gets a gradient at the first step if A and B both start at 0",
@@ -755,17 +783,27 @@ def _(answer):
 def _(answer, update):
     sigma = linalg.singular_values(np.asarray(update, dtype=float))
     expected = lowrank.rank_for_energy(sigma, 0.90)
-    r = int(np.sum(sigma > 1e-4 * sigma[0]))
-    hints = {} if r == expected else {r / expected: f"{r} is the rank of the update (at most "
-                                                    "r = 8); the question asks how few of its "
-                                                    "directions carry 90% of Σσᵢ²"}
-    return judge_number(answer, expected, "number of directions", integer=True, hints=hints)
+    rank = int(np.sum(sigma > 1e-4 * sigma[0]))
+    slips = [
+        (rank, f"{rank} is the rank of the update (at most r = 8); the question asks how few of its "
+               "directions carry 90% of Σσᵢ²"),
+        (lowrank.rank_for_energy(np.sqrt(sigma), 0.90),
+         "that share is of Σσᵢ; the energy is Σσᵢ², the sum of the squares"),
+        (expected - 1, "the first k directions must reach at least 90% together; if you took an index "
+                       "from np.argmax, it counts from 0"),
+        (expected + 1, "you went one direction past the first k whose share reaches 90% (a share of "
+                       "exactly 0.90 is enough)"),
+    ]
+    return judge_number(answer, expected, "number of directions", integer=True,
+                        hints=_hints(expected, slips))
 
 
 def _lora_cases():
+    """Three cases; the first is square (d = k), so that a transposed update has the right shape
+    and can be named rather than make the function raise."""
     generator = torch.Generator().manual_seed(5)
     cases = []
-    for d, k, r, alpha in ((6, 8, 2, 4.0), (5, 5, 1, 8.0), (3, 7, 3, 1.5)):
+    for d, k, r, alpha in ((6, 6, 2, 4.0), (5, 8, 1, 8.0), (3, 7, 3, 1.5)):
         cases.append((f"W0 of shape ({d}, {k}) with r = {r}, alpha = {alpha:g}",
                       (torch.randn(4, k, generator=generator), torch.randn(d, k, generator=generator),
                        torch.randn(d, generator=generator), torch.randn(r, k, generator=generator),
@@ -773,22 +811,87 @@ def _lora_cases():
     return cases
 
 
+@dataclass(frozen=True)
+class _LoRAExpected:
+    """The right (output, merged weight) of one case, and what each usual slip returns on it."""
+
+    forward: torch.Tensor
+    merged: torch.Tensor
+    forward_slips: tuple    # ((what a slip's output is, why), ...)
+    merged_slips: tuple     # ((what a slip's merged weight is, why), ...)
+
+
+_NO_SCALING = "the update is not scaled: LoRA multiplies B A by α/r (r = the number of rows of A)"
+_ALPHA = "the update is scaled by α; LoRA scales it by α/r (r = the number of rows of A)"
+_WRONG_R = "your r is the number of columns of A; r is its number of rows (A is r × k)"
+
+
 def _reference_lora(x, W0, b, A, B, alpha):
-    r = A.shape[0]
-    forward = F.linear(x, W0, b) + (alpha / r) * F.linear(F.linear(x, A), B)
-    merged = W0 + (alpha / r) * B @ A
-    return forward, merged
+    r, k = A.shape
+    scaling = alpha / r
+    frozen = F.linear(x, W0, b)
+
+    def output(s, bias=True, transposed=False):
+        update = x @ (B @ A) if transposed else F.linear(F.linear(x, A), B)
+        return (frozen if bias else F.linear(x, W0)) + s * update
+
+    forward_slips = [(output(scaling, bias=False),
+                      "the bias b is missing: the output is x W0ᵀ + b + (α/r) x Aᵀ Bᵀ")]
+    merged_slips = [(scaling * B @ A, "that is the update alone; the merged weight is W0 plus "
+                                      "(α/r) B A")]
+    for wrong, why in ((1.0, _NO_SCALING), (alpha, _ALPHA), (alpha / k, _WRONG_R)):
+        if wrong != scaling:   # at r = 1, say, α is α/r: no slip there
+            forward_slips.append((output(wrong), why))
+            merged_slips.append((W0 + wrong * B @ A, why))
+    if W0.shape[0] == k:   # square: the transposed update has W0's shape
+        forward_slips.append((output(scaling, transposed=True),
+                              "the update is applied as x (B A); with inputs in the rows of x it "
+                              "is x (B A)ᵀ = x Aᵀ Bᵀ, as the frozen part is x W0ᵀ"))
+        merged_slips.append((W0 + scaling * (B @ A).T,
+                             "you added (B A)ᵀ = Aᵀ Bᵀ; the merged weight adds B A (d × r times "
+                             "r × k), which has W0's shape d × k"))
+    return _LoRAExpected(frozen + scaling * F.linear(F.linear(x, A), B), W0 + scaling * B @ A,
+                         tuple(forward_slips), tuple(merged_slips))
 
 
-def _compare_lora(expected, got) -> str | None:
-    forward, merged = expected
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        return "return two things: the layer's output and the merged weight"
-    problem = compare_arrays(forward, got[0], atol=1e-5)
-    if problem:
-        return f"the forward pass is wrong: {problem}"
-    problem = compare_arrays(merged, got[1], atol=1e-5)
-    return f"the merged weight is wrong: {problem}" if problem else None
+def _as_pair(got):
+    """The two things a function returned, or None: a tuple or a list of two (or a numpy array
+    of two objects) will do."""
+    if isinstance(got, (tuple, list)) or (isinstance(got, np.ndarray) and got.dtype == object
+                                           and got.ndim == 1):
+        return tuple(got) if len(got) == 2 else None
+    return None
+
+
+def _same(expected, got) -> bool:
+    return compare_arrays(expected, got, atol=1e-5) is None
+
+
+def _compare_lora(expected: _LoRAExpected, got) -> str | None:
+    pair = _as_pair(got)
+    if pair is None:
+        if isinstance(got, (tuple, list)):
+            return (f"you returned {len(got)} thing{'s' * (len(got) != 1)}; return two, the "
+                    f"layer's output and the merged weight, e.g. (output, merged)")
+        if _same(expected.forward, got):
+            return "you returned the output only; return it with the merged weight: (output, merged)"
+        return (f"you returned one {type(got).__name__}; return two things, the layer's output "
+                f"and the merged weight: (output, merged)")
+    output, merged = pair
+    if _same(expected.forward, merged) and _same(expected.merged, output):
+        return "you returned the merged weight first; return (output, merged) in that order"
+    merged_slip = next((why for value, why in expected.merged_slips if _same(value, merged)), None)
+    if _same(expected.forward, output):
+        if merged_slip:
+            return f"the output is right, but the merged weight is wrong: {merged_slip}"
+        problem = compare_arrays(expected.merged, merged, atol=1e-5)
+        return f"the output is right, but the merged weight is wrong: {problem}" if problem else None
+    output_slip = next((why for value, why in expected.forward_slips if _same(value, output)), None)
+    if output_slip and output_slip == merged_slip:
+        return f"the output and the merged weight are both wrong: {output_slip}"
+    if output_slip:
+        return f"the output is wrong: {output_slip}"
+    return f"the output is wrong: {compare_arrays(expected.forward, output, atol=1e-5)}"
 
 
 @exercise("05.4", "write lora(x, W0, b, A, B, alpha) returning the output and the merged "
@@ -797,14 +900,24 @@ def _(answer):
     return judge_function(answer, _lora_cases(), _reference_lora, _compare_lora, "my_lora")
 
 
-@exercise("05.5", "by what factor doubling alpha multiplies the first step's change of the "
-          "update (α/r) B A under plain SGD", "reasoning")
+@exercise("05.5", "by what factor raising alpha from 8 to 12 multiplies the first step's change "
+          "of the update (α/r) B A under plain SGD, to 3 significant digits", "reasoning")
 def _(answer):
-    return judge_number(answer, 4, "factor", integer=True, hints={
-        0.5: "one factor of 2 is missing: the gradient of B carries α/r (so B's step doubles), "
-             "and the change of (α/r) B A carries α/r once more",
-        0.25: "that is Adam's answer for B's own step; plain SGD does not divide the gradient "
-              "by its size, so B's step doubles, and (α/r) B A doubles it again"})
+    expected = (12 / 8) ** 2
+    slips = [
+        (1.5, "B's first step does grow with α (its gradient carries α/r), but the quantity asked is the "
+              "change of (α/r)·B·A: count how many times α enters it"),
+        (1.0, "under plain SGD a step is the learning rate times the gradient, not divided by the "
+              "gradient's size as in Adam, so B's step grows as its gradient does with α"),
+        (1.5 ** 3, "A gets no gradient at the first step (B = 0), so A does not change: only B's step "
+                   "and the α/r in front of B A grow with α"),
+        (2.0, "α goes from 8 to 12 here, not from 8 to 16"),
+        (4.0, "that would be the factor for doubling α; here α goes from 8 to 12"),
+        ((8 / 12) ** 2, "that is the factor from α = 12 back to α = 8"),
+        (8 / 12, "that is a factor from α = 12 back to α = 8, and the change of (α/r)·B·A holds α "
+                 "more than once"),
+    ]
+    return judge_number(answer, expected, "factor", significant=3, hints=_hints(expected, slips))
 
 
 # --- Notebook 06: LoRA on a real pretrained model ------------------------------------------

@@ -720,3 +720,77 @@ def plot_scores_with_intervals(runs: dict, groups, ylabel="test score", title=No
     if title:
         ax.set_title(title)
     return fig
+
+
+# ---------------------------------------------------------------------------
+# The LoRA update at a chosen r and alpha (notebook 05's interactive figure)
+# ---------------------------------------------------------------------------
+
+def _factor(value, name: str) -> np.ndarray:
+    """A factor B or A as a float array: a tensor (even one that requires grad) or an array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().double().numpy()
+    return check_array(value, name, ndim=2)
+
+
+def draw_lora_update(B, A, r: int, alpha: float, alpha_range=(1.0, 64.0)):
+    """The LoRA update ΔW = (α/r)·B_r·A_r at rank ``r`` and scale ``alpha``: its singular values,
+    its size ‖ΔW‖_F, and the number of numbers it trains, r·(d + k).
+
+    Why: the figure behind notebook 05's sliders for r and α, to see what α/r does to the
+    update's size and what r does to its spectrum. ``B`` (d × R) and ``A`` (R × k) are the
+    factors at the largest rank R; rank r uses the first r columns of B and rows of A, so that
+    raising r adds directions instead of drawing new factors. Left: the r singular values of ΔW
+    that can be non-zero (the other min(d, k) − r are exactly zero), log scale. Right:
+    ‖ΔW‖_F against r = 1 … R at this α, the chosen r ringed. Both axes' limits hold every
+    α in ``alpha_range`` and every r (all but the smallest 1% of singular values), so that
+    moving a slider moves the points, not the axes.
+    Returns the figure (not shown).
+    """
+    B, A = _factor(B, "B"), _factor(A, "A")
+    if B.shape[1] != A.shape[0]:
+        raise ValueError(f"B is d × R and A is R × k with the same R; got B {B.shape} and A {A.shape}")
+    if not (np.all(np.isfinite(B)) and np.all(np.isfinite(A))):
+        raise ValueError("B and A must hold finite numbers (no NaN or infinity)")
+    ranks = B.shape[1]
+    r = check_int(r, "r", minimum=1, maximum=ranks)
+    alpha = check_real(alpha, "alpha", minimum=0, include_minimum=False)
+    if not isinstance(alpha_range, (tuple, list)) or len(alpha_range) != 2:
+        raise TypeError(f"alpha_range must be a pair (lowest alpha, highest alpha), got {alpha_range!r}")
+    low = check_real(alpha_range[0], "alpha_range[0]", minimum=0, include_minimum=False)
+    high = check_real(alpha_range[1], "alpha_range[1]", minimum=low)
+    d, k = B.shape[0], A.shape[1]
+    # ‖B_r A_r‖_F² = Σ_{i,j ≤ r} (BᵀB)_ij (AAᵀ)_ij: every rank's norm from one r × r sum each
+    gram = np.cumsum(np.cumsum((B.T @ B) * (A @ A.T), axis=0), axis=1)
+    sizes = np.sqrt(np.clip(np.diag(gram), 0, None)) / np.arange(1, ranks + 1)   # ‖B_r A_r‖_F / r
+    spectra = [np.linalg.svd(B[:, :i] @ A[:i], compute_uv=False)[:i] / i for i in range(1, ranks + 1)]
+    positive = np.concatenate([s[s > 0] for s in spectra])
+    if positive.size == 0:
+        raise ValueError("B A is zero at every rank (B or A is all zeros): there is no update to draw")
+    sigma = alpha * spectra[r - 1]
+    norm = alpha * sizes[r - 1]
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8), layout="constrained")
+    drawn = sigma > 0
+    left.bar(np.arange(1, r + 1)[drawn], sigma[drawn], width=0.8, color=COLORS["lora"],
+             label=f"the {r} singular value{'s' * (r > 1)} that can be non-zero")
+    left.set(yscale="log", xlim=(0.3, min(d, k) + 0.7),
+             ylim=(low * np.percentile(positive, 1) / 2, high * positive.max() * 2),
+             xlabel="index i", ylabel="σᵢ of (α/r)·B·A (log scale)",
+             title=f"Spectrum: σ{r + 1}…σ{min(d, k)} are exactly 0" if r < min(d, k) else "Spectrum")
+    left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    left.legend(fontsize=8, loc="upper right")
+    every_r = np.arange(1, ranks + 1)
+    right.plot(every_r, alpha * sizes, color=COLORS["lora"], label=f"at α = {alpha:g}, every r")
+    right.plot([r], [norm], "o", markersize=9, markerfacecolor="none", markeredgecolor=COLORS["text"],
+               markeredgewidth=1.5, label=f"r = {r}: ‖ΔW‖_F = {norm:.3g}")
+    right.set(xscale="log", yscale="log", xlabel="rank r (log scale)", ylabel="‖(α/r)·B·A‖_F (log scale)",
+              ylim=(low * sizes.min() / 2, high * sizes.max() * 2), title="Size of the update")
+    right.set_xticks([t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256) if t <= ranks])
+    right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
+    right.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    right.legend(fontsize=8, loc="upper right")
+    trained = r * (d + k)
+    fig.suptitle(f"r = {r}, α = {alpha:g}, α/r = {alpha / r:.3g}: ΔW trains r·(d + k) = {trained:,} numbers "
+                 f"({trained / (d * k):.1%} of the {d} × {k} matrix's {d * k:,})", fontsize=11)
+    return fig

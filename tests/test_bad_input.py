@@ -447,6 +447,8 @@ def _calls(w):
         (taskfiles.load_task_file, dict(model=Fresh(w["wrapped"]), path=w["tmp"] / "lora.pt", method="lora",
                                         config=lora.lora_config(w["wrapped"]))),
         (interactive.explore, dict(draw=_draw_line, rank=(1, 10, 4))),
+        (plotting.draw_lora_update, dict(B=np.ones((4, 2)), A=np.ones((2, 3)), r=1, alpha=8.0,
+                                         alpha_range=(1.0, 64.0))),
         (plotting.plot_svd_of_2x2, dict(matrix=[[2.0, 1.0], [0.0, 1.0]])),
     ]
 

@@ -4,6 +4,7 @@ import ast
 import json
 import math
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -117,14 +118,15 @@ CASES = {
                                              (4 * 2 * 8 * 64, "biases")]),
     "04.4": ({}, 3, [(4, "m = 4 is too high: its adapter has 6,916 parameters"), (7, "two matrices"),
                      (2, "m = 2 is too low")]),
-    "05.1": ({}, 8_388_608, [(4_194_304, "count both")]),
+    "05.1": ({}, 8_388_608, [(4_194_304, "r = 8, or for W_q alone, or for B or A alone"),
+                             (16_777_216, "all four attention matrices")]),
     "05.2": ({}, "neither", [("A", "factor B")]),
     "05.3": ({"update": UPDATE}, 1, [(3, "rank of the update"), (16, "too high")]),
     "05.4": ({}, _lora, [(lambda x, W0, b, A, B, alpha: (F.linear(x, W0, b) + alpha * x @ A.T @ B.T,
-                                                          W0 + alpha * B @ A), "forward pass is wrong"),
+                                                          W0 + alpha * B @ A), "scaled by α; LoRA scales it by α/r"),
                          (lambda x, W0, b, A, B, alpha: (_lora(x, W0, b, A, B, alpha)[0], W0),
                           "merged weight is wrong")]),
-    "05.5": ({}, 4, [(2, "one factor of 2"), (1, "Adam's answer")]),
+    "05.5": ({}, 2.25, [(1.5, "count how many times α enters it"), (1, "not divided by the gradient's size")]),
     "06.1": ({}, 6 * (4 * 8 * 768 + 2 * 8 * (384 + 1536)),
              [(73_728, "query and value only"), (6 * 6 * 8 * 768, "1536 x 384")]),
     "06.2": ({}, 2 * 4 * (6 * 2 * 16 * 768), [(147_456, "two 4-byte numbers"),
@@ -352,6 +354,118 @@ def test_a_right_answer_in_another_form_is_right(exercise_id):
 def test_01_3_refuses_a_set_and_says_why():
     feedback = exercises.check("01.3", {3, 1}, P=P)
     assert not feedback.correct and "A set has no order" in feedback.message
+
+
+# --- 05: LoRA (issue 25): each named slip gets its own hint; no ratio; equivalent answers ------
+
+def _feedback(exercise_id, answer, **context):
+    feedback = exercises.check(exercise_id, answer, **context)
+    assert not feedback.correct, (answer, feedback.message)
+    assert not re.search(r"\d×|right value", feedback.message), feedback.message   # never the ratio
+    return feedback.message
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (32 * 2 * 8 * 8192, "this is the count with r = 8"),          # r = 8 instead of 16
+    (32 * 1 * 16 * 8192, "or for W_q alone"),                      # one target matrix, not two
+    (32 * 2 * 16 * 4096, "or for B or A alone"),                    # only B (or only A)
+    (32 * 4 * 16 * 8192, "all four attention matrices"),
+    (32 * 2 * 4096 * 4096, "frozen d × d matrices W_q and W_v themselves"),   # dense
+    (32 * 2 * (4096 * 4096 + 16 * 8192), "frozen d × d matrices are not trained"),
+    (32 * 2 * 16 * 4096 * 4096, "r × d × k multiplies the sizes"),
+    (2 * 16 * 8192, "that is one layer"),
+    (32 * 8 * 8192, "two of these went missing"),                   # r = 8 and one target
+])
+def test_05_1_names_each_slip(answer, words):
+    message = _feedback("05.1", answer)
+    assert words in message and "8,388,608" not in message, message
+    assert ("too low" in message) == (answer < 8_388_608), message
+
+
+def test_05_1_accepts_the_count_however_written():
+    for answer in (8_388_608, 8_388_608.0, np.int64(8_388_608), torch.tensor(8_388_608), "8388608"[:0] or 8388608):
+        assert exercises.check("05.1", answer).correct
+
+
+def test_05_2_asks_for_a_string_and_gives_each_wrong_option_its_reason():
+    assert "factor B" in _feedback("05.2", "A")
+    assert "factor A x" in _feedback("05.2", "B")
+    assert "both are zero" in _feedback("05.2", "both")
+    assert "answer with" in _feedback("05.2", ["neither"]).lower()
+
+
+def test_05_3_names_the_rank_the_plain_sum_and_the_index_from_zero():
+    # UPDATE: singular values 10, 3, 1. 90% of 110 needs 1 direction; of Σσ = 14, 2 directions
+    assert "rank of the update" in _feedback("05.3", 3, update=UPDATE)
+    assert "Σσᵢ²" in _feedback("05.3", 2, update=UPDATE)
+    sigma = np.array([5.0, 4.0, 3.0, 1.0, 0.5])   # energy 25, 41, 50, 51, 51.25 of 51.25: 3 directions
+    update = _ORTHO[:, :5] @ np.diag(sigma) @ _ORTHO[:, 5:10].T
+    assert exercises.check("05.3", 3, update=update).correct
+    assert "counts from 0" in _feedback("05.3", 2, update=update)
+    assert "one direction past" in _feedback("05.3", 4, update=update)
+
+
+def _lora_with(scaling=lambda alpha, r, k: alpha / r, bias=True, transposed=False, merged_scaling=None,
+               merged_transposed=False, with_W0=True, order=(0, 1), container=tuple):
+    """A LoRA function with one slip made on purpose."""
+    merged_scaling = merged_scaling or scaling
+
+    def my_lora(x, W0, b, A, B, alpha):
+        r, k = A.shape
+        update = x @ (B @ A) if transposed else x @ A.T @ B.T
+        output = x @ W0.T + (b if bias else 0) + scaling(alpha, r, k) * update
+        BA = (B @ A).T if merged_transposed else B @ A
+        merged = (W0 if with_W0 else 0) + merged_scaling(alpha, r, k) * BA
+        pair = (output, merged)
+        return container([pair[i] for i in order])
+    return my_lora
+
+
+@pytest.mark.parametrize(("function", "words"), [
+    (_lora_with(scaling=lambda alpha, r, k: 1.0), "both wrong: the update is not scaled"),
+    (_lora_with(scaling=lambda alpha, r, k: alpha), "both wrong: the update is scaled by α; LoRA scales it by α/r"),
+    (_lora_with(scaling=lambda alpha, r, k: alpha / k), "r is its number of rows"),
+    (_lora_with(transposed=True, merged_transposed=True), "x (B A)ᵀ = x Aᵀ Bᵀ"),
+    (_lora_with(merged_transposed=True), "you added (B A)ᵀ"),
+    (_lora_with(bias=False), "the bias b is missing"),
+    (_lora_with(merged_scaling=lambda alpha, r, k: 1.0), "output is right, but the merged weight is wrong: "
+                                                         "the update is not scaled"),
+    (_lora_with(merged_scaling=lambda alpha, r, k: alpha), "merged weight is wrong: the update is scaled by α"),
+    (_lora_with(with_W0=False), "the update alone"),
+    (_lora_with(order=(1, 0)), "merged weight first"),
+    (_lora_with(order=(0,)), "you returned 1 thing"),
+    (lambda *a: _lora(*a)[0], "you returned the output only"),
+    (lambda *a: (*_lora(*a), None), "you returned 3 things"),
+])
+def test_05_4_names_each_slip(function, words):
+    message = _feedback("05.4", function)
+    assert words in message, message
+
+
+def test_05_4_takes_two_things_in_a_list_a_tuple_or_arrays():
+    # issue 25 reported [output, merged] told to "return two things"; a list of two is right
+    for container in (list, tuple, lambda pair: np.array([p.numpy() for p in pair], dtype=object)):
+        assert exercises.check("05.4", _lora_with(container=container)).correct
+    assert exercises.check("05.4", lambda *a: [t.numpy() for t in _lora(*a)]).correct
+    assert exercises.check("05.4", lambda *a: [t.double().tolist() for t in _lora(*a)]).correct
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (1.5, "count how many times α enters it"),      # B's step only
+    (1, "not divided by the gradient's size"),      # Adam's answer
+    (3.375, "A gets no gradient at the first step"),
+    (2, "not from 8 to 16"),
+    (4, "the factor for doubling α"),
+    (0.444, "from α = 12 back to α = 8"),
+])
+def test_05_5_names_each_slip_at_the_asked_precision(answer, words):
+    message = _feedback("05.5", answer)
+    assert words in message and "2.25" not in message, message
+
+
+def test_05_5_accepts_the_factor_however_written():
+    for answer in (2.25, 9 / 4, np.float32(2.25), torch.tensor(2.25), sympy.Rational(9, 4), "x"[:0] or 2.250):
+        assert exercises.check("05.5", answer).correct
 
 
 # --- Notebook 01 (issue 25): the coding and the predict-then-measure exercise, slip by slip ---

@@ -347,6 +347,91 @@ def test_scores_with_intervals_draw_each_methods_interval_from_records_or_parts(
     matplotlib.pyplot.close(fig)
 
 
+# --- draw_lora_update: notebook 05's interactive figure of the LoRA update (issue 25) ----------
+
+def _factors(d=12, k=10, ranks=6, seed=0):
+    generator = np.random.default_rng(seed)
+    return generator.standard_normal((d, ranks)) / d ** 0.5, generator.standard_normal((ranks, k)) / k ** 0.5
+
+
+def test_draw_lora_update_shows_the_spectrum_size_and_count_of_the_chosen_update():
+    B, A = _factors()
+    fig = plotting.draw_lora_update(B, A, r=3, alpha=6.0)
+    left, right = fig.axes
+    update = (6.0 / 3) * B[:, :3] @ A[:3]
+    bars = sorted((p.get_height() for p in left.patches), reverse=True)
+    assert np.allclose(bars, np.linalg.svd(update, compute_uv=False)[:3])
+    assert "σ4…σ10 are exactly 0" in left.get_title()
+    every_r, sizes = right.lines[0].get_data()
+    assert list(every_r) == [1, 2, 3, 4, 5, 6]
+    assert np.allclose(sizes, [np.linalg.norm((6.0 / i) * B[:, :i] @ A[:i]) for i in range(1, 7)])
+    ringed = right.lines[1].get_data()
+    assert ringed[0][0] == 3 and np.isclose(ringed[1][0], np.linalg.norm(update))
+    title = fig._suptitle.get_text()
+    assert "r = 3, α = 6, α/r = 2" in title and "= 66 numbers" in title
+    matplotlib.pyplot.close(fig)
+
+
+def test_draw_lora_update_keeps_its_axes_when_r_or_alpha_moves():
+    B, A = _factors()
+    limits = set()
+    for r, alpha in ((1, 1.0), (6, 64.0), (3, 8.0)):
+        fig = plotting.draw_lora_update(B, A, r=r, alpha=alpha)
+        limits.add(tuple(ax.get_ylim() for ax in fig.axes))
+        assert all(ax.get_ylim()[0] < p.get_height() < ax.get_ylim()[1]
+                   for ax in fig.axes[:1] for p in ax.patches if p.get_height() > 0)
+        matplotlib.pyplot.close(fig)
+    assert len(limits) == 1
+
+
+def test_draw_lora_update_takes_tensors_that_require_grad():
+    import torch
+    B, A = (torch.tensor(m, requires_grad=True) for m in _factors())
+    fig = plotting.draw_lora_update(B, A, r=2, alpha=8)
+    assert len(fig.axes[0].patches) == 2
+    matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize(("call", "error", "words"), [
+    (lambda B, A: plotting.draw_lora_update(B, A.T, r=2, alpha=8), ValueError, "same R"),
+    (lambda B, A: plotting.draw_lora_update(B[0], A, r=2, alpha=8), ValueError, "B must be a non-empty 2-D"),
+    (lambda B, A: plotting.draw_lora_update(B, "A", r=2, alpha=8), TypeError, "A must be a 2-D array"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=0, alpha=8), ValueError, "r must be >= 1"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=7, alpha=8), ValueError, "r must be <= 6"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2.0, alpha=8), TypeError, "r must be an integer"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2, alpha=0), ValueError, "alpha must be > 0"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2, alpha="8"), TypeError, "alpha must be a real number"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2, alpha=8, alpha_range=8), TypeError,
+     "alpha_range must be a pair"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2, alpha=8, alpha_range=(8, 1)), ValueError,
+     "alpha_range[1] must be >= 8"),
+    (lambda B, A: plotting.draw_lora_update(B * np.nan, A, r=2, alpha=8), ValueError, "finite numbers"),
+    (lambda B, A: plotting.draw_lora_update(B * 0, A, r=2, alpha=8), ValueError, "no update to draw"),
+])
+def test_draw_lora_update_refuses_bad_input_naming_the_argument(call, error, words):
+    with pytest.raises(error) as raised:
+        call(*_factors())
+    assert words in str(raised.value), str(raised.value)
+    matplotlib.pyplot.close("all")
+
+
+def test_draw_lora_update_driven_through_an_explorer_from_code():
+    from lora_teach import interactive
+    B, A = _factors(d=16, k=16, ranks=16)
+    explorer = interactive.Explorer(lambda r, alpha: plotting.draw_lora_update(B, A, r, alpha),
+                                    r=(1, 16, 8), alpha=(1, 64, 8))
+    assert explorer.values == {"r": 8, "alpha": 8}
+    assert "r = 8, α = 8" in explorer.figure._suptitle.get_text()   # the stored picture: the defaults
+    explorer.controls["r"].value = 2
+    explorer.controls["alpha"].value = 32
+    assert explorer.values == {"r": 2, "alpha": 32}
+    left, right = explorer.figure.axes
+    assert "r = 2, α = 32, α/r = 16" in explorer.figure._suptitle.get_text()
+    assert len(left.patches) == 2 and right.lines[1].get_xdata()[0] == 2
+    assert np.isclose(right.lines[1].get_ydata()[0], np.linalg.norm(16 * B[:, :2] @ A[:2]))
+    matplotlib.pyplot.close("all")
+
+
 # --- issue 25 (notebook 01): the shading has a legend, marked entries, the SVD picture ---
 
 def _legend_texts(ax):
