@@ -79,7 +79,7 @@ UPDATE_02_6 = (np.linalg.qr(np.random.default_rng(3).standard_normal((64, 48)))[
 # exercise id: (context, a solution, [(a wrong answer, words its feedback must contain)])
 CASES = {
     "01.1": ({"P": P}, 2, [(3, "Too high"), (1, "Too low"), (5, "impossible")]),
-    "01.2": ({"P": P}, [1, 3], [([0, 2], "counted from 0"), ([1, 2], "missing [3]")]),
+    "01.2": ({"P": P}, [1, 3], [([0, 2], "counted from 0"), ([1, 2], "leaves out a column")]),
     "01.3": ({"P": P}, [3, 1], [([1, 3], "fails in row(s)")]),
     "01.4": ({"S": S}, _repaired(), [(S, "still fails in row(s) [3, 4]"),
                                      (_repaired_with_extra_change(), "2 are enough")]),
