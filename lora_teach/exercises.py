@@ -214,8 +214,8 @@ def _(answer, A, B):
     expected = linalg.exact_rank(a * b)
     d, k = a.rows, b.cols
     slips = dict.fromkeys(range(expected), "random integer matrices almost never have a column "
-                          "that is a combination of the others: A and B each have full rank, and "
-                          "nothing cancels in A·B")
+                          "that is a combination of the others by chance: ask what bounds the "
+                          "rank of A·B whatever the entries are, not what could lower it")
     slips[linalg.exact_rank(a) + linalg.exact_rank(b)] = (
         "ranks do not add in a product; A·B is a product, not a sum")
     slips[max(d, k)] = (f"a {d}×{k} matrix has at most min({d}, {k}) independent columns, so "
@@ -311,7 +311,8 @@ def _truncated_svd_reference(M, r):
     """What 02.4 compares with: the rank-r product and the factors' shapes it asks for."""
     U, sigma, Vt = np.linalg.svd(M, full_matrices=False)
     return {"product": (U[:, :r] * sigma[:r]) @ Vt[:r], "r": r,
-            "no sigma": U[:, :r] @ Vt[:r], "V not V^T": (U[:, :r] * sigma[:r]) @ Vt.T[:r]}
+            "no sigma": U[:, :r] @ Vt[:r], "V not V^T": (U[:, :r] * sigma[:r]) @ Vt.T[:r],
+            "last r": (U[:, -r:] * sigma[-r:]) @ Vt[-r:]}
 
 
 def _columns(n: int) -> str:
@@ -352,6 +353,9 @@ def _compare_factors(expected, got) -> str | None:
     if compare_arrays(expected["V not V^T"], product, atol=1e-8) is None:
         return ("A holds the first r columns of Vᵀ; np.linalg.svd returns Vᵀ already, so A is "
                 "its first r rows, Vt[:r]")
+    if r < min(d, k) and compare_arrays(expected["last r"], product, atol=1e-8) is None:
+        return ("B @ A keeps the r smallest singular values: np.linalg.svd sorts them from the "
+                "largest, so the first r (U[:, :r], Vt[:r]) are the ones to keep")
     return compare_arrays(expected["product"], product, atol=1e-8)
 
 
@@ -483,6 +487,8 @@ _MEMORY_SLIPS = (   # (what a usual slip returns for n_total, n_trainable, bytes
      "gradients and moments are counted for every parameter; a frozen parameter has neither"),
     (lambda n, t, b: 4 * (n + 3 * t),
      "every number takes 4 bytes in your function; use bytes_per_number"),
+    (lambda n, t, b: n + 3 * t,
+     "that counts numbers, not bytes: multiply by bytes_per_number"),
 )
 _MEMORY_UNITS = {1e-3: "kB", 1e-6: "MB", 1e-9: "GB", 2.0 ** -20: "MiB", 2.0 ** -30: "GiB", 8.0: "bits"}
 
@@ -535,6 +541,8 @@ def _(answer):
     return judge_number(answer, expected, "storage", significant=3, unit="GB",
                         hints={2.0: "that is 32-bit numbers (4 bytes); 16-bit is 2",
                                1 / 25: "that is one task's file; each of the 25 tasks needs its own",
+                               2 / 25: "that is one task's file in 32-bit numbers; the question "
+                               "asks for 25 tasks, each stored in 16 bits",
                                26 / 25: "that adds a copy of the base; each fully fine-tuned "
                                "model is a whole model by itself, so 25 files are all",
                                8.0: "that counts bits (16 per parameter); a byte is 8 bits",
@@ -595,6 +603,14 @@ def _(answer):
                         hints={0.5: "one adapter per layer; Houlsby et al. put two in each",
                                1 / (2 * shape.n_layers): "that is one adapter; BERT-base has 12 "
                                "layers with two adapters each",
+                               1 / shape.n_layers: "that is one layer's two adapters; BERT-base "
+                               "has 12 layers",
+                               shape.n_layers * 2 * (32 * shape.d_model + 32) / expected:
+                               "that counts the down projection only; each adapter has an up "
+                               "projection (d × m and d biases) too",
+                               shape.n_layers * 2 * (32 * shape.d_model + shape.d_model) / expected:
+                               "that counts the up projection only; each adapter has a down "
+                               "projection (m × d and m biases) too",
                                weights_only / expected: "you left out the biases (m and d per "
                                "adapter)",
                                with_norms / expected: "that counts the LayerNorms too; the "
@@ -742,17 +758,19 @@ def _hints(expected, slips: list) -> dict:
     return hints
 
 
-@exercise("05.1", "LoRA's trainable parameters for Llama-2-7B, r = 16 on W_q and W_v",
+@exercise("05.1", "LoRA's trainable parameters for Llama-2-7B, r = 12 on W_q and W_v",
           "reasoning")
 def _(answer):
     llama = accounting.MODELS["llama2-7b"]
-    layers, d, r = llama.n_layers, llama.d_model, 16
+    layers, d, r = llama.n_layers, llama.d_model, 12
     expected = accounting.lora_parameters(llama, r=r)
-    check_all = "count r = 16, both targets (W_q and W_v) and both factors, B (d × r) and A (r × k)"
-    # r = 8, one target, and B or A alone all give the same number (d = k): one hint names all three
+    check_all = "count r = 12, both targets (W_q and W_v) and both factors, B (d × r) and A (r × k)"
+    # one target, and B or A alone give the same number (d = k): one hint names both
     slips = [
-        (layers * 2 * 8 * 2 * d, f"this is the count with r = 8, or for W_q alone, or for B or A alone: {check_all}"),
-        (layers * 1 * 8 * 2 * d, f"two of these went missing: {check_all}"),
+        (layers * 2 * 8 * 2 * d, "that is the count at r = 8 (notebook 02's table); this question "
+                                 "has r = 12"),
+        (layers * 2 * 16 * 2 * d, "that is the count at r = 16; this question has r = 12"),
+        (layers * 1 * r * 2 * d, f"this is the count for W_q alone, or for B or A alone: {check_all}"),
         (layers * 4 * r * 2 * d, "that counts all four attention matrices (W_q, W_k, W_v, W_o); the question "
                                  "adapts W_q and W_v only"),
         (layers * 2 * d * d, "that is the size of the frozen d × d matrices W_q and W_v themselves; LoRA trains "
@@ -771,9 +789,12 @@ def _(answer):
           "reasoning")
 def _(answer):
     return judge_choice(answer, "neither", {
-        "A": "∂L/∂A contains the factor B, which is zero",
-        "B": "∂L/∂B contains the factor A x, which is zero when A is",
-        "both": "each gradient contains the other matrix, and both are zero",
+        "A": "write out ∂L/∂A for h = W₀x + BAx: which matrix does it contain as a factor, "
+             "and what is that matrix at the start?",
+        "B": "write out ∂L/∂B for h = W₀x + BAx: it contains the factor Ax; what is Ax at the "
+             "start?",
+        "both": "write out ∂L/∂A and ∂L/∂B for h = W₀x + BAx and look at the factor each one "
+                "contains at the start",
         "neither": "each gradient contains the other matrix: both stay at zero forever, which "
                    "is why A starts random"})
 

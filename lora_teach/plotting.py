@@ -380,8 +380,10 @@ def draw_photo_at_rank(factors, rank: int):
     right.plot(ranks, errors, color=COLORS["error"], label="relative error ‖M − M_r‖_F / ‖M‖_F")
     right.plot(ranks, ranks * (d + k) / dense, color=COLORS["text"],
                label="numbers stored / dense, r(d + k) / dk")
-    right.axhline(1.0, color=COLORS["text"], linestyle=":", linewidth=1,
-                  label=f"break-even (r = {dense / (d + k):.0f})")
+    break_even = dense / (d + k)   # where the stored fraction reaches 1
+    right.axhline(1.0, color=COLORS["text"], linestyle=":", linewidth=1)
+    right.axvline(break_even, color=COLORS["text"], linestyle=":", linewidth=1,
+                  label=f"break-even rank {break_even:.0f}: storing r(d + k) = dk")
     right.plot([rank], [errors[rank - 1]], "o", color=COLORS["error"])
     right.plot([rank], [stored / dense], "o", color=COLORS["text"])
     right.axvline(rank, color=COLORS["frozen"], linewidth=1)

@@ -87,7 +87,7 @@ CASES = {
              [(lambda M, tol: int(np.sum(np.linalg.svd(M, compute_uv=False) >= tol)), "strictly above tol"),
               (lambda M, tol: np.linalg.matrix_rank(M), "ignored tol")]),
     "01.7": ({"A": A_01_7, "B": B_01_7}, 3, [(5, "each of its columns is A times"),
-                                            (6, "ranks do not add"), (2, "full rank")]),
+                                            (6, "ranks do not add"), (2, "ask what bounds the rank")]),
     "01.5": ({"W_noisy": W_NOISY}, 1e-3, [(1e-9, "Too small"), (10.0, "Too large")]),
     "02.1": ({}, 16 * (1024 + 4096), [(16 * 1024, "only B"), (1024 * 4096, "dense")]),
     "02.2": ({}, 614.4, [(384, "square matrix"), (610, "significant digits")]),
@@ -118,9 +118,9 @@ CASES = {
                                              (4 * 2 * 8 * 64, "biases")]),
     "04.4": ({}, 3, [(4, "m = 4 is too high: its adapter has 6,916 parameters"), (7, "two matrices"),
                      (2, "m = 2 is too low")]),
-    "05.1": ({}, 8_388_608, [(4_194_304, "r = 8, or for W_q alone, or for B or A alone"),
-                             (16_777_216, "all four attention matrices")]),
-    "05.2": ({}, "neither", [("A", "factor B")]),
+    "05.1": ({}, 6_291_456, [(4_194_304, "the count at r = 8"),
+                             (12_582_912, "all four attention matrices")]),
+    "05.2": ({}, "neither", [("A", "which matrix does it contain as a factor")]),
     "05.3": ({"update": UPDATE}, 1, [(3, "rank of the update"), (16, "too high")]),
     "05.4": ({}, _lora, [(lambda x, W0, b, A, B, alpha: (F.linear(x, W0, b) + alpha * x @ A.T @ B.T,
                                                           W0 + alpha * B @ A), "scaled by α; LoRA scales it by α/r"),
@@ -366,31 +366,33 @@ def _feedback(exercise_id, answer, **context):
 
 
 @pytest.mark.parametrize(("answer", "words"), [
-    (32 * 2 * 8 * 8192, "this is the count with r = 8"),          # r = 8 instead of 16
-    (32 * 1 * 16 * 8192, "or for W_q alone"),                      # one target matrix, not two
-    (32 * 2 * 16 * 4096, "or for B or A alone"),                    # only B (or only A)
-    (32 * 4 * 16 * 8192, "all four attention matrices"),
+    (32 * 2 * 8 * 8192, "the count at r = 8 (notebook 02's table)"),   # the table's row, copied
+    (32 * 2 * 16 * 8192, "the count at r = 16"),
+    (32 * 1 * 12 * 8192, "the count for W_q alone"),                      # one target matrix, not two
+    (32 * 2 * 12 * 4096, "or for B or A alone"),                    # only B (or only A)
+    (32 * 4 * 12 * 8192, "all four attention matrices"),
     (32 * 2 * 4096 * 4096, "frozen d × d matrices W_q and W_v themselves"),   # dense
-    (32 * 2 * (4096 * 4096 + 16 * 8192), "frozen d × d matrices are not trained"),
-    (32 * 2 * 16 * 4096 * 4096, "r × d × k multiplies the sizes"),
-    (2 * 16 * 8192, "that is one layer"),
-    (32 * 8 * 8192, "two of these went missing"),                   # r = 8 and one target
+    (32 * 2 * (4096 * 4096 + 12 * 8192), "frozen d × d matrices are not trained"),
+    (32 * 2 * 12 * 4096 * 4096, "r × d × k multiplies the sizes"),
+    (2 * 12 * 8192, "that is one layer"),
 ])
 def test_05_1_names_each_slip(answer, words):
     message = _feedback("05.1", answer)
-    assert words in message and "8,388,608" not in message, message
-    assert ("too low" in message) == (answer < 8_388_608), message
+    assert words in message and "6,291,456" not in message, message
+    assert ("too low" in message) == (answer < 6_291_456), message
 
 
 def test_05_1_accepts_the_count_however_written():
-    for answer in (8_388_608, 8_388_608.0, np.int64(8_388_608), torch.tensor(8_388_608), "8388608"[:0] or 8388608):
+    for answer in (6_291_456, 6_291_456.0, np.int64(6_291_456), torch.tensor(6_291_456)):
         assert exercises.check("05.1", answer).correct
 
 
-def test_05_2_asks_for_a_string_and_gives_each_wrong_option_its_reason():
-    assert "factor B" in _feedback("05.2", "A")
-    assert "factor A x" in _feedback("05.2", "B")
-    assert "both are zero" in _feedback("05.2", "both")
+def test_05_2_asks_for_a_string_and_no_wrong_option_gives_the_answer_away():
+    assert "which matrix does it contain as a factor" in _feedback("05.2", "A")
+    assert "it contains the factor Ax" in _feedback("05.2", "B")
+    assert "look at the factor each one contains" in _feedback("05.2", "both")
+    for wrong in ("A", "B", "both"):
+        assert "neither" not in _feedback("05.2", wrong).lower()
     assert "answer with" in _feedback("05.2", ["neither"]).lower()
 
 
@@ -511,7 +513,7 @@ def test_01_6_accepts_numpys_matrix_rank_given_the_tolerance():
 
 @pytest.mark.parametrize("prediction, words", [
     (5, "min(7, 5) bounds every 7×5 matrix"), (6, "ranks do not add"),
-    (7, "can never reach max(7, 5)"), (2, "A and B each have full rank"), (0, "full rank")])
+    (7, "can never reach max(7, 5)"), (2, "ask what bounds the rank of A·B"), (0, "ask what bounds the rank")])
 def test_01_7_names_each_slip_without_the_answer(prediction, words):
     feedback = exercises.check("01.7", prediction, A=A_01_7, B=B_01_7)
     assert not feedback.correct and words in feedback.message, feedback.message
@@ -773,3 +775,22 @@ def test_04_3_a_mistake_only_a_bottleneck_shows_gets_a_difference_not_an_error()
         return out if wd.shape[0] == wd.shape[1] else out + 1
     feedback = exercises.check("04.3", only_square_right)
     assert not feedback.correct and "largest difference" in feedback.message, feedback.message
+
+
+# --- slips found by reading 01-05 as a student (issue 25) ----------------------------------
+
+def _last_r_svd(M, r):
+    U, sigma, Vt = np.linalg.svd(M, full_matrices=False)
+    return U[:, -r:] * sigma[-r:], Vt[-r:]
+
+
+@pytest.mark.parametrize(("exercise_id", "answer", "words"), [
+    ("02.4", _last_r_svd, "keeps the r smallest singular values"),
+    ("03.3", lambda n_total, n_trainable, size: n_total + 3 * n_trainable, "counts numbers, not bytes"),
+    ("03.5", 2.05, "one task's file in 32-bit numbers"),
+    ("04.1", 99_904, "one layer's two adapters"),
+    ("04.1", 590_592, "the down projection only"),
+    ("04.1", 608_256, "the up projection only"),
+])
+def test_more_usual_slips_are_named(exercise_id, answer, words):
+    assert words in _feedback(exercise_id, answer)
