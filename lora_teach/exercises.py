@@ -103,7 +103,7 @@ def _(answer, P):
     return check_column_numbers(answer, linalg.pivot_columns(P))
 
 
-@exercise("01.3", "the coefficients of C4 = c1·C1 + c3·C3 in P", "construction")
+@exercise("01.3", "the coefficients that build C4 of P from its pivot columns", "construction")
 def _(answer, P):
     return check_combination(answer, P, target=3, using=[0, 2])
 
@@ -134,17 +134,132 @@ def _(answer, W_noisy):
     return check_tolerance(answer, W_noisy, wanted_rank=2)
 
 
+# 01.6: a slip is named when it reproduces the student's result on every case that ran.
+def _singular_value_count(M, tol, above) -> int:
+    return int(np.sum(above(np.linalg.svd(np.asarray(M, dtype=float), compute_uv=False), tol)))
+
+
+def _eigenvalue_count(M, tol):
+    return int(np.sum(np.real(np.linalg.eigvals(M)) > tol)) if M.shape[0] == M.shape[1] else None
+
+
+_RELATIVE = ("you compared the singular values with tol·σ₁. Here tol is an absolute bound: "
+             "compare each σᵢ with tol itself")
+_RANK_SLIPS = (   # (what the slip computes, why it is wrong)
+    (lambda M, tol: _singular_value_count(M, tol, np.greater_equal),
+     "you counted a singular value equal to tol. The numerical rank counts the singular values "
+     "strictly above tol (> rather than >=): a direction exactly at the tolerance is noise"),
+    (lambda M, tol: _singular_value_count(M, tol * np.linalg.norm(M, 2), np.greater), _RELATIVE),
+    (lambda M, tol: _singular_value_count(M, tol * np.linalg.norm(M, 2), np.greater_equal), _RELATIVE),
+    (lambda M, tol: int(np.linalg.matrix_rank(M)),
+     "your function ignored tol (np.linalg.matrix_rank(M) without tol uses numpy's own tiny "
+     "default). Count the singular values above the tol you are given"),
+    (_eigenvalue_count,
+     "you counted eigenvalues. Those of a matrix that is not symmetric differ from its singular "
+     "values (and a matrix that is not square has none): use np.linalg.svd(M, compute_uv=False)"),
+    (lambda M, tol: min(M.shape),
+     "you returned min(d, k), the largest rank a d×k matrix can have. Count the singular "
+     "values above tol"),
+)
+
+
+def _rank_cases():
+    noisy = np.array([[1.0, 7, 2, 8, 15], [2, 10, 4, 12, 22], [3, 15, 6, 18, 33], [4, 12, 8, 16, 28]])
+    noisy = noisy + 1e-6 * np.random.default_rng(5).standard_normal(noisy.shape)
+    return [
+        ("[[3, 100, 0], [0, 1, 0], [0, 0, 0.001]] with tol = 0.5",
+         (np.array([[3.0, 100.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.001]]), 0.5)),
+        ("a noisy 4×5 matrix of rank 2 with tol = 1e-3", (noisy, 1e-3)),
+        ("a 2×3 matrix of zeros with tol = 0.5", (np.zeros((2, 3)), 0.5)),
+        ("diag(3, 2, 1) with tol = 1 (σ₃ equals tol)", (np.diag([3.0, 2.0, 1.0]), 1.0)),
+        ("diag(10, 2, 0.5) with tol = 1", (np.diag([10.0, 2.0, 0.5]), 1.0)),
+    ]
+
+
+@exercise("01.6", "write numerical_rank(M, tol): the number of singular values of M above tol",
+          "coding")
+def _(answer):
+    ran, stop = [], None   # (description, arguments, the student's result) per case that ran
+    for description, arguments in _rank_cases():
+        results = []
+        verdict = judge_function(answer, [(description, arguments)], linalg.numerical_rank,
+                                 lambda expected, got, results=results: results.append(got),
+                                 "numerical_rank")
+        if not verdict.correct:   # it raised, changed its input or returned None
+            stop = verdict
+            break
+        ran.append((description, arguments, results[0]))
+    for description, _, got in ran:
+        if as_whole(got) is None:
+            return Feedback(False, f"Not yet. On {description}, your function returned "
+                                   f"{type(got).__name__} {got!r:.60}: return the rank, a whole number.")
+    wrong = [(d, a, as_whole(got)) for d, a, got in ran if as_whole(got) != linalg.numerical_rank(*a)]
+    if not wrong and stop is not None:
+        return stop
+    if not wrong:
+        return Feedback(True, f"Correct. Your function agrees with the reference on all "
+                              f"{len(ran)} cases.")
+    description, arguments, got = wrong[0]
+    said = (f"Not yet. On {description}, your function returned {got}; the numerical rank is "
+            f"{linalg.numerical_rank(*arguments)}.")
+    for slip, why in _RANK_SLIPS:
+        if all(slip(a.copy(), tol) == as_whole(g) for _, (a, tol), g in ran):
+            return Feedback(False, f"{said} It looks as if {why}.")
+    return Feedback(False, said)
+
+
+@exercise("01.7", "predict the rank of A·B for a random integer 7×3 A and 3×5 B", "reasoning")
+def _(answer, A, B):
+    a, b = linalg.as_exact_matrix(A), linalg.as_exact_matrix(B)
+    expected = linalg.exact_rank(a * b)
+    d, k = a.rows, b.cols
+    slips = dict.fromkeys(range(expected), "random integer matrices almost never have a column "
+                          "that is a combination of the others: A and B each have full rank, and "
+                          "nothing cancels in A·B")
+    slips[linalg.exact_rank(a) + linalg.exact_rank(b)] = (
+        "ranks do not add in a product; A·B is a product, not a sum")
+    slips[max(d, k)] = (f"a {d}×{k} matrix has at most min({d}, {k}) independent columns, so "
+                        f"its rank can never reach max({d}, {k})")
+    slips[min(d, k)] = (f"min({d}, {k}) bounds every {d}×{k} matrix, but A·B is more special: "
+                        f"each of its columns is A times a column of B, a combination of the "
+                        f"columns of A")
+    hints = {value / expected: why for value, why in slips.items() if value != expected} if expected else {}
+    return judge_number(answer, expected, "prediction", integer=True, hints=hints)
+
 # ---------------------------------------------------------------------------
 # 02: low-rank decomposition
 # ---------------------------------------------------------------------------
 
+def _slips(expected: float, slips) -> dict:
+    """Slips given as ``{wrong value: why}`` or ``[(wrong value, why), ...]``, as judge_number's
+    ``{ratio to expected: why}``. Two slips that give the same value share one message, so
+    neither hides the other; a slip that lands on the answer is no slip here."""
+    hints: dict = {}
+    for value, why in (slips.items() if isinstance(slips, dict) else slips):
+        if math.isclose(value, expected, rel_tol=1e-9):
+            continue
+        ratio = value / expected
+        same = next((r for r in hints if math.isclose(r, ratio, rel_tol=1e-9)), None)
+        if same is None:
+            hints[ratio] = why
+        else:
+            hints[same] = f"{hints[same]}; or {why}"
+    return hints
+
+
 @exercise("02.1", "numbers stored by a rank-16 factorisation of a 1024 x 4096 matrix", "reasoning")
 def _(answer):
     d, k, r = 1024, 4096, 16
-    return judge_number(answer, lowrank.factorized_parameters(d, k, r), "count", integer=True,
-                        hints={r * d / (r * (d + k)): "you counted only B (d × r), not A (r × k)",
-                               r * k / (r * (d + k)): "you counted only A (r × k), not B (d × r)",
-                               d * k / (r * (d + k)): "that is the dense matrix, d × k"})
+    expected = lowrank.factorized_parameters(d, k, r)
+    return judge_number(answer, expected, "count", integer=True, hints=_slips(expected, {
+        r * d: "you counted only B (d × r), not A (r × k)",
+        r * k: "you counted only A (r × k), not B (d × r)",
+        d * k: "that is the dense matrix, d × k, which the factorisation replaces",
+        d + k: "that is d + k, the size of one column of B and one row of A; B and A "
+               "have r of each",
+        r * d * k: "you multiplied r, d and k; B and A are two separate matrices, so add "
+                   "their sizes d·r and r·k",
+        r * r * (d + k): "you multiplied by r twice: B has d·r entries and A has r·k"}))
 
 
 @exercise("02.2", "the break-even rank of a 768 x 3072 matrix, to 3 significant digits",
@@ -152,16 +267,36 @@ def _(answer):
 def _(answer):
     d, k = 768, 3072
     expected = lowrank.break_even_rank(d, k)
-    return judge_number(answer, expected, "break-even rank", significant=3,
-                        hints={(d / 2) / expected: "d/2 is the rule for a square matrix; solve "
-                               "r(d + k) = dk for this one",
-                               (k / 2) / expected: "k/2 is not it either; solve r(d + k) = dk"})
+    return judge_number(answer, expected, "break-even rank", significant=3, hints=_slips(expected, {
+        d / 2: "d/2 is the rule for a square matrix (d = k); this one is not square: solve "
+               "r(d + k) = dk",
+        k / 2: "k/2 is not it (nor is √(dk), which is the same number here); solve r(d + k) = dk",
+        min(d, k): "that is the largest rank a 768 × 3072 matrix can have, not the rank where "
+                   "r(d + k) reaches dk",
+        2 * d * k / (d + k): "that solves r(d + k)/2 = dk; a rank-r factorisation stores "
+                             "r(d + k) numbers, all of B and all of A",
+        (d + k) / 2: "that is the average of d and k; solve r(d + k) = dk for r"}))
 
 
 @exercise("02.3", "the rank that keeps 90% of the centred photo's energy", "reasoning")
-def _(answer, singular_values):
-    return judge_number(answer, lowrank.rank_for_energy(singular_values, 0.90), "rank",
-                        integer=True)
+def _(answer, singular_values, raw_singular_values=None):
+    sigma = np.sort(np.abs(np.asarray(singular_values, dtype=float)))[::-1]
+    expected = lowrank.rank_for_energy(sigma, 0.90)
+    shares = np.cumsum(sigma) / np.sum(sigma)
+    slips = [(lowrank.rank_for_energy(sigma, 0.80), "that is the rank for 80% of the energy, "
+                                                    "printed above; the question asks for 90%"),
+             (lowrank.rank_for_energy(sigma, 0.99), "that is the rank for 99% of the energy; "
+                                                    "the question asks for 90%"),
+             (int(np.argmax(shares >= 0.90)) + 1, "you added up σᵢ; the energy is the sum of "
+                                                  "the squares σᵢ², so accumulate sigma ** 2"),
+             (expected - 1, "if you used np.argmax on the cumulative shares, it gives a "
+                            "position counted from 0, while a rank counts directions from 1")]
+    if raw_singular_values is not None:
+        raw = np.sort(np.abs(np.asarray(raw_singular_values, dtype=float)))[::-1]
+        slips.append((lowrank.rank_for_energy(raw, 0.90), "that is the raw photo's rank; use "
+                      "the centred photo's singular values, sigma_centred"))
+    slips = [(value, why) for value, why in slips if value >= 1]
+    return judge_number(answer, expected, "rank", integer=True, hints=_slips(expected, slips))
 
 
 def _svd_cases():
@@ -172,22 +307,57 @@ def _svd_cases():
             ("a wide 3 × 7 matrix with r = 1", (generator.standard_normal((3, 7)), 1))]
 
 
+def _truncated_svd_reference(M, r):
+    """What 02.4 compares with: the rank-r product and the factors' shapes it asks for."""
+    U, sigma, Vt = np.linalg.svd(M, full_matrices=False)
+    return {"product": (U[:, :r] * sigma[:r]) @ Vt[:r], "r": r,
+            "no sigma": U[:, :r] @ Vt[:r], "V not V^T": (U[:, :r] * sigma[:r]) @ Vt.T[:r]}
+
+
+def _columns(n: int) -> str:
+    return f"{n} column{'s' * (n != 1)}"
+
+
 def _compare_factors(expected, got) -> str | None:
     if not isinstance(got, (tuple, list)) or len(got) != 2:
-        return "return two matrices, (B, A)"
+        return ("return two matrices, (B, A), the factors whose product B @ A is the rank-r "
+                "approximation")
     B, A = (as_array(m) for m in got)
     if B is None or A is None:
         return (f"B and A must be matrices of numbers; you returned ({type(got[0]).__name__}, "
                 f"{type(got[1]).__name__})")
-    d, k = expected.shape
-    if B.ndim != 2 or A.ndim != 2 or B.shape[0] != d or A.shape[1] != k or B.shape[1] != A.shape[0]:
-        return (f"B should be {d} × r and A r × {k}; yours are {B.shape} and {A.shape}")
-    return compare_arrays(expected, B @ A, atol=1e-8)
+    d, k = expected["product"].shape
+    r = expected["r"]
+    if B.ndim != 2 or A.ndim != 2:
+        return f"B and A must be 2-D matrices; yours have shapes {B.shape} and {A.shape}"
+    if B.shape == (r, k) and A.shape == (d, r):
+        return f"you returned (A, B): A is {r} × {k} and B is {d} × {r}; return (B, A)"
+    if B.shape != (d, r):
+        kind = (" (the whole d × k product, not a factor)" if B.shape == (d, k) else
+                " (a d × d matrix, not a factor of rank r)" if B.shape == (d, d) else "")
+        has = f"has {B.shape[1]}" if B.shape[0] == d else f"is {B.shape[0]} × {B.shape[1]}"
+        return (f"B should be {d} × r with r = {_columns(r)}; yours {has}{kind}. B keeps the "
+                f"first r columns of U (scaled by σ₁ … σ_r)")
+    if A.shape != (r, k):
+        kind = (" (the whole d × k product, not a factor)" if A.shape == (d, k) else
+                " (a k × k matrix, not a factor of rank r)" if A.shape == (k, k) else "")
+        has = f"has {A.shape[0]}" if A.shape[1] == k else f"is {A.shape[0]} × {A.shape[1]}"
+        return (f"A should be r × {k} with r = {r} row{'s' * (r != 1)}; yours {has}{kind}. A "
+                f"keeps the first r rows of Vᵀ")
+    product = B @ A
+    if compare_arrays(expected["product"], product, atol=1e-8) is None:
+        return None
+    if compare_arrays(expected["no sigma"], product, atol=1e-8) is None:
+        return "B @ A equals U_r V_rᵀ: the singular values Σ_r are missing from B or A"
+    if compare_arrays(expected["V not V^T"], product, atol=1e-8) is None:
+        return ("A holds the first r columns of Vᵀ; np.linalg.svd returns Vᵀ already, so A is "
+                "its first r rows, Vt[:r]")
+    return compare_arrays(expected["product"], product, atol=1e-8)
 
 
 @exercise("02.4", "write truncated_svd(M, r) returning B (d × r) and A (r × k)", "coding")
 def _(answer):
-    return judge_function(answer, _svd_cases(), lowrank.low_rank_approximation,
+    return judge_function(answer, _svd_cases(), _truncated_svd_reference,
                           _compare_factors, "my_truncated_svd")
 
 
@@ -196,11 +366,48 @@ def _(answer):
 def _(answer, Q):
     sigma = linalg.singular_values(Q)
     expected = lowrank.eckart_young_error(sigma, 1)
-    return judge_number(answer, expected, "error", significant=3,
-                        hints={sigma[1] / expected: "that is σ₂ alone; the error adds the squares "
-                               "of every discarded singular value, then takes the root",
-                               float(np.sum(sigma[1:] ** 2)) / expected: "that is the sum of "
-                               "squares; take its square root"})
+    return judge_number(answer, expected, "error", significant=3, hints=_slips(expected, {
+        float(sigma[1]): "that is σ₂ alone, the error in the spectral norm; the Frobenius error "
+                         "adds the squares of every discarded singular value, then takes the root",
+        float(np.sum(sigma[1:] ** 2)): "that is the sum of squares; take its square root",
+        float(np.sum(sigma[1:])): "you added the discarded singular values; add their squares, "
+                                  "then take the root",
+        float(sigma[0]): "σ₁ is the part the rank-1 approximation keeps; the error is what it "
+                         "drops",
+        float(np.sqrt(np.sum(sigma ** 2))): "that is ‖Q‖_F, the size of all of Q; the error "
+                                            "counts only the discarded singular values",
+        expected / float(np.sqrt(np.sum(sigma ** 2))): "that is the relative error (divided by "
+                                                       "‖Q‖_F); the question asks for the error "
+                                                       "itself"}))
+
+
+def _smallest_rank_within(sigma: np.ndarray, relative_error: float) -> int:
+    """The smallest r whose best rank-r approximation has at most this relative Frobenius error."""
+    total = float(np.sqrt(np.sum(sigma ** 2)))
+    return next(r for r in range(len(sigma) + 1)
+                if lowrank.eckart_young_error(sigma, r) <= relative_error * total * (1 + 1e-12))
+
+
+@exercise("02.6", "predict the smallest rank r whose best B A approximates the update to a "
+          "relative error of at most 10%", "reasoning")
+def _(answer, update):
+    sigma = linalg.singular_values(update)
+    expected = _smallest_rank_within(sigma, 0.10)
+    tenth = 0.1 * sigma[0] * (1 + 1e-9)
+    spectral = ("σ_{r+1} ≤ σ₁/10 makes the spectral-norm error a tenth; the Frobenius error "
+                "adds the squares of every discarded σᵢ")
+    shares = np.cumsum(sigma) / np.sum(sigma)
+    slips = [(lowrank.rank_for_energy(sigma, 0.90), "that keeps 90% of the energy, which leaves "
+              "a relative error of √0.10 ≈ 32%: the relative error is the square root of the "
+              "share of the energy left out"),
+             (int(np.argmax(sigma <= tenth)), spectral),            # sigma[r] is σ_{r+1}
+             (int(np.argmax(sigma <= tenth)) + 1, spectral),        # σ_r ≤ σ₁/10
+             (int(np.argmax(shares >= 0.90)) + 1, "you added up σᵢ; the Frobenius error adds "
+              "the squares σᵢ², then takes the root"),
+             (expected - 1, "if you used np.argmax, it gives a position counted from 0, while a "
+              "rank counts directions from 1")]
+    return judge_number(answer, expected, "rank", integer=True,
+                        hints=_slips(expected, [(v, why) for v, why in slips if v >= 1]))
 
 
 # ---------------------------------------------------------------------------

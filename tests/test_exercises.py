@@ -25,6 +25,8 @@ UPDATE = _ORTHO[:, :3] @ np.diag([10.0, 3.0, 1.0]) @ _ORTHO[:, 3:6].T
 
 
 S = [[1, 0, 2, 5], [0, 1, 1, 2], [2, 1, 3, 9], [1, 3, 0, 2]]   # C4 = C1 + 2·C3 fails in rows 3, 4
+_RNG_01_7 = np.random.default_rng(7)   # A and B of exercise 01.7, drawn as notebook 01 draws them
+A_01_7, B_01_7 = _RNG_01_7.integers(-3, 4, size=(7, 3)), _RNG_01_7.integers(-3, 4, size=(3, 5))
 
 
 def _repaired():
@@ -69,6 +71,10 @@ def _phi(U, V):
     return overlap.cumsum(0).cumsum(1) / np.minimum(np.arange(1, U.shape[1] + 1)[:, None],
                                                      np.arange(1, V.shape[1] + 1)[None, :])
 
+# 02.6: an update with singular values 10/i, i = 1..48 (as notebook 02 builds it)
+UPDATE_02_6 = (np.linalg.qr(np.random.default_rng(3).standard_normal((64, 48)))[0] * (10.0 / np.arange(1, 49))
+               @ np.linalg.qr(np.random.default_rng(4).standard_normal((48, 48)))[0].T)
+
 # exercise id: (context, a solution, [(a wrong answer, words its feedback must contain)])
 CASES = {
     "01.1": ({"P": P}, 2, [(3, "Too high"), (1, "Too low"), (5, "impossible")]),
@@ -76,14 +82,21 @@ CASES = {
     "01.3": ({"P": P}, [3, 1], [([1, 3], "fails in row(s)")]),
     "01.4": ({"S": S}, _repaired(), [(S, "still fails in row(s) [3, 4]"),
                                      (_repaired_with_extra_change(), "2 are enough")]),
+    "01.6": ({}, lambda M, tol: int(np.sum(np.linalg.svd(M, compute_uv=False) > tol)),
+             [(lambda M, tol: int(np.sum(np.linalg.svd(M, compute_uv=False) >= tol)), "strictly above tol"),
+              (lambda M, tol: np.linalg.matrix_rank(M), "ignored tol")]),
+    "01.7": ({"A": A_01_7, "B": B_01_7}, 3, [(5, "each of its columns is A times"),
+                                            (6, "ranks do not add"), (2, "full rank")]),
     "01.5": ({"W_noisy": W_NOISY}, 1e-3, [(1e-9, "Too small"), (10.0, "Too large")]),
     "02.1": ({}, 16 * (1024 + 4096), [(16 * 1024, "only B"), (1024 * 4096, "dense")]),
     "02.2": ({}, 614.4, [(384, "square matrix"), (610, "significant digits")]),
-    "02.3": ({"singular_values": SIGMA}, 2, [(3, "off by one"), (5, "too high")]),
-    "02.4": ({}, _svd, [(lambda M, r: _svd(M, r)[::-1], "B should be"),
+    "02.3": ({"singular_values": SIGMA}, 2, [(3, "rank for 99%"), (1, "np.argmax"), (5, "too high")]),
+    "02.4": ({}, _svd, [(lambda M, r: _svd(M, r)[::-1], "you returned (A, B)"),
                         (lambda M, r: (np.zeros((M.shape[0], r)), np.zeros((r, M.shape[1]))),
                          "largest difference")]),
     "02.5": ({"Q": Q}, 3.16, [(3.0, "σ₂ alone"), (10.0, "square root"), (3.2, "significant")]),
+    "02.6": ({"update": UPDATE_02_6}, 27, [(5, "90% of the energy"), (9, "spectral-norm error"),
+                                          (31, "you added up σᵢ"), (26, "np.argmax"), (30, "too high")]),
     "03.1": ({}, 8 * 513_626_880, [(4 * 513_626_880, "Adam keeps two"),
                                    (8 * 513_626_880 / 1e9, "in GB")]),
     "03.2": ({"precision": 0.9243, "recall": 0.9401}, 0.932, [(0.93, "significant digits"),
@@ -94,7 +107,7 @@ CASES = {
     "03.4": ({}, 6.16, [(8.22, "frozen weights stay"), (4.11, "gradient")]),
     "03.5": ({}, 25.7, [(51.4, "32-bit"), (25 * 2 * 513_626_880, "in bytes")]),
     "04.1": ({}, 2_379_264, [(2_379_264 // 2, "one adapter per layer"), (2_359_296, "biases")]),
-    "04.2": ({}, 12, [(6, "two projections"), (11, "off by one")]),
+    "04.2": ({}, 12, [(6, "two projections"), (11, "too low")]),
     "04.3": ({}, lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
              [(lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
                "largest difference")]),
@@ -133,7 +146,7 @@ CASES = {
                                     "largest absolute value"),
                                    (lambda b, levels: (torch.zeros(len(b)), b.abs().max()), "largest difference")]),
     "08.4": ({}, 15.2, [(0.152, "fraction of absmax"), (6.67, "evenly spaced"), (6.25, "evenly spaced"),
-                        (30.4, "half a gap"), (13.852, "the negative side has one level fewer"),
+                        (30.4, "half a gap"), (13.9, "the negative side has one level fewer"),
                         (27.7, "widest gap on the positive side"), (15.0, "3 significant digits")]),
     "07.3": ({}, _phi, [(lambda U, V: (U.T @ V) ** 2, "largest difference"),
                         (lambda U, V: (U.T @ V) ** 2 @ np.ones((V.shape[1], 1)), "shape")]),
@@ -320,6 +333,8 @@ def _solution_forms(exercise_id):
     if exercise_id not in CODING:
         return _numbers(solution)
     forms = {
+        "01.6": [lambda *a: float(solution(*a)), lambda *a: np.int64(solution(*a)),
+                 lambda *a: torch.tensor(solution(*a))],
         "02.4": [lambda M, r: list(_svd(M, r)), lambda M, r: tuple(torch.from_numpy(m) for m in _svd(M, r))],
         "03.3": [lambda *a: float(solution(*a)), lambda *a: torch.tensor(solution(*a)),
                  lambda *a: np.int64(solution(*a))],
@@ -345,6 +360,185 @@ def test_a_right_answer_in_another_form_is_right(exercise_id):
 def test_01_3_refuses_a_set_and_says_why():
     feedback = exercises.check("01.3", {3, 1}, P=P)
     assert not feedback.correct and "A set has no order" in feedback.message
+
+
+# --- Notebook 01 (issue 25): the coding and the predict-then-measure exercise, slip by slip ---
+
+def _singular_values_of(M):
+    return np.linalg.svd(M, compute_uv=False)
+
+
+NUMERICAL_RANK_SLIPS = [   # (a student's numerical_rank, words its feedback must contain)
+    (lambda M, tol: int(np.sum(_singular_values_of(M) >= tol)), "(> rather than >=)"),
+    (lambda M, tol: int(np.sum(_singular_values_of(M) > tol * _singular_values_of(M)[0])),
+     "tol is an absolute bound"),
+    (lambda M, tol: int(np.sum(_singular_values_of(M) >= tol * _singular_values_of(M).max(initial=0))),
+     "tol is an absolute bound"),
+    (lambda M, tol: np.linalg.matrix_rank(M), "ignored tol"),
+    (lambda M, tol: int(np.sum(np.linalg.eigvals(M).real > tol)), "you counted eigenvalues"),
+    (lambda M, tol: min(M.shape), "you returned min(d, k)"),
+]
+
+
+@pytest.mark.parametrize("student, words", NUMERICAL_RANK_SLIPS)
+def test_01_6_names_each_slip(student, words):
+    feedback = exercises.check("01.6", student)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert feedback.message.startswith("Not yet. On ")   # and says on which case
+
+
+def test_01_6_a_slip_nobody_named_still_gets_the_case_and_the_expected_rank():
+    feedback = exercises.check("01.6", lambda M, tol: int(np.sum(_singular_values_of(M) > tol)) + 1)
+    assert not feedback.correct and "the numerical rank is 1." in feedback.message
+    assert "It looks as if" not in feedback.message
+
+
+def test_01_6_an_unfinished_function_is_not_answered_and_a_string_is_no_rank():
+    assert exercises.check("01.6", lambda M, tol: None).message.startswith("Not answered yet")
+    feedback = exercises.check("01.6", lambda M, tol: "2")
+    assert not feedback.correct and "return the rank, a whole number" in feedback.message
+
+
+def test_01_6_accepts_numpys_matrix_rank_given_the_tolerance():
+    assert exercises.check("01.6", lambda M, tol: np.linalg.matrix_rank(M, tol=tol)).correct
+
+
+@pytest.mark.parametrize("prediction, words", [
+    (5, "min(7, 5) bounds every 7×5 matrix"), (6, "ranks do not add"),
+    (7, "can never reach max(7, 5)"), (2, "A and B each have full rank"), (0, "full rank")])
+def test_01_7_names_each_slip_without_the_answer(prediction, words):
+    feedback = exercises.check("01.7", prediction, A=A_01_7, B=B_01_7)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "rank 3" not in feedback.message and "is 3" not in feedback.message
+
+
+@pytest.mark.parametrize("prediction", [3, 3.0, np.int64(3), torch.tensor(3)])
+def test_01_7_takes_the_right_prediction_in_any_form(prediction):
+    assert exercises.check("01.7", prediction, A=A_01_7, B=B_01_7).correct
+
+
+def test_01_7_is_judged_against_the_matrices_it_is_given():
+    assert linalg.exact_rank(A_01_7) == linalg.exact_rank(B_01_7) == 3
+    thin = np.ones((7, 1)) @ np.ones((1, 3))   # a rank-1 A: then A·B has rank 1
+    assert exercises.check("01.7", 1, A=thin, B=B_01_7).correct
+    assert not exercises.check("01.7", 3, A=thin, B=B_01_7).correct
+
+
+def test_01_3_question_does_not_name_the_pivot_columns():
+    assert "C1" not in exercises.EXERCISES["01.3"].question
+    assert "C3" not in exercises.EXERCISES["01.3"].question
+
+
+def test_01_5_asks_for_room_in_the_gap_and_the_notebooks_tolerance_has_it():
+    for edge, words in [(3.05, "right under σ2"), (2e-6, "right above σ3")]:
+        feedback = exercises.check("01.5", edge, W_noisy=W_NOISY)
+        assert not feedback.correct and words in feedback.message, feedback.message
+    for tol in (1e-3, 1e-4, np.float64(1e-2), torch.tensor(1e-3)):
+        assert exercises.check("01.5", tol, W_noisy=W_NOISY).correct
+
+
+def test_01_4_says_the_repair_lowers_the_rank_from_4_to_3():
+    assert linalg.exact_rank(sympy.Matrix(S)) == 4
+    feedback = exercises.check("01.4", _repaired(), S=S)
+    assert feedback.correct and "the rank drops from 4 to 3" in feedback.message
+
+
+# --- notebook 02: each exercise's own slips (issue 25) ---------------------------------------
+
+def _photo_like_spectrum():
+    """Singular values that fall like a photo's: the slips of 02.3 give different ranks."""
+    return 50.0 * 0.93 ** np.arange(200) + 0.2
+
+
+@pytest.mark.parametrize("answer, words", [
+    (16 * 1024, "you counted only B"), (16 * 4096, "you counted only A"),
+    (1024 * 4096, "that is the dense matrix"), (1024 + 4096, "one column of B and one row of A"),
+    (16 * 1024 * 4096, "you multiplied r, d and k"), (16 * 16 * (1024 + 4096), "multiplied by r twice"),
+    (81_921, "too high")])
+def test_02_1_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.1", answer)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "range" not in feedback.message   # no generic off-by-one: this is a product, not a range
+
+
+@pytest.mark.parametrize("answer, words", [
+    (384, "d/2 is the rule for a square matrix"), (1536, "k/2 is not it"),
+    (768, "largest rank a 768 × 3072 matrix"), (1228.8, "r(d + k)/2 = dk"), (1920, "average of d and k")])
+def test_02_2_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.2", answer)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_3_names_its_own_slips():
+    from lora_teach import lowrank
+    sigma = _photo_like_spectrum()
+    raw = np.concatenate([[400.0], sigma[1:]])   # a first direction that holds most of the energy
+    expected = lowrank.rank_for_energy(sigma, 0.90)
+    by_sigma = int(np.argmax(np.cumsum(sigma) / np.sum(sigma) >= 0.90)) + 1
+    slips = {expected - 1: "np.argmax", by_sigma: "the sum of the squares",
+             lowrank.rank_for_energy(sigma, 0.80): "rank for 80%",
+             lowrank.rank_for_energy(sigma, 0.99): "rank for 99%",
+             lowrank.rank_for_energy(raw, 0.90): "the raw photo's rank"}
+    assert len(set(slips) | {expected}) == 6   # the five slips are told apart
+    context = {"singular_values": sigma, "raw_singular_values": raw}
+    assert exercises.check("02.3", expected, **context).correct
+    assert exercises.check("02.3", float(expected), **context).correct
+    for answer, words in slips.items():
+        feedback = exercises.check("02.3", answer, **context)
+        assert not feedback.correct and words in feedback.message, (answer, feedback.message)
+
+
+def _approximation(M, r):
+    u, s, vt = np.linalg.svd(M, full_matrices=False)
+    return (u[:, :r] * s[:r]) @ vt[:r]
+
+
+@pytest.mark.parametrize("slip, words", [
+    (lambda M, r: (_approximation(M, r), np.eye(M.shape[1])),
+     "B should be 6 × r with r = 2 columns; yours has 4 (the whole d × k product"),
+    (lambda M, r: (np.eye(M.shape[0]), _approximation(M, r)),
+     "B should be 6 × r with r = 2 columns; yours has 6 (a d × d matrix"),
+    (lambda M, r: _svd(M, r)[::-1], "you returned (A, B)"),
+    (lambda M, r: _svd(M, r + 1), "B should be 6 × r with r = 2 columns; yours has 3"),
+    (lambda M, r: (_svd(M, r)[0], _svd(M, r + 1)[1]), "A should be r × 4 with r = 2 rows; yours has 3"),
+    (lambda M, r: (np.linalg.svd(M, full_matrices=False)[0][:, :r], np.linalg.svd(M, full_matrices=False)[2][:r]),
+     "the singular values Σ_r are missing"),
+    (lambda M, r: (_svd(M, r)[0], np.linalg.svd(M, full_matrices=False)[2].T[:r]), "Vt[:r]"),
+    (lambda M, r: _approximation(M, r), "return two matrices, (B, A)")])
+def test_02_4_requires_lora_shapes_and_names_the_slip(slip, words):
+    feedback = exercises.check("02.4", slip)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_4_accepts_any_split_of_the_singular_values():
+    def balanced(M, r):
+        u, s, vt = np.linalg.svd(M, full_matrices=False)
+        return u[:, :r] * np.sqrt(s[:r]), np.sqrt(s[:r])[:, None] * vt[:r]
+    assert exercises.check("02.4", balanced).correct
+    def full_matrices(M, r):   # np.linalg.svd's default full_matrices=True, sliced right
+        u, s, vt = np.linalg.svd(M)
+        return u[:, :r], np.diag(s[:r]) @ vt[:r]
+    assert exercises.check("02.4", full_matrices).correct
+
+
+@pytest.mark.parametrize("answer, words", [
+    (3.0, "σ₂ alone"), (10.0, "take its square root"), (4.0, "you added the discarded singular values"),
+    (5.0, "σ₁ is the part the rank-1 approximation keeps"), (5.92, "that is ‖Q‖_F"),
+    (0.535, "that is the relative error")])
+def test_02_5_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.5", answer, Q=Q)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_6_judges_the_prediction_against_the_update_given():
+    for right in (27, 27.0, np.int64(27), torch.tensor(27)):
+        assert exercises.check("02.6", right, update=UPDATE_02_6).correct
+    for spectral in (9, 10):   # sigma_10 = sigma_1 / 10: either reading of "a tenth of sigma_1"
+        assert "spectral-norm error" in exercises.check("02.6", spectral, update=UPDATE_02_6).message
+    feedback = exercises.check("02.6", 5, update=UPDATE_02_6)
+    assert "90% of the energy" in feedback.message and "square root" in feedback.message
+    flat = np.diag(np.ones(10))   # all ten directions equal: 10% error needs 99% of them, all ten
+    assert exercises.check("02.6", 10, update=flat).correct
 
 
 # --- Notebooks 06 and 08 (issue 25): the checkers' cases and answers match what the notebooks show ---
