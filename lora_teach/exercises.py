@@ -952,39 +952,55 @@ def _lora_all_linear_minilm(r: int) -> int:
     return MINILM["layers"] * per_layer
 
 
-@exercise("06.1", "LoRA's trainable parameters with r = 8 on every linear layer of MiniLM's 6 "
-          "encoder layers (no head, no pooler)", "reasoning")
+def _lora_feed_forward_minilm(r: int) -> int:
+    return MINILM["layers"] * 2 * r * (MINILM["d"] + MINILM["ffn"])
+
+
+@exercise("06.1", "LoRA's trainable parameters with r = 8 on the two feed-forward layers "
+          "(intermediate.dense, output.dense) of MiniLM's 6 encoder layers", "reasoning")
 def _(answer):
-    expected = _lora_all_linear_minilm(8)
-    attention_only = MINILM["layers"] * 4 * 8 * 2 * MINILM["d"]
-    square = MINILM["layers"] * 6 * 8 * 2 * MINILM["d"]
+    layers, d, r = MINILM["layers"], MINILM["d"], 8
+    expected = _lora_feed_forward_minilm(r)
     return judge_number(answer, expected, "count", integer=True, hints={
-        attention_only / expected: "that counts the four attention matrices only; the feed-forward "
-                                   "block has two more linear layers",
-        square / expected: "the feed-forward matrices are 1536 x 384 and 384 x 1536, not 384 x 384",
-        2 * MINILM["layers"] * 8 * 2 * MINILM["d"] / expected: "that is LoRA on query and value only",
-        0.5: "count both B (d_out x r) and A (r x d_in)"})
+        _lora_all_linear_minilm(r) / expected: "that is LoRA on every linear layer (section 2 "
+                                               "counted it); the question asks for the two "
+                                               "feed-forward layers only",
+        layers * 4 * r * 2 * d / expected: "that counts the four attention matrices; the "
+                                           "feed-forward layers are intermediate.dense and "
+                                           "output.dense",
+        layers * 2 * r * 2 * d / expected: "the feed-forward matrices are 1536 x 384 and "
+                                           "384 x 1536, not 384 x 384",
+        0.5: "each of the two feed-forward layers trains B (d_out x r) and A (r x d_in): "
+             "count both factors of both layers",
+        1 / layers: "that is one encoder layer; MiniLM has 6"})
 
 
 @exercise("06.2", "bytes of AdamW's state for LoRA with r = 16 on query and value of MiniLM "
           "(32-bit numbers, head left out)", "reasoning")
 def _(answer):
     trainable = MINILM["layers"] * 2 * 16 * 2 * MINILM["d"]
+    head = MINILM["d"] * 3 + 3    # the sentiment head of notebook 06: 384 x 3 weights, 3 biases
     return judge_number(answer, 2 * 4 * trainable, "optimizer state", unit="bytes", integer=True, hints={
-        0.5: "AdamW keeps two numbers per trained parameter (the running mean of the gradient and "
-             "of its square)",
+        0.5: "AdamW keeps two 4-byte numbers per trained parameter (the running means of the "
+             "gradient and of its square), and this LoRA has r = 16, not section 8's r = 8",
         0.25: "each 32-bit number takes 4 bytes, and AdamW keeps two per trained parameter",
-        0.125: "that is the number of trained parameters; AdamW keeps two 4-byte numbers for each"})
+        0.125: "that is the number of trained parameters; AdamW keeps two 4-byte numbers for each",
+        1.5: "that adds the gradients (4 bytes more per parameter); the question asks for "
+             "AdamW's state only",
+        (trainable + head) / trainable: "leave the head out, as the question says",
+        (trainable // 2 + head) / trainable: "that is section 8's measured state for r = 8 with "
+                                             "the head; here r = 16 and the head is left out"})
 
 
 IGNORE = -100   # the label a token gets when the loss should skip it (PyTorch's default)
 
 
 def _alignment_cases():
-    return [("the words ['Nokia', 'shares', 'rose'] split as [CLS] no ##kia shares rose [SEP]",
+    # splits as MiniLM's tokenizer makes them (notebook 06 prints the first)
+    return [("the words ['Ericsson', 'shares', 'rose'] split as [CLS] eric ##sson shares rose [SEP]",
              ([None, 0, 0, 1, 2, None], ["B-ORG", "O", "O"])),
-            ("one word split in three: [CLS] he ##ls ##inki [SEP]",
-             ([None, 0, 0, 0, None], ["B-LOC"])),
+            ("one word split in three: [CLS] he ##ine ##ken [SEP] ('Heineken')",
+             ([None, 0, 0, 0, None], ["B-ORG"])),
             ("a sentence pair's two [SEP] tokens and padding",
              ([None, 0, 1, 1, None, 2, None, None, None], ["B-PER", "I-PER", "O"]))]
 
@@ -1023,6 +1039,23 @@ def _compare_alignment(expected, got) -> str | None:
 def _(answer):
     return judge_function(answer, _alignment_cases(), _reference_alignment, _compare_alignment,
                           "align_labels")
+
+
+@exercise("06.4", "predict the trainable count PEFT reports for LoraConfig(r=4, lora_alpha=32, "
+          "target_modules=['query', 'key', 'value']) on MiniLM's encoder", "reasoning")
+def _(answer):
+    layers, d, r = MINILM["layers"], MINILM["d"], 4
+    expected = layers * 3 * r * (d + d)
+    head = d * 3 + 3
+    return judge_number(answer, expected, "prediction", integer=True, hints={
+        2.0: "that is r = 8; this configuration has r = 4",
+        2 / 3: "that counts query and value; key is a third target",
+        4 / 3: "that is section 7's count (r = 8 on query and value); here r = 4 on three targets",
+        8.0: "alpha sets the scale alpha/r of the update; it adds no parameters",
+        0.5: "each adapted matrix trains B (384 x r) and A (r x 384): count both",
+        1 / layers: "that is one encoder layer; MiniLM has 6",
+        (expected + head) / expected: "the head is not part of the PEFT model here: PEFT wraps "
+                                      "the encoder only"})
 
 
 # --- Notebook 07: why a low rank is enough ---------------------------------------------------
@@ -1126,8 +1159,11 @@ def _block_cases():
 
 
 def _reference_block(block, levels):
+    """The restored block and its absmax, then what two usual slips would give: the block's
+    signed maximum as "absmax", and levels matched to the block without dividing by absmax."""
     absmax = block.abs().max()
-    return (levels[_nearest(block, absmax, levels)] * absmax), absmax
+    unscaled = levels[_nearest(block, torch.ones(()), levels)] * absmax
+    return levels[_nearest(block, absmax, levels)] * absmax, absmax, block.max(), unscaled
 
 
 def _nearest(block, absmax, levels):
@@ -1136,12 +1172,15 @@ def _nearest(block, absmax, levels):
 
 
 def _compare_block(expected, got) -> str | None:
-    restored, absmax = expected
+    restored, absmax, signed_max, unscaled = expected
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         return "return two things: the codes and the absmax"
     codes, their_absmax = got
     problem = compare_arrays(absmax, their_absmax)
     if problem:
+        if signed_max != absmax and compare_arrays(signed_max, their_absmax) is None:
+            return ("your absmax is the block's largest value; absmax is the largest absolute "
+                    "value, so that a negative outlier is covered too")
         return f"absmax is wrong: {problem}"
     codes = as_array(codes)
     if codes is None:
@@ -1149,9 +1188,42 @@ def _compare_block(expected, got) -> str | None:
     if codes.shape != tuple(restored.shape) or not np.isin(codes, np.arange(16)).all():
         return f"codes must hold one whole index 0-15 per value, got shape {codes.shape}"
     levels = torch.linspace(-1, 1, 16)
-    return compare_arrays(restored, levels[torch.as_tensor(codes, dtype=torch.long)] * absmax, atol=1e-6)
+    theirs = levels[torch.as_tensor(codes, dtype=torch.long)] * absmax
+    problem = compare_arrays(restored, theirs, atol=1e-6)
+    if problem and compare_arrays(unscaled, theirs, atol=1e-6) is None:
+        return ("your codes are the levels nearest to the block itself; divide the block by its "
+                "absmax first, so that its values lie in [-1, 1] like the levels")
+    return problem
 
 
 @exercise("08.3", "write quantise_block(block, levels) returning (codes, absmax)", "coding")
 def _(answer):
     return judge_function(answer, _block_cases(), _reference_block, _compare_block, "quantise_block")
+
+
+def _nf4_gaps() -> tuple[float, float]:
+    """The widest gap between neighbouring NF4 levels, and the widest on the positive side."""
+    # imported here, not at the top (a line the other notebooks' blocks share): only 08.4 needs it
+    from lora_teach import quantization
+    levels = quantization.nf4_levels().double()
+    return float(levels.diff().max()), float(levels[levels >= 0].diff().max())
+
+
+@exercise("08.4", "predict the largest absolute error NF4 rounding can make on a weight, in percent "
+          "of its block's absmax, to 3 significant digits", "reasoning")
+def _(answer):
+    widest_gap, widest_positive_gap = _nf4_gaps()
+    expected = 100 * widest_gap / 2   # a weight is at most half a gap from its nearest level
+    return judge_number(answer, expected, "prediction", significant=3, unit="%", hints={
+        0.01: "that is a fraction of absmax; the question asks for percent",
+        (100 / 15) / expected: "that holds for 16 evenly spaced levels; NF4's gaps grow towards "
+                             "-1 and 1, and the widest gap decides",
+        (100 / 16) / expected: "that holds for evenly spaced levels; NF4's gaps grow towards "
+                             "-1 and 1, and the widest gap decides",
+        2.0: "a weight is rounded to the nearest level, so it is at most half a gap away from it",
+        100 * widest_positive_gap / 2 / expected: "that is half the widest gap on the positive side; "
+                                            "the negative side has one level fewer, and its "
+                                            "outermost gap is wider",
+        100 * widest_positive_gap / expected: "that is the widest gap on the positive side, and a "
+                                        "weight is at most half a gap from its level; look at "
+                                        "the negative side too"})

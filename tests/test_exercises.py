@@ -127,21 +127,34 @@ CASES = {
                          (lambda x, W0, b, A, B, alpha: (_lora(x, W0, b, A, B, alpha)[0], W0),
                           "merged weight is wrong")]),
     "05.5": ({}, 2.25, [(1.5, "count how many times α enters it"), (1, "not divided by the gradient's size")]),
-    "06.1": ({}, 6 * (4 * 8 * 768 + 2 * 8 * (384 + 1536)),
-             [(73_728, "query and value only"), (6 * 6 * 8 * 768, "1536 x 384")]),
+    "06.1": ({}, 6 * 2 * 8 * (384 + 1536),
+             [(331_776, "every linear layer"), (147_456, "four attention matrices"),
+              (73_728, "not 384 x 384"), (92_160, "count both factors"), (30_720, "one encoder layer")]),
     "06.2": ({}, 2 * 4 * (6 * 2 * 16 * 768), [(147_456, "two 4-byte numbers"),
                                               (2 * 147_456, "takes 4 bytes"),
-                                              (4 * 147_456, "two numbers per")]),
+                                              (4 * 147_456, "r = 16, not section 8's r = 8"),
+                                              (12 * 147_456, "adds the gradients"),
+                                              (8 * (147_456 + 1155), "leave the head out"),
+                                              (599_064, "section 8's measured state")]),
     "06.3": ({}, _align, [(lambda ids, labels: [-100 if i is None else labels[i] for i in ids],
                            "token 2 should get -100"),
                           (lambda ids, labels: [labels[0]] * len(ids), "token 0 should get -100")]),
+    "06.4": ({}, 55_296, [(110_592, "that is r = 8"), (36_864, "key is a third target"),
+                          (73_728, "section 7's count"), (8 * 55_296, "adds no parameters"),
+                          (27_648, "count both"), (9_216, "one encoder layer"),
+                          (55_296 + 1155, "PEFT wraps the encoder only")]),
     "07.1": ({}, 0.02, [(0.167, "divides it by min"), (0.0026, "one vector's overlap"), (0.5, "too high")]),
     "07.2": ({}, 2, [(4, "four attention matrices"), (8, "W_q and W_v only"), (3, "largest whole r")]),
     "08.1": ({}, 6.71, [(6.5, "constant"), (7.31, "without double quantisation"), (6.7, "significant")]),
     "08.2": ({}, 7680, [(6 * 2 * 384, "lambda_d"), (3840, "two adapted"), (2_359_296, "LoRA's count")]),
     "08.3": ({}, _quantise_block, [(lambda b, levels: ((b[:, None] - levels[None, :]).abs().argmin(1), b.abs().max()),
-                                    "largest difference"),
+                                    "divide the block by its absmax first"),
+                                   (lambda b, levels: (_quantise_block(b, levels)[0], b.max()),
+                                    "largest absolute value"),
                                    (lambda b, levels: (torch.zeros(len(b)), b.abs().max()), "largest difference")]),
+    "08.4": ({}, 15.2, [(0.152, "fraction of absmax"), (6.67, "evenly spaced"), (6.25, "evenly spaced"),
+                        (30.4, "half a gap"), (13.9, "the negative side has one level fewer"),
+                        (27.7, "widest gap on the positive side"), (15.0, "3 significant digits")]),
     "07.3": ({}, _phi, [(lambda U, V: (U.T @ V) ** 2, "largest difference"),
                         (lambda U, V: (U.T @ V) ** 2 @ np.ones((V.shape[1], 1)), "shape")]),
 }
@@ -794,3 +807,28 @@ def _last_r_svd(M, r):
 ])
 def test_more_usual_slips_are_named(exercise_id, answer, words):
     assert words in _feedback(exercise_id, answer)
+
+
+# --- Notebooks 06 and 08 (issue 25): the checkers' cases and answers match what the notebooks show ---
+
+def test_06_3_cases_split_words_as_minilms_tokenizer_does():
+    from transformers import AutoTokenizer
+
+    from lora_teach import real_model
+    real_model.quiet_hugging_face()
+    tokenizer = AutoTokenizer.from_pretrained(str(real_model.find_model_folder()))
+    assert tokenizer.tokenize("Ericsson shares rose") == ["eric", "##sson", "shares", "rose"]
+    assert tokenizer.tokenize("Heineken") == ["he", "##ine", "##ken"]
+    (_, (first, _)), (_, (second, _)) = exercises._alignment_cases()[:2]
+    assert tokenizer(["Ericsson", "shares", "rose"], is_split_into_words=True).word_ids() == first
+    assert tokenizer(["Heineken"], is_split_into_words=True).word_ids() == second
+
+
+def test_08_4_is_half_the_widest_gap_of_nf4_whose_negative_side_has_one_level_fewer():
+    from lora_teach import quantization
+    levels = quantization.nf4_levels().double()
+    assert ((levels < 0).sum(), (levels == 0).sum(), (levels > 0).sum()) == (7, 1, 8)
+    grid = torch.linspace(-1, 1, 400_001, dtype=torch.float64)
+    worst = (levels[(grid[:, None] - levels[None, :]).abs().argmin(1)] - grid).abs().max().item()
+    assert exercises.check("08.4", 100 * worst).correct
+    assert levels[1] - levels[0] > levels[-1] - levels[-2]   # the widest gap is the negative side's outermost
