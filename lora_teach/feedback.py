@@ -1,8 +1,10 @@
 """Feedback on a student's answer: right or not, and if not, which usual slip it is.
 
 The judges (``judge_*``) and checkers (``check_*``) here each return a :class:`Feedback`.
-Feedback names the usual slips: too few digits, a unit slip (bytes, MB, GB, GiB), a factor of
-two, a percent given as a fraction, an off-by-one, a transposed shape. :func:`judge_function`
+Feedback names the usual slips: too few digits, a rounded whole number, a unit slip (bytes, MB,
+GB, GiB), a transposed shape, and the slips each exercise names for its own question (a factor of
+two means something different in each). It says too high or too low and why, never the ratio to
+the right answer, which would give the answer away in one wrong try. :func:`judge_function`
 runs a student's function on copies of cases of its own and says which case fails and how, or
 that the function changed its inputs. A checker never raises on an answer: whatever the
 student types gets a sentence back. A right answer counts in any form that means the same (3,
@@ -107,6 +109,9 @@ def as_real(answer) -> tuple[float | None, str]:
                 return None, f"{answer} is a complex number; the answer is real"
             answer = answer.real
         if not isinstance(answer, numbers.Real):
+            if getattr(answer, "size", None) == 1 or getattr(answer, "numel", lambda: 0)() == 1:
+                return None, (f"it is one number inside a {_kind(answer)}; take the number "
+                              f"out with .item()")
             return None, f"it should be a number, got {_kind(answer)}"
         value = float(answer)
     except OverflowError:   # an int or Fraction beyond the largest float, e.g. 10**400
@@ -183,8 +188,11 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
 
     ``significant``: the precision the question asks for (an integer answer must be exact).
     ``unit``: the unit asked for, so that an answer in another unit is recognised.
-    ``hints``: ``{ratio of answer to expected: what that slip means}`` for slips particular
-    to this exercise, e.g. ``{0.5: "one adapter per layer instead of two"}``.
+    ``hints``: ``{ratio of answer to expected: why an answer there is wrong}``, the slips
+    usual for this question, e.g. ``{0.5: "one adapter per layer instead of two"}``. There
+    are no default hints: a factor of 2 or 100 means something different in each question.
+    The message says too high or too low and why, never the ratio, which would give the
+    answer away in one wrong try.
     """
     if answer is None:
         return NOT_ANSWERED
@@ -199,22 +207,26 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
         close = abs(value - expected) <= 0.5 * unit_of_last_digit * (1 + 1e-9)
     if close:
         return _right(f"The {name} is {shown}{' ' + unit if unit else ''}.")
+    direction = "too high" if value > expected else "too low"
+    digits_needed = len(str(abs(int(expected))).rstrip("0")) if integer else 0
+    if (integer and float(value).is_integer() and _significant(value) < digits_needed
+            and math.isclose(value, expected, rel_tol=1e-3)):   # 4.109e9 for 4,109,015,040
+        return _wrong(f"Your {name} {value:,.6g} is close but not exact: it looks rounded. "
+                      f"Give the exact whole number, every digit.")
+    # a slip typed at the precision asked for still matches: 3 significant digits carry up
+    # to half a unit of the third digit of rounding (0.5% at most)
+    tolerance = 5 * 10.0 ** -significant if significant else 2e-3
     ratio = value / expected if expected else math.inf
-    slips = {2.0: "twice the right value", 0.5: "half the right value",
-             100.0: "a percentage where a fraction is asked (or the other way round)",
-             0.01: "a fraction where a percentage is asked (or the other way round)",
-             **(hints or {})}   # an exercise's own explanation of a ratio comes first
-    for factor, slip in slips.items():
-        if math.isclose(ratio, factor, rel_tol=2e-3):
-            return _wrong(f"Your {name} is {ratio:.3g}× the right value: {slip}.")
+    for factor, slip in (hints or {}).items():
+        if math.isclose(factor, 1, rel_tol=tolerance):   # a slip that rounds to the answer
+            continue
+        if math.isclose(ratio, factor, rel_tol=tolerance):
+            return _wrong(f"Your {name} {value:,.6g} is {direction}: {slip}.")
     for factor, other in UNIT_SLIPS.get(unit, {}).items():
-        if math.isclose(ratio, factor, rel_tol=2e-3):
+        if math.isclose(ratio, factor, rel_tol=tolerance):
             return _wrong(f"Your {name} looks like it is in {other}; the question asks for {unit}.")
     if integer and not float(value).is_integer():
         return _wrong(f"The {name} is a whole number; you gave {value:g}.")
-    if integer and abs(value - expected) == 1:
-        return _wrong(f"Your {name} is off by one ({value:,.0f}): count the ends of the range "
-                      f"again.")
     if significant and math.isclose(value, expected, rel_tol=0.05):
         digits = _significant(value)
         if digits < significant:
@@ -222,7 +234,6 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
         return _wrong(f"Close: your {name} {value:,.{significant + 1}g} is within 5% but not "
                       f"right to {significant} significant digits. Check your rounding or "
                       f"an intermediate step.")
-    direction = "too high" if value > expected else "too low"
     return _wrong(f"Your {name} {value:,.6g} is {direction}.")
 
 
@@ -235,7 +246,13 @@ def judge_choice(answer, correct: str, options: dict) -> Feedback:
     if correct not in options:
         raise ExerciseSetupError(f"the correct answer {correct!r} is not among the options "
                                  f"{list(options)}")
-    if not isinstance(answer, str) or answer not in options:   # a list or a dict is no option
+    if not isinstance(answer, str):   # a list, a set or a dict is no option
+        example = next(option for option in options if option != correct)   # not the answer
+        return _wrong(f"Answer with one of {list(options)} as a string, e.g. {example!r}; you "
+                      f"gave a {type(answer).__name__}.")
+    spelled = {option.strip().lower(): option for option in options}
+    answer = spelled.get(answer.strip().lower(), answer)   # 'Neither' and ' neither ' mean 'neither'
+    if answer not in options:
         return _wrong(f"Answer with one of {list(options)}; you gave {answer!r}.")
     reason = options[answer][:1].upper() + options[answer][1:]
     if answer == correct:
@@ -382,10 +399,10 @@ def check_column_numbers(answer, expected: list[int], what: str = "pivot columns
         return _wrong(f"Your list names a column more than once; name each of the {what} once.")
     parts = []
     if missing:
-        parts.append(f"missing {missing}")
+        parts.append(f"is missing {missing}")
     if extra:
         parts.append(f"should not include {extra}")
-    return _wrong(f"Your list of {what} is {', and '.join(parts)}.")
+    return _wrong(f"Your list of {what} {' and '.join(parts)}.")
 
 
 @_never_raises
@@ -416,8 +433,18 @@ def check_combination(coefficients, matrix, target: int, using: list[int]) -> Fe
     if all(entry == 0 for entry in residual):
         return _right(f"{relation} holds in every row.")
     broken = [i + 1 for i, entry in enumerate(residual) if entry != 0]
+    differences = ", ".join(_readable(residual[i - 1]) for i in broken)
     return _wrong(f"{relation} fails in row(s) {broken}: there the two sides differ by "
-                  f"{[residual[i - 1] for i in broken]}.")
+                  f"{differences}.")
+
+
+def _readable(number) -> str:
+    """An exact difference as a person would write it: 1/3 stays a fraction, but a float typed
+    as 0.1 (exactly 3602879701896397/36028797018963968) shows as a decimal, -5.551e-17."""
+    rational = sympy.Rational(number)
+    if rational.q <= 1000:
+        return str(rational)
+    return f"{float(rational):.4g}"
 
 
 @_never_raises
@@ -445,15 +472,21 @@ def check_relation_repair(answer, original, target: int, combination: dict) -> F
     if len(changed) > fewest:
         return _wrong(f"{relation} now holds, but you changed {len(changed)} entries "
                       f"{changed}; {fewest} are enough (one per row where it failed).")
-    rank = linalg.exact_rank(given)
+    before, after = linalg.exact_rank(start), linalg.exact_rank(given)
+    effect = (f"the rank drops from {before} to {after}: {linalg.column_name(target)} is no longer "
+              f"an independent column" if after < before else
+              f"the rank stays {after}: the other columns decide it")
     return _right(f"You changed {changed}, the fewest possible, and {relation} holds in every "
-                  f"row. The rank is still {rank}: the other relations decide that.")
+                  f"row; {effect}.")
 
 
 @_never_raises
 def check_tolerance(tol, matrix, wanted_rank: int) -> Feedback:
-    """Check that ``tol`` makes the numerical rank of ``matrix`` equal ``wanted_rank``, and
-    say which singular value the tolerance sits on the wrong side of if it does not."""
+    """Check that ``tol`` makes the numerical rank of ``matrix`` equal ``wanted_rank`` with room
+    to spare, and say which singular value the tolerance sits on the wrong side of if it does
+    not. A tolerance a hair below a real singular value works for this matrix only: a little
+    more noise and the rank changes. So it must sit at least a factor of two (or, in a narrow
+    gap, its middle third on a log scale) inside the gap between σ_r and σ_(r+1)."""
     if tol is None:
         return NOT_ANSWERED
     value, reason = as_real(tol)
@@ -461,10 +494,21 @@ def check_tolerance(tol, matrix, wanted_rank: int) -> Feedback:
         return _wrong(f"A tolerance is a number >= 0; {reason or f'you gave {tol!r}'}.")
     sigma = linalg.singular_values(matrix)
     got = linalg.numerical_rank(matrix, tol=value)
-    if got == wanted_rank:
-        return _right(f"With tol = {value:.0e}, {got} singular values lie above it.")
     if got > wanted_rank:
         return _wrong(f"Too small: σ{got} = {sigma[got - 1]:.1e} is above your tolerance, so "
                       f"noise counts as a direction. Go above it.")
-    return _wrong(f"Too large: σ{got + 1} = {sigma[got]:.1e} is a real direction but is below "
-                  f"your tolerance. Go below it.")
+    if got < wanted_rank:
+        return _wrong(f"Too large: σ{got + 1} = {sigma[got]:.1e} is a real direction but is below "
+                      f"your tolerance. Go below it.")
+    real, noise = sigma[wanted_rank - 1], sigma[wanted_rank] if wanted_rank < len(sigma) else 0.0
+    margin = min(2.0, (real / noise) ** (1 / 3)) if noise > 0 else 2.0
+    if value > real / margin:
+        return _wrong(f"Only just: your tolerance sits right under σ{wanted_rank} = {real:.3g}, so "
+                      f"a little noise would push that real direction below it. Choose a value "
+                      f"well inside the gap below σ{wanted_rank}.")
+    if value < noise * margin:
+        return _wrong(f"Only just: your tolerance sits right above σ{wanted_rank + 1} = "
+                      f"{noise:.1e}, so a little more noise would count as a direction. Choose "
+                      f"a value well inside the gap above σ{wanted_rank + 1}.")
+    return _right(f"With tol = {value:.0e}, {got} singular values lie above it, with room to "
+                  f"spare on both sides.")

@@ -38,6 +38,7 @@ from lora_teach import (
     diagrams,
     experiments,
     files,
+    interactive,
     intrinsic,
     labels,
     linalg,
@@ -187,6 +188,12 @@ def _world(tmp_path):
                 words=words, model=model, fpb=fpb, conll=conll, phrasebank=phrasebank,
                 tmp=tmp_path, bert_tokenizer=bert_tokenizer, classifier=classifier, text_data=text_data,
                 sentence_file=sentence_file, peft_wrapped=peft_wrapped)
+
+
+def _draw_line(rank):
+    figure, axes = plt.subplots()
+    axes.plot([0, rank])
+    return figure
 
 
 def _calls(w):
@@ -437,6 +444,7 @@ def _calls(w):
                                              adapter="default")),
         (taskfiles.load_task_file, dict(model=Fresh(w["wrapped"]), path=w["tmp"] / "lora.pt", method="lora",
                                         config=lora.lora_config(w["wrapped"]))),
+        (interactive.explore, dict(draw=_draw_line, rank=(1, 10, 4))),
     ]
 
 

@@ -57,11 +57,37 @@ def test_check_tolerance_points_at_the_singular_value_on_the_wrong_side():
     assert "Too large" in feedback.check_tolerance(sigma2 * 2, noisy, 2).message
 
 
+def test_check_tolerance_wants_room_on_both_sides_of_the_gap():
+    rank_2 = np.array([[1, 7], [2, 10], [3, 15], [4, 12]]) @ np.array([[1, 0, 2, 1, 1], [0, 1, 0, 1, 2]])
+    noisy = rank_2 + 1e-9 * np.random.default_rng(0).standard_normal((4, 5))
+    sigma = linalg.singular_values(noisy)
+    at_the_edge = feedback.check_tolerance(0.99 * sigma[1], noisy, 2)     # rank 2, but only just
+    assert not at_the_edge.correct and f"right under σ2 = {sigma[1]:.3g}" in at_the_edge.message
+    above_noise = feedback.check_tolerance(1.01 * sigma[2], noisy, 2)
+    assert not above_noise.correct and "right above σ3" in above_noise.message
+    assert feedback.check_tolerance(1e-3, noisy, 2).correct
+
+
+def test_check_combination_prints_a_float_slip_as_a_decimal():
+    message = feedback.check_combination([0.1, 1], NOTES_W, target=3, using=[0, 1]).message
+    assert "fails in row(s)" in message and "/" not in message.split("differ by")[1]
+    thirds = feedback.check_combination([sympy.Rational(1, 3), 1], NOTES_W, target=3, using=[0, 1]).message
+    assert "2/3" in thirds.split("differ by")[1]
+
+
+def test_check_column_numbers_reads_as_a_sentence():
+    assert feedback.check_column_numbers([1, 2], [0, 2]).message == (
+        "Not yet. Your list of pivot columns is missing [3] and should not include [2].")
+    assert feedback.check_column_numbers([1, 2, 3], [0, 2]).message == (
+        "Not yet. Your list of pivot columns should not include [2].")
+
+
 def test_check_relation_repair_counts_the_fewest_changes():
     repaired = [row[:] for row in NOTES_W]
     repaired[2][2], repaired[3][2] = 6, 8          # C3 = 2·C1 in rows 3 and 4
     verdict = feedback.check_relation_repair(repaired, NOTES_W, 2, {0: 2, 1: 0})
-    assert verdict.correct and "the fewest possible" in verdict.message and "rank is still 3" in verdict.message
+    assert verdict.correct and "the fewest possible" in verdict.message
+    assert "the rank stays 3" in verdict.message    # NOTES_W had rank 3 before the repair too
     wasteful = [row[:] for row in repaired]
     wasteful[0][0], wasteful[0][2] = 5, 10          # row 1 changed too, though it already held
     assert "2 are enough" in feedback.check_relation_repair(wasteful, NOTES_W, 2, {0: 2, 1: 0}).message
@@ -74,7 +100,10 @@ def test_judge_choice_explains_each_option():
     options = {"NER": "because it lost more", "FPB": "it lost less"}
     assert feedback.judge_choice("NER", "NER", options).message == "Correct. Because it lost more."
     assert feedback.judge_choice("FPB", "NER", options).message == "Not yet. Not 'FPB'. It lost less."
-    assert "one of ['NER', 'FPB']" in feedback.judge_choice("ner", "NER", options).message
+    assert feedback.judge_choice(" ner ", "NER", options).correct      # any capitalisation and spacing
+    assert "one of ['NER', 'FPB']; you gave 'POS'" in feedback.judge_choice("POS", "NER", options).message
+    as_list = feedback.judge_choice(["NER"], "NER", options).message
+    assert "as a string, e.g. 'FPB'; you gave a list" in as_list   # the example is never the answer
     with pytest.raises(ValueError, match="not among the options"):
         feedback.judge_choice("NER", "POS", options)
 
@@ -84,20 +113,44 @@ def test_judge_choice_explains_each_option():
     (4_109_015_040 / 1e9, "looks like it is in GB"),
     (4_109_015_040 / 2 ** 30, "looks like it is in GiB"),
     (4_109_015_040 / 1e6, "looks like it is in MB"),
-    (2 * 4_109_015_040, "2× the right value"),
-    (4_109_015_041, "off by one"),
+    (2 * 4_109_015_040, "Your state 8.21803e+09 is too high."),      # no ratio: no hint given
+    (4_109_015_041, "Your state 4.10902e+09 is too high."),
+    (4.109e9, "looks rounded. Give the exact whole number"),
     (4_109_015_040.5, "whole number"),
     (3e9, "too low"),
+    (torch.tensor([4_109_015_040]), "one number inside a Tensor of shape (1,); take the number out with .item()"),
 ])
 def test_judge_number_names_the_usual_slips(answer, message):
     verdict = feedback.judge_number(answer, 4_109_015_040, "state", unit="bytes", integer=True)
     assert message in verdict.message
 
 
+def test_judge_number_never_gives_the_ratio_to_the_answer():
+    hints = {0.5: "one moment instead of two"}
+    for answer in (2 * 4_109_015_040, 4_109_015_040 / 2, 0.2 * 4_109_015_040, 123):
+        message = feedback.judge_number(answer, 4_109_015_040, "state", integer=True, hints=hints).message
+        assert "×" not in message and "the right value" not in message, message
+    half = feedback.judge_number(4_109_015_040 / 2, 4_109_015_040, "state", integer=True, hints=hints)
+    assert half.message == "Not yet. Your state 2.05451e+09 is too low: one moment instead of two."
+
+
+def test_judge_number_accepts_a_whole_number_in_any_form():
+    for form in (2, 2.0, np.int64(2), np.float32(2.0), torch.tensor(2), torch.tensor(2.0), sympy.Integer(2)):
+        assert feedback.judge_number(form, 2, "rank", integer=True).correct, form
+
+
+def test_a_hint_matches_a_slip_typed_at_the_precision_asked():
+    expected, slip = 10 ** 0.5, 10 ** 0.5 * 4 / 3   # a slip of 4/3 typed as 4.22 (4.216...)
+    hints = {4 / 3: "that counts the gradient too"}
+    assert "gradient" in feedback.judge_number(4.22, expected, "memory", significant=3, hints=hints).message
+    assert "gradient" in feedback.judge_number(round(slip, 2), expected, "memory", significant=3, hints=hints).message
+    assert "gradient" not in feedback.judge_number(4.3, expected, "memory", significant=3, hints=hints).message
+
+
 @pytest.mark.parametrize("answer, message", [
     (3.16, "Correct"), (3.162, "Correct"), (3.2, "give 3 significant digits; you gave 2"),
-    (3.17, "within 5% but not right to 3 significant digits"), (316.2, "percentage"),
-    (0.0316, "a fraction where a percentage"), (1.0, "too low"),
+    (3.17, "within 5% but not right to 3 significant digits"), (316.2, "too high."),
+    (0.0316, "too low."), (1.0, "too low"),
 ])
 def test_judge_number_wants_the_precision_it_asks_for(answer, message):
     assert message in feedback.judge_number(answer, 10 ** 0.5, "error", significant=3).message
