@@ -103,7 +103,7 @@ def _(answer, P):
     return check_column_numbers(answer, linalg.pivot_columns(P))
 
 
-@exercise("01.3", "the coefficients of C4 = c1·C1 + c3·C3 in P", "construction")
+@exercise("01.3", "the coefficients that build C4 of P from its pivot columns", "construction")
 def _(answer, P):
     return check_combination(answer, P, target=3, using=[0, 2])
 
@@ -134,17 +134,132 @@ def _(answer, W_noisy):
     return check_tolerance(answer, W_noisy, wanted_rank=2)
 
 
+# 01.6: a slip is named when it reproduces the student's result on every case that ran.
+def _singular_value_count(M, tol, above) -> int:
+    return int(np.sum(above(np.linalg.svd(np.asarray(M, dtype=float), compute_uv=False), tol)))
+
+
+def _eigenvalue_count(M, tol):
+    return int(np.sum(np.real(np.linalg.eigvals(M)) > tol)) if M.shape[0] == M.shape[1] else None
+
+
+_RELATIVE = ("you compared the singular values with tol·σ₁. Here tol is an absolute bound: "
+             "compare each σᵢ with tol itself")
+_RANK_SLIPS = (   # (what the slip computes, why it is wrong)
+    (lambda M, tol: _singular_value_count(M, tol, np.greater_equal),
+     "you counted a singular value equal to tol. The numerical rank counts the singular values "
+     "strictly above tol (> rather than >=): a direction exactly at the tolerance is noise"),
+    (lambda M, tol: _singular_value_count(M, tol * np.linalg.norm(M, 2), np.greater), _RELATIVE),
+    (lambda M, tol: _singular_value_count(M, tol * np.linalg.norm(M, 2), np.greater_equal), _RELATIVE),
+    (lambda M, tol: int(np.linalg.matrix_rank(M)),
+     "your function ignored tol (np.linalg.matrix_rank(M) without tol uses numpy's own tiny "
+     "default). Count the singular values above the tol you are given"),
+    (_eigenvalue_count,
+     "you counted eigenvalues. Those of a matrix that is not symmetric differ from its singular "
+     "values (and a matrix that is not square has none): use np.linalg.svd(M, compute_uv=False)"),
+    (lambda M, tol: min(M.shape),
+     "you returned min(d, k), the largest rank a d×k matrix can have. Count the singular "
+     "values above tol"),
+)
+
+
+def _rank_cases():
+    noisy = np.array([[1.0, 7, 2, 8, 15], [2, 10, 4, 12, 22], [3, 15, 6, 18, 33], [4, 12, 8, 16, 28]])
+    noisy = noisy + 1e-6 * np.random.default_rng(5).standard_normal(noisy.shape)
+    return [
+        ("[[3, 100, 0], [0, 1, 0], [0, 0, 0.001]] with tol = 0.5",
+         (np.array([[3.0, 100.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.001]]), 0.5)),
+        ("a noisy 4×5 matrix of rank 2 with tol = 1e-3", (noisy, 1e-3)),
+        ("a 2×3 matrix of zeros with tol = 0.5", (np.zeros((2, 3)), 0.5)),
+        ("diag(3, 2, 1) with tol = 1 (σ₃ equals tol)", (np.diag([3.0, 2.0, 1.0]), 1.0)),
+        ("diag(10, 2, 0.5) with tol = 1", (np.diag([10.0, 2.0, 0.5]), 1.0)),
+    ]
+
+
+@exercise("01.6", "write numerical_rank(M, tol): the number of singular values of M above tol",
+          "coding")
+def _(answer):
+    ran, stop = [], None   # (description, arguments, the student's result) per case that ran
+    for description, arguments in _rank_cases():
+        results = []
+        verdict = judge_function(answer, [(description, arguments)], linalg.numerical_rank,
+                                 lambda expected, got, results=results: results.append(got),
+                                 "numerical_rank")
+        if not verdict.correct:   # it raised, changed its input or returned None
+            stop = verdict
+            break
+        ran.append((description, arguments, results[0]))
+    for description, _, got in ran:
+        if as_whole(got) is None:
+            return Feedback(False, f"Not yet. On {description}, your function returned "
+                                   f"{type(got).__name__} {got!r:.60}: return the rank, a whole number.")
+    wrong = [(d, a, as_whole(got)) for d, a, got in ran if as_whole(got) != linalg.numerical_rank(*a)]
+    if not wrong and stop is not None:
+        return stop
+    if not wrong:
+        return Feedback(True, f"Correct. Your function agrees with the reference on all "
+                              f"{len(ran)} cases.")
+    description, arguments, got = wrong[0]
+    said = (f"Not yet. On {description}, your function returned {got}; the numerical rank is "
+            f"{linalg.numerical_rank(*arguments)}.")
+    for slip, why in _RANK_SLIPS:
+        if all(slip(a.copy(), tol) == as_whole(g) for _, (a, tol), g in ran):
+            return Feedback(False, f"{said} It looks as if {why}.")
+    return Feedback(False, said)
+
+
+@exercise("01.7", "predict the rank of A·B for a random integer 7×3 A and 3×5 B", "reasoning")
+def _(answer, A, B):
+    a, b = linalg.as_exact_matrix(A), linalg.as_exact_matrix(B)
+    expected = linalg.exact_rank(a * b)
+    d, k = a.rows, b.cols
+    slips = dict.fromkeys(range(expected), "random integer matrices almost never have a column "
+                          "that is a combination of the others: A and B each have full rank, and "
+                          "nothing cancels in A·B")
+    slips[linalg.exact_rank(a) + linalg.exact_rank(b)] = (
+        "ranks do not add in a product; A·B is a product, not a sum")
+    slips[max(d, k)] = (f"a {d}×{k} matrix has at most min({d}, {k}) independent columns, so "
+                        f"its rank can never reach max({d}, {k})")
+    slips[min(d, k)] = (f"min({d}, {k}) bounds every {d}×{k} matrix, but A·B is more special: "
+                        f"each of its columns is A times a column of B, a combination of the "
+                        f"columns of A")
+    hints = {value / expected: why for value, why in slips.items() if value != expected} if expected else {}
+    return judge_number(answer, expected, "prediction", integer=True, hints=hints)
+
 # ---------------------------------------------------------------------------
 # 02: low-rank decomposition
 # ---------------------------------------------------------------------------
 
+def _slips(expected: float, slips) -> dict:
+    """Slips given as ``{wrong value: why}`` or ``[(wrong value, why), ...]``, as judge_number's
+    ``{ratio to expected: why}``. Two slips that give the same value share one message, so
+    neither hides the other; a slip that lands on the answer is no slip here."""
+    hints: dict = {}
+    for value, why in (slips.items() if isinstance(slips, dict) else slips):
+        if math.isclose(value, expected, rel_tol=1e-9):
+            continue
+        ratio = value / expected
+        same = next((r for r in hints if math.isclose(r, ratio, rel_tol=1e-9)), None)
+        if same is None:
+            hints[ratio] = why
+        else:
+            hints[same] = f"{hints[same]}; or {why}"
+    return hints
+
+
 @exercise("02.1", "numbers stored by a rank-16 factorisation of a 1024 x 4096 matrix", "reasoning")
 def _(answer):
     d, k, r = 1024, 4096, 16
-    return judge_number(answer, lowrank.factorized_parameters(d, k, r), "count", integer=True,
-                        hints={r * d / (r * (d + k)): "you counted only B (d × r), not A (r × k)",
-                               r * k / (r * (d + k)): "you counted only A (r × k), not B (d × r)",
-                               d * k / (r * (d + k)): "that is the dense matrix, d × k"})
+    expected = lowrank.factorized_parameters(d, k, r)
+    return judge_number(answer, expected, "count", integer=True, hints=_slips(expected, {
+        r * d: "you counted only B (d × r), not A (r × k)",
+        r * k: "you counted only A (r × k), not B (d × r)",
+        d * k: "that is the dense matrix, d × k, which the factorisation replaces",
+        d + k: "that is d + k, the size of one column of B and one row of A; B and A "
+               "have r of each",
+        r * d * k: "you multiplied r, d and k; B and A are two separate matrices, so add "
+                   "their sizes d·r and r·k",
+        r * r * (d + k): "you multiplied by r twice: B has d·r entries and A has r·k"}))
 
 
 @exercise("02.2", "the break-even rank of a 768 x 3072 matrix, to 3 significant digits",
@@ -152,16 +267,36 @@ def _(answer):
 def _(answer):
     d, k = 768, 3072
     expected = lowrank.break_even_rank(d, k)
-    return judge_number(answer, expected, "break-even rank", significant=3,
-                        hints={(d / 2) / expected: "d/2 is the rule for a square matrix; solve "
-                               "r(d + k) = dk for this one",
-                               (k / 2) / expected: "k/2 is not it either; solve r(d + k) = dk"})
+    return judge_number(answer, expected, "break-even rank", significant=3, hints=_slips(expected, {
+        d / 2: "d/2 is the rule for a square matrix (d = k); this one is not square: solve "
+               "r(d + k) = dk",
+        k / 2: "k/2 is not it (nor is √(dk), which is the same number here); solve r(d + k) = dk",
+        min(d, k): "that is the largest rank a 768 × 3072 matrix can have, not the rank where "
+                   "r(d + k) reaches dk",
+        2 * d * k / (d + k): "that solves r(d + k)/2 = dk; a rank-r factorisation stores "
+                             "r(d + k) numbers, all of B and all of A",
+        (d + k) / 2: "that is the average of d and k; solve r(d + k) = dk for r"}))
 
 
 @exercise("02.3", "the rank that keeps 90% of the centred photo's energy", "reasoning")
-def _(answer, singular_values):
-    return judge_number(answer, lowrank.rank_for_energy(singular_values, 0.90), "rank",
-                        integer=True)
+def _(answer, singular_values, raw_singular_values=None):
+    sigma = np.sort(np.abs(np.asarray(singular_values, dtype=float)))[::-1]
+    expected = lowrank.rank_for_energy(sigma, 0.90)
+    shares = np.cumsum(sigma) / np.sum(sigma)
+    slips = [(lowrank.rank_for_energy(sigma, 0.80), "that is the rank for 80% of the energy, "
+                                                    "printed above; the question asks for 90%"),
+             (lowrank.rank_for_energy(sigma, 0.99), "that is the rank for 99% of the energy; "
+                                                    "the question asks for 90%"),
+             (int(np.argmax(shares >= 0.90)) + 1, "you added up σᵢ; the energy is the sum of "
+                                                  "the squares σᵢ², so accumulate sigma ** 2"),
+             (expected - 1, "if you used np.argmax on the cumulative shares, it gives a "
+                            "position counted from 0, while a rank counts directions from 1")]
+    if raw_singular_values is not None:
+        raw = np.sort(np.abs(np.asarray(raw_singular_values, dtype=float)))[::-1]
+        slips.append((lowrank.rank_for_energy(raw, 0.90), "that is the raw photo's rank; use "
+                      "the centred photo's singular values, sigma_centred"))
+    slips = [(value, why) for value, why in slips if value >= 1]
+    return judge_number(answer, expected, "rank", integer=True, hints=_slips(expected, slips))
 
 
 def _svd_cases():
@@ -172,22 +307,57 @@ def _svd_cases():
             ("a wide 3 × 7 matrix with r = 1", (generator.standard_normal((3, 7)), 1))]
 
 
+def _truncated_svd_reference(M, r):
+    """What 02.4 compares with: the rank-r product and the factors' shapes it asks for."""
+    U, sigma, Vt = np.linalg.svd(M, full_matrices=False)
+    return {"product": (U[:, :r] * sigma[:r]) @ Vt[:r], "r": r,
+            "no sigma": U[:, :r] @ Vt[:r], "V not V^T": (U[:, :r] * sigma[:r]) @ Vt.T[:r]}
+
+
+def _columns(n: int) -> str:
+    return f"{n} column{'s' * (n != 1)}"
+
+
 def _compare_factors(expected, got) -> str | None:
     if not isinstance(got, (tuple, list)) or len(got) != 2:
-        return "return two matrices, (B, A)"
+        return ("return two matrices, (B, A), the factors whose product B @ A is the rank-r "
+                "approximation")
     B, A = (as_array(m) for m in got)
     if B is None or A is None:
         return (f"B and A must be matrices of numbers; you returned ({type(got[0]).__name__}, "
                 f"{type(got[1]).__name__})")
-    d, k = expected.shape
-    if B.ndim != 2 or A.ndim != 2 or B.shape[0] != d or A.shape[1] != k or B.shape[1] != A.shape[0]:
-        return (f"B should be {d} × r and A r × {k}; yours are {B.shape} and {A.shape}")
-    return compare_arrays(expected, B @ A, atol=1e-8)
+    d, k = expected["product"].shape
+    r = expected["r"]
+    if B.ndim != 2 or A.ndim != 2:
+        return f"B and A must be 2-D matrices; yours have shapes {B.shape} and {A.shape}"
+    if B.shape == (r, k) and A.shape == (d, r):
+        return f"you returned (A, B): A is {r} × {k} and B is {d} × {r}; return (B, A)"
+    if B.shape != (d, r):
+        kind = (" (the whole d × k product, not a factor)" if B.shape == (d, k) else
+                " (a d × d matrix, not a factor of rank r)" if B.shape == (d, d) else "")
+        has = f"has {B.shape[1]}" if B.shape[0] == d else f"is {B.shape[0]} × {B.shape[1]}"
+        return (f"B should be {d} × r with r = {_columns(r)}; yours {has}{kind}. B keeps the "
+                f"first r columns of U (scaled by σ₁ … σ_r)")
+    if A.shape != (r, k):
+        kind = (" (the whole d × k product, not a factor)" if A.shape == (d, k) else
+                " (a k × k matrix, not a factor of rank r)" if A.shape == (k, k) else "")
+        has = f"has {A.shape[0]}" if A.shape[1] == k else f"is {A.shape[0]} × {A.shape[1]}"
+        return (f"A should be r × {k} with r = {r} row{'s' * (r != 1)}; yours {has}{kind}. A "
+                f"keeps the first r rows of Vᵀ")
+    product = B @ A
+    if compare_arrays(expected["product"], product, atol=1e-8) is None:
+        return None
+    if compare_arrays(expected["no sigma"], product, atol=1e-8) is None:
+        return "B @ A equals U_r V_rᵀ: the singular values Σ_r are missing from B or A"
+    if compare_arrays(expected["V not V^T"], product, atol=1e-8) is None:
+        return ("A holds the first r columns of Vᵀ; np.linalg.svd returns Vᵀ already, so A is "
+                "its first r rows, Vt[:r]")
+    return compare_arrays(expected["product"], product, atol=1e-8)
 
 
 @exercise("02.4", "write truncated_svd(M, r) returning B (d × r) and A (r × k)", "coding")
 def _(answer):
-    return judge_function(answer, _svd_cases(), lowrank.low_rank_approximation,
+    return judge_function(answer, _svd_cases(), _truncated_svd_reference,
                           _compare_factors, "my_truncated_svd")
 
 
@@ -196,11 +366,48 @@ def _(answer):
 def _(answer, Q):
     sigma = linalg.singular_values(Q)
     expected = lowrank.eckart_young_error(sigma, 1)
-    return judge_number(answer, expected, "error", significant=3,
-                        hints={sigma[1] / expected: "that is σ₂ alone; the error adds the squares "
-                               "of every discarded singular value, then takes the root",
-                               float(np.sum(sigma[1:] ** 2)) / expected: "that is the sum of "
-                               "squares; take its square root"})
+    return judge_number(answer, expected, "error", significant=3, hints=_slips(expected, {
+        float(sigma[1]): "that is σ₂ alone, the error in the spectral norm; the Frobenius error "
+                         "adds the squares of every discarded singular value, then takes the root",
+        float(np.sum(sigma[1:] ** 2)): "that is the sum of squares; take its square root",
+        float(np.sum(sigma[1:])): "you added the discarded singular values; add their squares, "
+                                  "then take the root",
+        float(sigma[0]): "σ₁ is the part the rank-1 approximation keeps; the error is what it "
+                         "drops",
+        float(np.sqrt(np.sum(sigma ** 2))): "that is ‖Q‖_F, the size of all of Q; the error "
+                                            "counts only the discarded singular values",
+        expected / float(np.sqrt(np.sum(sigma ** 2))): "that is the relative error (divided by "
+                                                       "‖Q‖_F); the question asks for the error "
+                                                       "itself"}))
+
+
+def _smallest_rank_within(sigma: np.ndarray, relative_error: float) -> int:
+    """The smallest r whose best rank-r approximation has at most this relative Frobenius error."""
+    total = float(np.sqrt(np.sum(sigma ** 2)))
+    return next(r for r in range(len(sigma) + 1)
+                if lowrank.eckart_young_error(sigma, r) <= relative_error * total * (1 + 1e-12))
+
+
+@exercise("02.6", "predict the smallest rank r whose best B A approximates the update to a "
+          "relative error of at most 10%", "reasoning")
+def _(answer, update):
+    sigma = linalg.singular_values(update)
+    expected = _smallest_rank_within(sigma, 0.10)
+    tenth = 0.1 * sigma[0] * (1 + 1e-9)
+    spectral = ("σ_{r+1} ≤ σ₁/10 makes the spectral-norm error a tenth; the Frobenius error "
+                "adds the squares of every discarded σᵢ")
+    shares = np.cumsum(sigma) / np.sum(sigma)
+    slips = [(lowrank.rank_for_energy(sigma, 0.90), "that keeps 90% of the energy, which leaves "
+              "a relative error of √0.10 ≈ 32%: the relative error is the square root of the "
+              "share of the energy left out"),
+             (int(np.argmax(sigma <= tenth)), spectral),            # sigma[r] is σ_{r+1}
+             (int(np.argmax(sigma <= tenth)) + 1, spectral),        # σ_r ≤ σ₁/10
+             (int(np.argmax(shares >= 0.90)) + 1, "you added up σᵢ; the Frobenius error adds "
+              "the squares σᵢ², then takes the root"),
+             (expected - 1, "if you used np.argmax, it gives a position counted from 0, while a "
+              "rank counts directions from 1")]
+    return judge_number(answer, expected, "rank", integer=True,
+                        hints=_slips(expected, [(v, why) for v, why in slips if v >= 1]))
 
 
 # ---------------------------------------------------------------------------
@@ -210,12 +417,24 @@ def _(answer, Q):
 @exercise("03.1", "bytes of Adam's state for full fine-tuning of the 500M Model M", "reasoning")
 def _(answer):
     n = _model_m_500m()
-    return judge_number(answer, 2 * 4 * n, "optimizer state", unit="bytes", integer=True,
-                        hints={0.5: "one number per parameter; Adam keeps two (a running "
-                               "mean of the gradient and of its square)",
-                               2.0: "that counts gradients or weights too; the question asks "
-                               "for the optimizer's state only",
-                               0.125: "that is the number of floats, not bytes (4 bytes each)"})
+    expected = 2 * 4 * n   # two moments per parameter, 4 bytes each
+    return judge_number(answer, expected, "optimizer state", unit="bytes", integer=True,
+                        hints={n / expected: "that is one number per parameter, and a count of "
+                               "numbers, not of bytes: Adam keeps two 32-bit numbers (4 bytes "
+                               "each) per parameter",
+                               2 * n / expected: "that counts Adam's two numbers per parameter, "
+                               "but numbers are not bytes: a 32-bit number takes 4 bytes",
+                               4 * n / expected: "that is one 4-byte number per parameter; Adam "
+                               "keeps two (a running mean of the gradient and of its square)",
+                               12 * n / expected: "that adds the gradients (4 bytes per "
+                               "parameter); the question asks for the optimizer's state only",
+                               16 * n / expected: "that is weights, gradients and both moments "
+                               "(16 bytes per parameter); the question asks for the optimizer's "
+                               "state only",
+                               64 * n / expected: "that counts bits (2 numbers x 32 bits); a "
+                               "byte is 8 bits",
+                               8 * 500_000_000 / expected: "that uses 500 million parameters; "
+                               "the model has exactly m500"})
 
 
 @exercise("03.2", "entity F1 from the displayed precision and recall, to 3 decimals",
@@ -232,31 +451,64 @@ def _(answer, precision, recall):
 
 
 def _memory_cases():
-    return [("Model M, full fine-tuning (124,071 of 124,071 trained)", (124_071, 124_071, 4)),
-            ("Model M with a frozen encoder (455 trained)", (124_071, 455, 4)),
-            ("the 500M Model M in 16-bit numbers, LoRA-sized (983,040 trained)",
+    # the first case trains few of many parameters, so that each usual slip gives its own number
+    return [("Model M with a frozen encoder (455 of 124,071 trained, 4-byte numbers)", (124_071, 455, 4)),
+            ("Model M, full fine-tuning (124,071 of 124,071 trained, 4-byte numbers)",
+             (124_071, 124_071, 4)),
+            ("the 500M Model M in 16-bit numbers (2 bytes each), LoRA-sized (983,040 trained)",
              (_model_m_500m(), 983_040, 2)),
-            ("nothing trained", (1000, 0, 4))]
+            ("nothing trained (1,000 parameters, 4-byte numbers)", (1000, 0, 4))]
 
 
 def _reference_memory(n_total, n_trainable, bytes_per_number):
     return bytes_per_number * (n_total + n_trainable + 2 * n_trainable)
 
 
+_MEMORY_SLIPS = (   # (what a usual slip returns for n_total, n_trainable, bytes_per_number; why)
+    (lambda n, t, b: b * (n + 2 * t),
+     "you count two numbers per trainable parameter besides its weight; training keeps three "
+     "(its gradient and Adam's two moments): is the gradient or one moment missing?"),
+    (lambda n, t, b: b * 3 * t,
+     "the weights are missing: every parameter's weight stays in memory, trained or frozen"),
+    (lambda n, t, b: b * 4 * t,
+     "only the trainable parameters' weights are counted; the frozen ones stay in memory too "
+     "(the forward pass reads them)"),
+    (lambda n, t, b: b * (n + 4 * t),
+     "the trainable parameters' weights are counted twice: n_total already includes them"),
+    (lambda n, t, b: b * (3 * n + t),
+     "Adam's moments are counted for every parameter; it keeps them for the trainable ones only"),
+    (lambda n, t, b: b * (2 * n + 2 * t),
+     "gradients are counted for every parameter; a frozen parameter gets none"),
+    (lambda n, t, b: b * 4 * n,
+     "gradients and moments are counted for every parameter; a frozen parameter has neither"),
+    (lambda n, t, b: 4 * (n + 3 * t),
+     "every number takes 4 bytes in your function; use bytes_per_number"),
+)
+_MEMORY_UNITS = {1e-3: "kB", 1e-6: "MB", 1e-9: "GB", 2.0 ** -20: "MiB", 2.0 ** -30: "GiB", 8.0: "bits"}
+
+
 def _compare_bytes(expected, got) -> str | None:
+    (n_total, n_trainable, bytes_per_number), expected = expected
     value, reason = as_real(got)   # 4.0e6, np.int64 and a 0-d tensor are numbers of bytes too
     if value is None:
         return f"return a number of bytes: {reason}"
     if value == expected:
         return None
-    ratio = value / expected if expected else math.inf
-    return f"expected {expected:,} bytes, got {value:,.0f} ({ratio:.3g}×)"
+    for slip, why in _MEMORY_SLIPS:
+        if value == slip(n_total, n_trainable, bytes_per_number):
+            return why
+    for factor, unit in _MEMORY_UNITS.items():
+        if math.isclose(value, factor * expected, rel_tol=1e-6):
+            return f"your function returns {unit}; return the number of bytes"
+    return (f"your function returns {value:,.0f} bytes, {'more' if value > expected else 'less'} "
+            f"than the {expected:,} expected: weights for every parameter, a gradient and two "
+            f"moments for each trainable one, bytes_per_number bytes each")
 
 
 @exercise("03.3", "write training_memory(n_total, n_trainable, bytes_per_number)", "coding")
 def _(answer):
-    return judge_function(answer, _memory_cases(), _reference_memory, _compare_bytes,
-                          "my_training_memory")
+    return judge_function(answer, _memory_cases(), lambda *a: (a, _reference_memory(*a)),
+                          _compare_bytes, "my_training_memory")
 
 
 @exercise("03.4", "gigabytes of training memory saved by freezing the 500M encoder (32-bit "
@@ -270,44 +522,106 @@ def _(answer):
                                8 * n / 1e9 / saved: "the gradient (4 bytes per parameter) goes "
                                "too, not only Adam's two moments",
                                4 * n / 1e9 / saved: "Adam's two moments (8 bytes) go as well as "
-                               "the gradient"})
+                               "the gradient",
+                               12 * 500_000_000 / 1e9 / saved: "that uses 500 million "
+                               "parameters; the model has exactly m500"})
 
 
 @exercise("03.5", "gigabytes of 16-bit model files for 25 fully fine-tuned 500M tasks, to 3 "
           "significant digits", "reasoning")
 def _(answer):
-    return judge_number(answer, 25 * 2 * _model_m_500m() / 1e9, "storage", significant=3,
-                        unit="GB", hints={2.0: "that is 32-bit numbers (4 bytes); 16-bit is 2"})
+    n = _model_m_500m()
+    expected = 25 * 2 * n / 1e9
+    return judge_number(answer, expected, "storage", significant=3, unit="GB",
+                        hints={2.0: "that is 32-bit numbers (4 bytes); 16-bit is 2",
+                               1 / 25: "that is one task's file; each of the 25 tasks needs its own",
+                               26 / 25: "that adds a copy of the base; each fully fine-tuned "
+                               "model is a whole model by itself, so 25 files are all",
+                               8.0: "that counts bits (16 per parameter); a byte is 8 bits",
+                               25 * 2 * 500_000_000 / 1e9 / expected: "that uses 500 million "
+                               "parameters; the model has exactly m500"})
+
+
+def _model_m_layer_and_ner_head() -> tuple[int, int]:
+    """Parameters of one encoder layer of Model M and of its NER head (weights and biases)."""
+    from lora_teach.labels import TAGS
+    from lora_teach.model import ModelConfig
+    shape = ModelConfig(vocab_size=1)   # Model M's widths (the vocabulary does not enter)
+    d, ffn = shape.d_model, shape.d_ffn
+    layer = 4 * (d * d + d) + (d * ffn + ffn) + (ffn * d + d) + 2 * 2 * d   # + two LayerNorms
+    return layer, d * len(TAGS) + len(TAGS)
+
+
+@exercise("03.6", "predict the bytes of AdamW's state when only Model M's last encoder layer "
+          "and the NER head train", "reasoning")
+def _(answer):
+    layer, head = _model_m_layer_and_ner_head()
+    expected = 8 * (layer + head)   # two 4-byte moments per trained parameter
+    n_layer_norms, fpb_head = 2 * 2 * 64, 64 * 3 + 3
+    return judge_number(answer, expected, "prediction", unit="bytes", integer=True,
+                        hints={1 / 8: "that is the number of trained parameters; AdamW keeps two "
+                               "4-byte numbers for each",
+                               1 / 4: "that counts AdamW's two numbers per trained parameter, but "
+                               "numbers are not bytes: each takes 4",
+                               1 / 2: "that is one 4-byte number per trained parameter; AdamW "
+                               "keeps two moments",
+                               3 / 2: "that adds the gradients; the optimizer's state is the two "
+                               "moments only",
+                               2.0: "that is weights, gradients and moments (16 bytes per "
+                               "parameter); the optimizer's state is the two moments only",
+                               (2 * layer + head) / (layer + head): "that trains both encoder "
+                               "layers; only the last one trains",
+                               layer / (layer + head): "the NER head trains too",
+                               (layer + head + fpb_head) / (layer + head): "only the NER head trains: the FPB "
+                               "head gets no gradient from the NER loss",
+                               head / (layer + head): "that is the head alone; the last encoder "
+                               "layer trains too",
+                               (layer - n_layer_norms + head) / (layer + head): "the layer's two "
+                               "LayerNorms train too (2 x 2 x 64 parameters)"})
 
 
 # ---------------------------------------------------------------------------
 # 04: adapters
 # ---------------------------------------------------------------------------
 
-@exercise("04.1", "trainable adapter parameters for BERT-base with m = 64, two per layer",
+@exercise("04.1", "trainable adapter parameters for BERT-base with m = 32, two per layer",
           "reasoning")
 def _(answer):
     shape = accounting.MODELS["bert-base"]
-    expected = accounting.adapter_parameters(shape, bottleneck=64)
-    weights_only = shape.n_layers * 2 * 2 * 64 * shape.d_model
+    expected = accounting.adapter_parameters(shape, bottleneck=32)
+    weights_only = shape.n_layers * 2 * 2 * 32 * shape.d_model
+    with_norms = accounting.adapter_parameters(shape, bottleneck=32, include_layer_norms=True)
     return judge_number(answer, expected, "count", integer=True,
                         hints={0.5: "one adapter per layer; Houlsby et al. put two in each",
+                               1 / (2 * shape.n_layers): "that is one adapter; BERT-base has 12 "
+                               "layers with two adapters each",
                                weights_only / expected: "you left out the biases (m and d per "
-                               "adapter)"})
+                               "adapter)",
+                               with_norms / expected: "that counts the LayerNorms too; the "
+                               "question asks for the adapters only",
+                               accounting.adapter_parameters(shape, bottleneck=64) / expected:
+                               "that is the count for m = 64 (notebook 02's table); this "
+                               "question has m = 32"})
 
 
-@exercise("04.2", "extra linear layers a prediction waits for, with adapters in a 3-layer "
-          "Model M", "reasoning")
+@exercise("04.2", "extra linear layers a prediction waits for, with adapters in the 24-layer "
+          "BERT-large", "reasoning")
 def _(answer):
-    return judge_number(answer, 2 * 2 * 3, "number of layers", integer=True,
-                        hints={0.5: "each adapter has two projections (down and up), and there "
-                               "are two adapters per layer"})
+    return judge_number(answer, 2 * 2 * 24, "number of layers", integer=True,
+                        hints={0.5: "each adapter has two projections (down and up), and each "
+                               "layer has two adapters: count both",
+                               0.25: "that is one per layer; each layer gets two adapters, and "
+                               "each adapter has two linear layers (down and up)",
+                               1.5: "the GELU between the projections is no linear layer (it has "
+                               "no weights): count the down and the up projection only"})
 
 
 def _adapter_cases():
+    # the first case is square (m = d) so that a transposed or swapped weight still runs and
+    # its slip can be named; the other two are bottlenecks (m < d)
     generator = torch.Generator().manual_seed(3)
     cases = []
-    for d, m, n in ((8, 2, 3), (16, 4, 5), (6, 6, 1)):
+    for d, m, n in ((6, 6, 3), (8, 2, 3), (16, 4, 5)):
         x = torch.randn(n, d, generator=generator)
         weights = (torch.randn(m, d, generator=generator), torch.randn(m, generator=generator),
                    torch.randn(d, m, generator=generator), torch.randn(d, generator=generator))
@@ -319,10 +633,54 @@ def _reference_adapter(x, down_weight, down_bias, up_weight, up_bias):
     return x + F.linear(F.gelu(F.linear(x, down_weight, down_bias)), up_weight, up_bias)
 
 
+_ADAPTER_SLIPS = (   # (what a usual slip returns for x, Wd, bd, Wu, bu; why)
+    (lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
+     "the skip connection is missing: an adapter returns x plus the bottleneck's output"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd), approximate="tanh"), wu, bu),
+     "GELU's tanh approximation: use the exact GELU, F.gelu(x)"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.relu(F.linear(x, wd, bd)), wu, bu),
+     "that is ReLU; the adapter's nonlinearity is the GELU, F.gelu(x)"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.linear(x, wd, bd), wu, bu),
+     "the nonlinearity is missing: put F.gelu between the down and the up projection"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wu, bu)), wd, bd),
+     "the projections are swapped: down (down_weight, down_bias) comes first, then the GELU, "
+     "then up"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wu, bd)), wd, bu),
+     "the projections' weights are swapped: down_weight (m x d) projects down first"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd + bd) @ wu + bu,
+     "the weights are used untransposed: a linear layer computes x @ weight.T + bias"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd + bd) @ wu.T + bu,
+     "down_weight is used untransposed: a linear layer computes x @ weight.T + bias"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd.T + bd) @ wu + bu,
+     "up_weight is used untransposed: a linear layer computes x @ weight.T + bias"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd)), wu, bu),
+     "down_bias is missing: the down projection adds it before the GELU"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd)), wu),
+     "up_bias is missing: the up projection adds it"),
+    (lambda x, wd, bd, wu, bu: F.gelu(x + F.linear(F.linear(x, wd, bd), wu, bu)),
+     "the GELU is applied after the skip connection; it belongs between the two projections"),
+)
+
+
+def _compare_adapter(expected, got) -> str | None:
+    arguments, expected = expected
+    problem = compare_arrays(expected, got, atol=1e-5)
+    if problem is None or "largest difference" not in problem:
+        return problem
+    for slip, why in _ADAPTER_SLIPS:
+        try:
+            slipped = slip(*arguments)
+        except RuntimeError:   # a transposed weight only fits when m = d
+            continue
+        if compare_arrays(slipped, got, atol=1e-5) is None:
+            return why
+    return problem
+
+
 @exercise("04.3", "write adapter(x, down_weight, down_bias, up_weight, up_bias)", "coding")
 def _(answer):
-    return judge_function(answer, _adapter_cases(), _reference_adapter,
-                          lambda e, g: compare_arrays(e, g, atol=1e-5), "my_adapter")
+    return judge_function(answer, _adapter_cases(), lambda *a: (a, _reference_adapter(*a)),
+                          _compare_adapter, "my_adapter")
 
 
 def _adapter_size(d: int, m: int) -> int:
@@ -334,23 +692,79 @@ def _adapter_size(d: int, m: int) -> int:
 def _(answer):
     d, budget = 768, 0.01 * 768 * 768
     best = max(m for m in range(1, d + 1) if _adapter_size(d, m) <= budget)
-    hints = {(best + 1) / best: f"one too many: m = {best + 1} gives "
-                                f"{_adapter_size(d, best + 1):,} > {budget:,.0f} parameters",
-             int(budget / d) / best: "an adapter has two matrices, down (m × d) and up (d × m), "
+    hints = {int(budget / d) / best: "an adapter has two matrices, down (m × d) and up (d × m), "
                                      "plus d + m biases: 2md + d + m"}
-    return judge_number(answer, best, "bottleneck", integer=True, hints=hints)
+    verdict = judge_number(answer, best, "bottleneck", integer=True, hints=hints)
+    m = as_whole(answer)
+    if verdict.correct or m is None or not 1 <= m <= d or "2md" in verdict.message:
+        return verdict
+    size = _adapter_size(d, m)   # the student's m, priced: why it is over or under, not by how much
+    if m > best:
+        return Feedback(False, f"Not yet. m = {m} is too high: its adapter has {size:,} parameters, "
+                               f"more than 1% of the matrix ({budget:,.0f}).")
+    return Feedback(False, f"Not yet. m = {m} is too low: its adapter has {size:,} parameters, and "
+                           f"a larger m still fits in 1% of the matrix ({budget:,.0f}).")
 
+
+@exercise("04.5", "predict the parameters of Houlsby adapters with m = 8 in Model M", "reasoning")
+def _(answer):
+    d, layers, m = 64, 2, 8   # Model M: d = 64, two encoder layers; two adapters per layer
+    one = _adapter_size(d, m)
+    expected = layers * 2 * one
+    layer_norms, ner_head = layers * 2 * 2 * d, d * 7 + 7
+    return judge_number(answer, expected, "prediction", integer=True,
+                        hints={0.5: "Houlsby et al. put two adapters in each layer (after the "
+                               "attention and after the feed-forward block)",
+                               0.25: "that is one adapter; Model M has two layers with two "
+                               "adapters each",
+                               layers * 2 * 2 * m * d / expected: "you left out the biases "
+                               "(m and d per adapter)",
+                               (expected + layer_norms) / expected: "that counts the layers' "
+                               "LayerNorms, which train too; the question asks for the adapters only",
+                               (expected + layer_norms + ner_head) / expected: "that counts the "
+                               "LayerNorms and the NER head, which train too; the question asks "
+                               "for the adapters only",
+                               layers * 2 * _adapter_size(128, m) / expected: "d is the width of "
+                               "Model M's vectors, 64; 128 is the feed-forward block's inner size"})
 
 # ---------------------------------------------------------------------------
 # 05: LoRA
 # ---------------------------------------------------------------------------
 
+def _hints(expected, slips: list) -> dict:
+    """``{ratio to expected: why}`` for ``[(a slip's value, why), ...]``, leaving out a slip that
+    happens to equal the answer and joining two slips that give the same value."""
+    hints = {}
+    for value, why in slips:
+        if value and not math.isclose(value, expected, rel_tol=1e-9):
+            ratio = value / expected
+            hints[ratio] = f"{hints[ratio]}; or {why}" if ratio in hints else why
+    return hints
+
+
 @exercise("05.1", "LoRA's trainable parameters for Llama-2-7B, r = 16 on W_q and W_v",
           "reasoning")
 def _(answer):
-    expected = accounting.lora_parameters(accounting.MODELS["llama2-7b"], r=16)
-    return judge_number(answer, expected, "count", integer=True,
-                        hints={0.5: "count both B (d × r) and A (r × k), for both W_q and W_v"})
+    llama = accounting.MODELS["llama2-7b"]
+    layers, d, r = llama.n_layers, llama.d_model, 16
+    expected = accounting.lora_parameters(llama, r=r)
+    check_all = "count r = 16, both targets (W_q and W_v) and both factors, B (d × r) and A (r × k)"
+    # r = 8, one target, and B or A alone all give the same number (d = k): one hint names all three
+    slips = [
+        (layers * 2 * 8 * 2 * d, f"this is the count with r = 8, or for W_q alone, or for B or A alone: {check_all}"),
+        (layers * 1 * 8 * 2 * d, f"two of these went missing: {check_all}"),
+        (layers * 4 * r * 2 * d, "that counts all four attention matrices (W_q, W_k, W_v, W_o); the question "
+                                 "adapts W_q and W_v only"),
+        (layers * 2 * d * d, "that is the size of the frozen d × d matrices W_q and W_v themselves; LoRA trains "
+                             "only B (d × r) and A (r × k) beside each"),
+        (layers * 2 * (d * d + r * 2 * d), "the frozen d × d matrices are not trained: count only B (d × r) and "
+                                           "A (r × k) beside each"),
+        (layers * 2 * r * d * d, "r × d × k multiplies the sizes; B (d × r) and A (r × k) hold d·r + r·k "
+                                 "numbers together"),
+        (2 * r * 2 * d, "that is one layer; Llama-2-7B has 32, each with its own B and A"),
+        (r * 2 * d, "that is one adapted matrix of one layer; count both targets in all 32 layers"),
+    ]
+    return judge_number(answer, expected, "count", integer=True, hints=_hints(expected, slips))
 
 
 @exercise("05.2", "which matrix gets a gradient at the first step if A and B both start at 0",
@@ -369,17 +783,27 @@ def _(answer):
 def _(answer, update):
     sigma = linalg.singular_values(np.asarray(update, dtype=float))
     expected = lowrank.rank_for_energy(sigma, 0.90)
-    r = int(np.sum(sigma > 1e-4 * sigma[0]))
-    hints = {} if r == expected else {r / expected: f"{r} is the rank of the update (at most "
-                                                    "r = 8); the question asks how few of its "
-                                                    "directions carry 90% of Σσᵢ²"}
-    return judge_number(answer, expected, "number of directions", integer=True, hints=hints)
+    rank = int(np.sum(sigma > 1e-4 * sigma[0]))
+    slips = [
+        (rank, f"{rank} is the rank of the update (at most r = 8); the question asks how few of its "
+               "directions carry 90% of Σσᵢ²"),
+        (lowrank.rank_for_energy(np.sqrt(sigma), 0.90),
+         "that share is of Σσᵢ; the energy is Σσᵢ², the sum of the squares"),
+        (expected - 1, "the first k directions must reach at least 90% together; if you took an index "
+                       "from np.argmax, it counts from 0"),
+        (expected + 1, "you went one direction past the first k whose share reaches 90% (a share of "
+                       "exactly 0.90 is enough)"),
+    ]
+    return judge_number(answer, expected, "number of directions", integer=True,
+                        hints=_hints(expected, slips))
 
 
 def _lora_cases():
+    """Three cases; the first is square (d = k), so that a transposed update has the right shape
+    and can be named rather than make the function raise."""
     generator = torch.Generator().manual_seed(5)
     cases = []
-    for d, k, r, alpha in ((6, 8, 2, 4.0), (5, 5, 1, 8.0), (3, 7, 3, 1.5)):
+    for d, k, r, alpha in ((6, 6, 2, 4.0), (5, 8, 1, 8.0), (3, 7, 3, 1.5)):
         cases.append((f"W0 of shape ({d}, {k}) with r = {r}, alpha = {alpha:g}",
                       (torch.randn(4, k, generator=generator), torch.randn(d, k, generator=generator),
                        torch.randn(d, generator=generator), torch.randn(r, k, generator=generator),
@@ -387,22 +811,87 @@ def _lora_cases():
     return cases
 
 
+@dataclass(frozen=True)
+class _LoRAExpected:
+    """The right (output, merged weight) of one case, and what each usual slip returns on it."""
+
+    forward: torch.Tensor
+    merged: torch.Tensor
+    forward_slips: tuple    # ((what a slip's output is, why), ...)
+    merged_slips: tuple     # ((what a slip's merged weight is, why), ...)
+
+
+_NO_SCALING = "the update is not scaled: LoRA multiplies B A by α/r (r = the number of rows of A)"
+_ALPHA = "the update is scaled by α; LoRA scales it by α/r (r = the number of rows of A)"
+_WRONG_R = "your r is the number of columns of A; r is its number of rows (A is r × k)"
+
+
 def _reference_lora(x, W0, b, A, B, alpha):
-    r = A.shape[0]
-    forward = F.linear(x, W0, b) + (alpha / r) * F.linear(F.linear(x, A), B)
-    merged = W0 + (alpha / r) * B @ A
-    return forward, merged
+    r, k = A.shape
+    scaling = alpha / r
+    frozen = F.linear(x, W0, b)
+
+    def output(s, bias=True, transposed=False):
+        update = x @ (B @ A) if transposed else F.linear(F.linear(x, A), B)
+        return (frozen if bias else F.linear(x, W0)) + s * update
+
+    forward_slips = [(output(scaling, bias=False),
+                      "the bias b is missing: the output is x W0ᵀ + b + (α/r) x Aᵀ Bᵀ")]
+    merged_slips = [(scaling * B @ A, "that is the update alone; the merged weight is W0 plus "
+                                      "(α/r) B A")]
+    for wrong, why in ((1.0, _NO_SCALING), (alpha, _ALPHA), (alpha / k, _WRONG_R)):
+        if wrong != scaling:   # at r = 1, say, α is α/r: no slip there
+            forward_slips.append((output(wrong), why))
+            merged_slips.append((W0 + wrong * B @ A, why))
+    if W0.shape[0] == k:   # square: the transposed update has W0's shape
+        forward_slips.append((output(scaling, transposed=True),
+                              "the update is applied as x (B A); with inputs in the rows of x it "
+                              "is x (B A)ᵀ = x Aᵀ Bᵀ, as the frozen part is x W0ᵀ"))
+        merged_slips.append((W0 + scaling * (B @ A).T,
+                             "you added (B A)ᵀ = Aᵀ Bᵀ; the merged weight adds B A (d × r times "
+                             "r × k), which has W0's shape d × k"))
+    return _LoRAExpected(frozen + scaling * F.linear(F.linear(x, A), B), W0 + scaling * B @ A,
+                         tuple(forward_slips), tuple(merged_slips))
 
 
-def _compare_lora(expected, got) -> str | None:
-    forward, merged = expected
-    if not isinstance(got, (tuple, list)) or len(got) != 2:
-        return "return two things: the layer's output and the merged weight"
-    problem = compare_arrays(forward, got[0], atol=1e-5)
-    if problem:
-        return f"the forward pass is wrong: {problem}"
-    problem = compare_arrays(merged, got[1], atol=1e-5)
-    return f"the merged weight is wrong: {problem}" if problem else None
+def _as_pair(got):
+    """The two things a function returned, or None: a tuple or a list of two (or a numpy array
+    of two objects) will do."""
+    if isinstance(got, (tuple, list)) or (isinstance(got, np.ndarray) and got.dtype == object
+                                           and got.ndim == 1):
+        return tuple(got) if len(got) == 2 else None
+    return None
+
+
+def _same(expected, got) -> bool:
+    return compare_arrays(expected, got, atol=1e-5) is None
+
+
+def _compare_lora(expected: _LoRAExpected, got) -> str | None:
+    pair = _as_pair(got)
+    if pair is None:
+        if isinstance(got, (tuple, list)):
+            return (f"you returned {len(got)} thing{'s' * (len(got) != 1)}; return two, the "
+                    f"layer's output and the merged weight, e.g. (output, merged)")
+        if _same(expected.forward, got):
+            return "you returned the output only; return it with the merged weight: (output, merged)"
+        return (f"you returned one {type(got).__name__}; return two things, the layer's output "
+                f"and the merged weight: (output, merged)")
+    output, merged = pair
+    if _same(expected.forward, merged) and _same(expected.merged, output):
+        return "you returned the merged weight first; return (output, merged) in that order"
+    merged_slip = next((why for value, why in expected.merged_slips if _same(value, merged)), None)
+    if _same(expected.forward, output):
+        if merged_slip:
+            return f"the output is right, but the merged weight is wrong: {merged_slip}"
+        problem = compare_arrays(expected.merged, merged, atol=1e-5)
+        return f"the output is right, but the merged weight is wrong: {problem}" if problem else None
+    output_slip = next((why for value, why in expected.forward_slips if _same(value, output)), None)
+    if output_slip and output_slip == merged_slip:
+        return f"the output and the merged weight are both wrong: {output_slip}"
+    if output_slip:
+        return f"the output is wrong: {output_slip}"
+    return f"the output is wrong: {compare_arrays(expected.forward, output, atol=1e-5)}"
 
 
 @exercise("05.4", "write lora(x, W0, b, A, B, alpha) returning the output and the merged "
@@ -411,14 +900,24 @@ def _(answer):
     return judge_function(answer, _lora_cases(), _reference_lora, _compare_lora, "my_lora")
 
 
-@exercise("05.5", "by what factor doubling alpha multiplies the first step's change of the "
-          "update (α/r) B A under plain SGD", "reasoning")
+@exercise("05.5", "by what factor raising alpha from 8 to 12 multiplies the first step's change "
+          "of the update (α/r) B A under plain SGD, to 3 significant digits", "reasoning")
 def _(answer):
-    return judge_number(answer, 4, "factor", integer=True, hints={
-        0.5: "one factor of 2 is missing: the gradient of B carries α/r (so B's step doubles), "
-             "and the change of (α/r) B A carries α/r once more",
-        0.25: "that is Adam's answer for B's own step; plain SGD does not divide the gradient "
-              "by its size, so B's step doubles, and (α/r) B A doubles it again"})
+    expected = (12 / 8) ** 2
+    slips = [
+        (1.5, "B's first step does grow with α (its gradient carries α/r), but the quantity asked is the "
+              "change of (α/r)·B·A: count how many times α enters it"),
+        (1.0, "under plain SGD a step is the learning rate times the gradient, not divided by the "
+              "gradient's size as in Adam, so B's step grows as its gradient does with α"),
+        (1.5 ** 3, "A gets no gradient at the first step (B = 0), so A does not change: only B's step "
+                   "and the α/r in front of B A grow with α"),
+        (2.0, "α goes from 8 to 12 here, not from 8 to 16"),
+        (4.0, "that would be the factor for doubling α; here α goes from 8 to 12"),
+        ((8 / 12) ** 2, "that is the factor from α = 12 back to α = 8"),
+        (8 / 12, "that is a factor from α = 12 back to α = 8, and the change of (α/r)·B·A holds α "
+                 "more than once"),
+    ]
+    return judge_number(answer, expected, "factor", significant=3, hints=_hints(expected, slips))
 
 
 # --- Notebook 06: LoRA on a real pretrained model ------------------------------------------

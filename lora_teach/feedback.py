@@ -99,6 +99,12 @@ def as_real(answer) -> tuple[float | None, str]:
     answer = _plain(answer)
     if isinstance(answer, (bool, np.bool_)):
         return None, f"{answer} is a truth value, not a number"
+    if isinstance(answer, str):
+        try:
+            float(answer.replace(",", "").replace("_", ""))
+        except ValueError:
+            return None, f"it should be a number, not text ({answer!r})"
+        return None, f"{answer!r} is text, not a number: remove the quotes"
     try:
         if isinstance(answer, sympy.Basic):
             if not answer.is_number:
@@ -208,9 +214,11 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
     if close:
         return _right(f"The {name} is {shown}{' ' + unit if unit else ''}.")
     direction = "too high" if value > expected else "too low"
+    typed = f"{value:,.0f}" if integer and float(value).is_integer() and abs(value) < 1e18 else f"{value:,.6g}"
     digits_needed = len(str(abs(int(expected))).rstrip("0")) if integer else 0
-    if (integer and float(value).is_integer() and _significant(value) < digits_needed
-            and math.isclose(value, expected, rel_tol=1e-3)):   # 4.109e9 for 4,109,015,040
+    digits_typed = _significant(value)
+    if (integer and 2 <= digits_typed < digits_needed and abs(expected) >= 10_000   # 4.1e9 for 4,109,015,040
+            and value == float(f"{expected:.{digits_typed}g}")):
         return _wrong(f"Your {name} {value:,.6g} is close but not exact: it looks rounded. "
                       f"Give the exact whole number, every digit.")
     # a slip typed at the precision asked for still matches: 3 significant digits carry up
@@ -221,7 +229,7 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
         if math.isclose(factor, 1, rel_tol=tolerance):   # a slip that rounds to the answer
             continue
         if math.isclose(ratio, factor, rel_tol=tolerance):
-            return _wrong(f"Your {name} {value:,.6g} is {direction}: {slip}.")
+            return _wrong(f"Your {name} {typed} is {direction}: {slip}.")
     for factor, other in UNIT_SLIPS.get(unit, {}).items():
         if math.isclose(ratio, factor, rel_tol=tolerance):
             return _wrong(f"Your {name} looks like it is in {other}; the question asks for {unit}.")
@@ -234,7 +242,7 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
         return _wrong(f"Close: your {name} {value:,.{significant + 1}g} is within 5% but not "
                       f"right to {significant} significant digits. Check your rounding or "
                       f"an intermediate step.")
-    return _wrong(f"Your {name} {value:,.6g} is {direction}.")
+    return _wrong(f"Your {name} {typed} is {direction}.")
 
 
 @_never_raises
@@ -296,7 +304,8 @@ def judge_function(student, cases, run_reference, compare, name: str) -> Feedbac
             problem = (f"your result ({type(got).__name__}) could not be compared with the expected "
                        f"one ({type(error).__name__}: {error})")
         if problem:
-            return _wrong(f"On {description}: {problem}")
+            ending = "" if problem.rstrip().endswith((".", "?", "!")) else "."
+            return _wrong(f"On {description}: {problem}{ending}")
     return _right(f"Your function agrees with the reference on all {len(cases)} cases.")
 
 
@@ -358,17 +367,14 @@ def check_rank(answer, matrix) -> Feedback:
     exact = linalg.as_exact_matrix(matrix)
     rank = linalg.exact_rank(exact)
     bound = min(exact.shape)
-    if answer == rank:
-        pivots = ", ".join(linalg.column_name(p) for p in linalg.pivot_columns(exact))
-        return _right(f"The independent (pivot) columns are {pivots}, so the rank is {rank}.")
+    if answer == rank:   # which columns are independent is the next exercise's question
+        return _right(f"The rank is {rank}: {rank} of the {exact.cols} columns are independent.")
     if not 0 <= answer <= bound:
         return _wrong(f"A {exact.rows}×{exact.cols} matrix has rank between 0 and "
                       f"min({exact.rows}, {exact.cols}) = {bound}; {answer} is impossible.")
     if answer > rank:
-        target, combination = next(iter(linalg.dependency_coefficients(exact).items()))
-        relation = linalg.format_relation(target, combination)
-        return _wrong(f"Too high: you counted a dependent column as independent. "
-                      f"For example {relation}.")
+        return _wrong("Too high: you counted a dependent column as independent. Check each "
+                      "column against only the columns before it: is it a combination of them?")
     return _wrong("Too low: more columns are independent than you counted. Check each column "
                   "against only the columns before it, with any real coefficients (not only "
                   "integers).")
@@ -397,12 +403,12 @@ def check_column_numbers(answer, expected: list[int], what: str = "pivot columns
     extra = sorted(set(given) - set(wanted))
     if not missing and not extra:
         return _wrong(f"Your list names a column more than once; name each of the {what} once.")
-    parts = []
-    if missing:
-        parts.append(f"is missing {missing}")
+    parts = []   # which columns, the answer itself, is not said; what kind of slip it is, is
     if extra:
-        parts.append(f"should not include {extra}")
-    return _wrong(f"Your list of {what} {' and '.join(parts)}.")
+        parts.append("it includes a column that is a combination of the columns before it")
+    if missing:
+        parts.append("it leaves out a column that is not a combination of the columns before it")
+    return _wrong(f"Your list of {what}: {', and '.join(parts)}.")
 
 
 @_never_raises
@@ -420,7 +426,8 @@ def check_combination(coefficients, matrix, target: int, using: list[int]) -> Fe
                       f"one for each of {columns} in that order.")
     coefficients = [_plain(c) for c in as_list(coefficients) or []]   # an array or tuple will do too
     if len(coefficients) != len(using):
-        return _wrong(f"Give a list of {len(using)} coefficient(s), one for each of {columns}.")
+        return _wrong(f"Give a list of {len(using)} coefficient{'s' * (len(using) > 1)}, one for "
+                      f"each of {columns}.")
     for c in coefficients:
         if isinstance(c, sympy.Basic) and c.is_number and c.is_real:
             continue

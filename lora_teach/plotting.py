@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import matplotlib
 import matplotlib.lines
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -126,19 +127,35 @@ def plot_vectors_and_plane(vectors: dict, plane: tuple[str, str] | None = None):
     return fig
 
 
-def plot_matrix(values, pivots=None, title: str | None = None, ax=None):
+def plot_matrix(values, pivots=None, title: str | None = None, ax=None, marked=None,
+                marked_label: str = "marked entries"):
     """Heatmap of a matrix with every entry written in, pivot columns boxed in blue and
-    dependent columns in orange (pass ``pivots`` as 0-based column indices)."""
+    dependent columns in orange (pass ``pivots`` as 0-based column indices).
+
+    The grey shade of a cell grows with its entry (darker = larger), and the legend says so.
+    ``marked``: (row, column) pairs counted from 1, as the notes count, drawn hatched in
+    near-black and named ``marked_label`` in the legend; no colour of the boxes is reused."""
     matrix = as_float_array(values)
-    fig, ax = _figure_and_axes(ax, figsize=(0.75 * matrix.shape[1] + 1.6, 0.6 * matrix.shape[0] + 1.2))
+    fig, ax = _figure_and_axes(ax, figsize=(0.75 * matrix.shape[1] + 1.6, 0.6 * matrix.shape[0] + 1.4))
     ax.imshow(matrix, cmap="Greys", alpha=0.35)
     ax.grid(False)
+    entries = set()   # the marked entries, counted from 0
+    for k, entry in enumerate(check_sequence(marked, "marked", "(row, column) pairs") if marked is not None else []):
+        pair = check_sequence(entry, f"marked[{k}]", "numbers: a (row, column) pair")
+        if len(pair) != 2:
+            raise ValueError(f"marked[{k}] must be a (row, column) pair, got {entry!r}")
+        entries.add((check_int(pair[0], f"marked[{k}] row", minimum=1, maximum=matrix.shape[0]) - 1,
+                     check_int(pair[1], f"marked[{k}] column", minimum=1, maximum=matrix.shape[1]) - 1))
     for (i, j), value in np.ndenumerate(matrix):
         text = f"{value:g}" if abs(value) < 1e4 else f"{value:.1e}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=10, color=COLORS["text"])
+        behind = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"}
+        ax.text(j, i, text, ha="center", va="center", fontsize=10, color=COLORS["text"], zorder=4,
+                bbox=behind if (i, j) in entries else None)
     ax.set_xticks(range(matrix.shape[1]), [column_name(j) for j in range(matrix.shape[1])])
     ax.set_yticks(range(matrix.shape[0]), [f"row {i + 1}" for i in range(matrix.shape[0])])
     ax.tick_params(length=0)
+    handles = [matplotlib.patches.Patch(facecolor=plt.get_cmap("Greys")(0.6), alpha=0.35,
+                                        label="grey shade: darker = larger entry")]
     if pivots is not None:
         pivots = {check_int(p, f"pivots[{i}]", minimum=0, maximum=matrix.shape[1] - 1)
                   for i, p in enumerate(check_sequence(pivots, "pivots", "column indices"))}
@@ -148,20 +165,30 @@ def plot_matrix(values, pivots=None, title: str | None = None, ax=None):
                 (j - 0.45, -0.45), 0.9, matrix.shape[0] - 0.1, fill=False,
                 edgecolor=COLORS[role], linewidth=2.5))
             ax.get_xticklabels()[j].set_color(COLORS[role])
-        handles = [matplotlib.patches.Patch(edgecolor=COLORS[role], fill=False, linewidth=2, label=label)
-                   for role, label in [("pivot", "pivot (independent)"), ("dependent", "dependent")]]
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
+        handles += [matplotlib.patches.Patch(edgecolor=COLORS[role], fill=False, linewidth=2, label=label)
+                    for role, label in [("pivot", "pivot (independent)"), ("dependent", "dependent")]]
+    if marked is not None:
+        for i, j in entries:
+            ax.add_patch(matplotlib.patches.Rectangle(
+                (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor=COLORS["text"],
+                linewidth=0))
+        handles.append(matplotlib.patches.Patch(fill=False, hatch="///", edgecolor=COLORS["text"],
+                                                linewidth=0, label=marked_label))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8)
     if title:
         ax.set_title(title)
     return fig
 
 
-def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=None):
+def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=None,
+                         colors: dict | None = None):
     """Singular values (largest first) of one or more matrices on a log scale.
 
     ``series`` maps a label to a 1-D array of singular values. Exact zeros cannot be drawn on
     a log axis, so they are shown at the bottom of the axis and said so in the legend.
-    ``tol`` draws the tolerance line used for the numerical rank.
+    ``tol`` draws the tolerance line used for the numerical rank. ``colors`` maps some labels
+    to colours, so that a figure can keep the course's colours to their meanings (the others
+    take matplotlib's colour cycle).
     """
     if not isinstance(series, dict) or not series:
         raise TypeError("series must be a non-empty dict mapping labels to singular values")
@@ -179,13 +206,17 @@ def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=
     smallest = [p.min() for p in positive if p.size] + ([tol] if tol else [])
     floor = min(smallest) / 100 if smallest else 1e-16   # an all-zero spectrum: any floor will do
     markers = "os^Dv"
+    if colors is not None and (not isinstance(colors, dict) or set(colors) - set(arrays)):
+        raise ValueError(f"colors must be a dict whose keys are among the labels {list(arrays)}")
     for k, (label, values) in enumerate(arrays.items()):
+        original = label
         zeros = int(np.sum(values <= 0))
         shown = np.where(values > 0, values, floor)
         if zeros:
             label = f"{label} ({zeros} exact zero{'s' if zeros > 1 else ''} drawn at bottom)"
+        color = (colors or {}).get(original)
         ax.semilogy(np.arange(1, len(values) + 1), shown, marker=markers[k % 5],
-                    linestyle="-", label=label)
+                    linestyle="-", label=label, **({"color": color} if color is not None else {}))
     if tol is not None:
         ax.axhline(tol, color=COLORS["text"], linestyle="--", label=f"tolerance = {tol:.0e}")
     ax.set(xlabel="index i", ylabel="singular value σᵢ (log scale)")
@@ -193,6 +224,48 @@ def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_svd_of_2x2(matrix):
+    """What M = U Σ Vᵀ does to the unit circle, one factor per panel, for a 2×2 matrix M.
+
+    Vᵀ rotates (or reflects) the circle so that the right singular vectors v₁, v₂ land on the
+    axes; Σ stretches along the axes by σ₁ and σ₂, giving an ellipse; U rotates (or reflects)
+    the ellipse into the output space, where its semi-axes are σ₁u₁ and σ₂u₂. Each panel draws
+    the shape before its step dashed in grey and after it in near-black, with the images of
+    v₁ and v₂ as arrows (named where they are new). The last panel's ellipse is M applied to the circle directly.
+    """
+    M = check_array(matrix, "matrix", ndim=2)
+    if M.shape != (2, 2) or not np.all(np.isfinite(M)):
+        raise ValueError(f"matrix must be a 2×2 matrix of finite numbers, got shape {M.shape}")
+    U, sigma, Vt = np.linalg.svd(M)
+    angle = np.linspace(0, 2 * np.pi, 241)
+    circle = np.stack([np.cos(angle), np.sin(angle)])
+    steps = [("1. Vᵀ: rotate (or reflect)", np.eye(2), Vt, ("v{k}", "e{k}")),
+             ("2. Σ: stretch along the axes", Vt, np.diag(sigma) @ Vt, (None, "σ{k}e{k}")),
+             ("3. U: rotate into the output space", np.diag(sigma) @ Vt, M, (None, "σ{k}u{k}"))]
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.8), layout="constrained")
+    limit = 1.2 * max(1.0, float(sigma[0]))
+    grey, black = COLORS["frozen"], COLORS["text"]
+    for ax, (title, before, after, (old, new)) in zip(axes, steps):
+        ax.plot(*(before @ circle), color=grey, linestyle="--", linewidth=1.2, label="before this step")
+        ax.plot(*(after @ circle), color=black, linewidth=1.8, label="after it")
+        for k in range(2):
+            for transform, color, name in ((before, grey, old), (after, black, new)):
+                tip = transform @ Vt[k]
+                ax.annotate("", xy=tip, xytext=(0, 0),
+                            arrowprops={"arrowstyle": "-|>", "color": color, "linewidth": 1.5})
+                if name is None:   # the previous panel names the arrows it ends with
+                    continue
+                label = name.format(k="₁₂"[k])
+                ax.text(*(tip + 0.3 * tip / np.linalg.norm(tip)), label, color=color, ha="center",
+                        va="center", fontsize=9)
+        ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", title=title)
+        ax.axhline(0, color=grey, linewidth=0.5)
+        ax.axvline(0, color=grey, linewidth=0.5)
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"M = U Σ Vᵀ on the unit circle: σ₁ = {sigma[0]:.3g}, σ₂ = {sigma[1]:.3g}")
     return fig
 
 
@@ -217,22 +290,107 @@ def plot_storage_fraction(sizes, ranks=None, ax=None):
     return fig
 
 
-def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray"):
-    """Show 2-D arrays as images side by side, each with its label as title."""
+CROP_OUTLINE = "#F0E442"   # Okabe-Ito yellow, used for nothing else: where a zoomed crop comes from
+
+
+def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, box_label: str = ""):
+    """Show 2-D arrays as images in a grid, ``ncols`` to a row, each with its label as title.
+
+    Each image gets 2.5 inches of width (its height follows the tallest image's shape), so three
+    to a row fill a notebook's width (900 pixels at the course's 120 dpi) unscaled, each large
+    enough to compare. ``box=(top, left, height, width)`` outlines that region (in pixels) on
+    the first image, e.g. where a zoomed crop shown elsewhere comes from; ``box_label`` names it
+    in the first image's legend.
+    """
     if not isinstance(images, dict) or not images:
         raise TypeError("images must be a non-empty dict mapping titles to 2-D arrays")
     ncols = check_int(ncols, "ncols", minimum=1)
-    nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.3 * nrows),
+    check_instance(box_label, "box_label", str)
+    if box is not None:
+        box = [check_int(v, f"box[{i}]", minimum=0) for i, v in enumerate(check_sequence(box, "box", "numbers"))]
+        if len(box) != 4 or box[2] < 1 or box[3] < 1:
+            raise ValueError(f"box must be (top, left, height, width) with height and width >= 1, got {box}")
+    arrays = {title: np.asarray(image, dtype=float) for title, image in images.items()}
+    for title, image in arrays.items():
+        if image.ndim != 2 or image.size == 0:
+            raise ValueError(f"image {title!r} must be a non-empty 2-D array, got shape {image.shape}")
+    nrows = -(-len(arrays) // ncols)
+    aspect = max(image.shape[0] / image.shape[1] for image in arrays.values())
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.5 * ncols, (2.5 * aspect + 0.5) * nrows),
                              layout="constrained", squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (title, image) in zip(axes.flat, images.items()):
-        image = np.asarray(image, dtype=float)
-        if image.ndim != 2:
-            raise ValueError(f"image {title!r} must be 2-D, got shape {image.shape}")
+    for ax, (title, image) in zip(axes.flat, arrays.items()):
         ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
         ax.set_title(title, fontsize=9, fontweight="normal")
+    if box is not None:
+        top, left, height, width = box
+        first = axes.flat[0]
+        first.add_patch(matplotlib.patches.Rectangle(
+            (left - 0.5, top - 0.5), width, height, fill=False, linewidth=1.5,
+            edgecolor=CROP_OUTLINE, label=box_label or None))
+        if box_label:
+            first.legend(loc="lower center", bbox_to_anchor=(0.5, -0.12), fontsize=8)
+    return fig
+
+
+def _check_svd_factors(factors):
+    """``factors`` as np.linalg.svd(M, full_matrices=False) returns them: U (d × n), the n
+    singular values in decreasing order, Vᵀ (n × k)."""
+    if not isinstance(factors, (tuple, list)) or len(factors) != 3:
+        raise TypeError(f"factors must be the three arrays (U, sigma, Vt) that "
+                        f"np.linalg.svd(M, full_matrices=False) returns, got {type(factors).__name__}")
+    U = check_array(factors[0], "factors[0] (U)", ndim=2)
+    sigma = check_array(factors[1], "factors[1] (sigma)", ndim=1)
+    Vt = check_array(factors[2], "factors[2] (Vt)", ndim=2)
+    n = len(sigma)
+    if U.shape[1] != n or Vt.shape[0] != n:
+        raise ValueError(f"factors do not fit together: U is {U.shape}, sigma has {n} values, Vt "
+                         f"is {Vt.shape} (U needs {n} columns and Vt {n} rows); pass "
+                         f"np.linalg.svd(M, full_matrices=False)")
+    if np.any(sigma < 0) or np.any(np.diff(sigma) > 0):
+        raise ValueError("factors[1] (sigma) must be the singular values in decreasing order, >= 0")
+    return U, sigma, Vt
+
+
+def draw_photo_at_rank(factors, rank: int):
+    """The picture a slider redraws in notebook 02: an image at one rank, what that rank stores,
+    and what it loses.
+
+    ``factors`` is ``np.linalg.svd(photo, full_matrices=False)``, computed once (an SVD of a
+    photo takes too long to repeat at every move of a slider); ``rank`` is r. Left: the rank-r
+    approximation U_r Σ_r V_rᵀ (clipped to the 0..1 brightness range). Right: against the rank,
+    the relative Frobenius error √(Σ_{i>r} σᵢ²) / ‖M‖_F and the numbers stored, r(d + k) / dk,
+    with r marked. The title gives r, the stored count r·(d + k) against d·k, and the error.
+    Returns the Figure without showing it.
+    """
+    U, sigma, Vt = _check_svd_factors(factors)
+    d, k, n = U.shape[0], Vt.shape[1], len(sigma)
+    rank = check_int(rank, "rank", minimum=1, maximum=n)
+    image = np.clip((U[:, :rank] * sigma[:rank]) @ Vt[:rank], 0.0, 1.0)
+    energy = sigma ** 2
+    tail = np.concatenate([np.cumsum(energy[::-1])[::-1], [0.0]])   # tail[r] = Σ_{i>r} σᵢ²
+    ranks = np.arange(1, n + 1)
+    errors = np.sqrt(tail[1:] / tail[0])
+    stored, dense = rank * (d + k), d * k
+    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.6), layout="constrained",
+                                      gridspec_kw={"width_ratios": [1, 1.2]})
+    left.imshow(image, cmap="gray", vmin=0, vmax=1)
+    left.axis("off")
+    right.plot(ranks, errors, color=COLORS["error"], label="relative error ‖M − M_r‖_F / ‖M‖_F")
+    right.plot(ranks, ranks * (d + k) / dense, color=COLORS["text"],
+               label="numbers stored / dense, r(d + k) / dk")
+    right.axhline(1.0, color=COLORS["text"], linestyle=":", linewidth=1,
+                  label=f"break-even (r = {dense / (d + k):.0f})")
+    right.plot([rank], [errors[rank - 1]], "o", color=COLORS["error"])
+    right.plot([rank], [stored / dense], "o", color=COLORS["text"])
+    right.axvline(rank, color=COLORS["frozen"], linewidth=1)
+    right.set(xlabel="rank r", ylabel="fraction", ylim=(0, 1.5),
+              xlim=(0, max(rank, min(n, 1.1 * dense / (d + k)))))
+    right.legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"rank {rank}: stores {rank}·({d} + {k}) = {stored:,} numbers vs {d}·{k} = "
+                 f"{dense:,} ({stored / dense:.0%}); relative error {errors[rank - 1]:.1%}",
+                 fontsize=10)
     return fig
 
 
@@ -600,4 +758,78 @@ def plot_scores_with_intervals(runs: dict, groups, ylabel="test score", title=No
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# The LoRA update at a chosen r and alpha (notebook 05's interactive figure)
+# ---------------------------------------------------------------------------
+
+def _factor(value, name: str) -> np.ndarray:
+    """A factor B or A as a float array: a tensor (even one that requires grad) or an array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().double().numpy()
+    return check_array(value, name, ndim=2)
+
+
+def draw_lora_update(B, A, r: int, alpha: float, alpha_range=(1.0, 64.0)):
+    """The LoRA update ΔW = (α/r)·B_r·A_r at rank ``r`` and scale ``alpha``: its singular values,
+    its size ‖ΔW‖_F, and the number of numbers it trains, r·(d + k).
+
+    Why: the figure behind notebook 05's sliders for r and α, to see what α/r does to the
+    update's size and what r does to its spectrum. ``B`` (d × R) and ``A`` (R × k) are the
+    factors at the largest rank R; rank r uses the first r columns of B and rows of A, so that
+    raising r adds directions instead of drawing new factors. Left: the r singular values of ΔW
+    that can be non-zero (the other min(d, k) − r are exactly zero), log scale. Right:
+    ‖ΔW‖_F against r = 1 … R at this α, the chosen r ringed. Both axes' limits hold every
+    α in ``alpha_range`` and every r (all but the smallest 1% of singular values), so that
+    moving a slider moves the points, not the axes.
+    Returns the figure (not shown).
+    """
+    B, A = _factor(B, "B"), _factor(A, "A")
+    if B.shape[1] != A.shape[0]:
+        raise ValueError(f"B is d × R and A is R × k with the same R; got B {B.shape} and A {A.shape}")
+    if not (np.all(np.isfinite(B)) and np.all(np.isfinite(A))):
+        raise ValueError("B and A must hold finite numbers (no NaN or infinity)")
+    ranks = B.shape[1]
+    r = check_int(r, "r", minimum=1, maximum=ranks)
+    alpha = check_real(alpha, "alpha", minimum=0, include_minimum=False)
+    if not isinstance(alpha_range, (tuple, list)) or len(alpha_range) != 2:
+        raise TypeError(f"alpha_range must be a pair (lowest alpha, highest alpha), got {alpha_range!r}")
+    low = check_real(alpha_range[0], "alpha_range[0]", minimum=0, include_minimum=False)
+    high = check_real(alpha_range[1], "alpha_range[1]", minimum=low)
+    d, k = B.shape[0], A.shape[1]
+    # ‖B_r A_r‖_F² = Σ_{i,j ≤ r} (BᵀB)_ij (AAᵀ)_ij: every rank's norm from one r × r sum each
+    gram = np.cumsum(np.cumsum((B.T @ B) * (A @ A.T), axis=0), axis=1)
+    sizes = np.sqrt(np.clip(np.diag(gram), 0, None)) / np.arange(1, ranks + 1)   # ‖B_r A_r‖_F / r
+    spectra = [np.linalg.svd(B[:, :i] @ A[:i], compute_uv=False)[:i] / i for i in range(1, ranks + 1)]
+    positive = np.concatenate([s[s > 0] for s in spectra])
+    if positive.size == 0:
+        raise ValueError("B A is zero at every rank (B or A is all zeros): there is no update to draw")
+    sigma = alpha * spectra[r - 1]
+    norm = alpha * sizes[r - 1]
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8), layout="constrained")
+    drawn = sigma > 0
+    left.bar(np.arange(1, r + 1)[drawn], sigma[drawn], width=0.8, color=COLORS["lora"],
+             label=f"the {r} singular value{'s' * (r > 1)} that can be non-zero")
+    left.set(yscale="log", xlim=(0.3, min(d, k) + 0.7),
+             ylim=(low * np.percentile(positive, 1) / 2, high * positive.max() * 2),
+             xlabel="index i", ylabel="σᵢ of (α/r)·B·A (log scale)",
+             title=f"Spectrum: σ{r + 1}…σ{min(d, k)} are exactly 0" if r < min(d, k) else "Spectrum")
+    left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    left.legend(fontsize=8, loc="upper right")
+    every_r = np.arange(1, ranks + 1)
+    right.plot(every_r, alpha * sizes, color=COLORS["lora"], label=f"at α = {alpha:g}, every r")
+    right.plot([r], [norm], "o", markersize=9, markerfacecolor="none", markeredgecolor=COLORS["text"],
+               markeredgewidth=1.5, label=f"r = {r}: ‖ΔW‖_F = {norm:.3g}")
+    right.set(xscale="log", yscale="log", xlabel="rank r (log scale)", ylabel="‖(α/r)·B·A‖_F (log scale)",
+              ylim=(low * sizes.min() / 2, high * sizes.max() * 2), title="Size of the update")
+    right.set_xticks([t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256) if t <= ranks])
+    right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
+    right.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    right.legend(fontsize=8, loc="upper right")
+    trained = r * (d + k)
+    fig.suptitle(f"r = {r}, α = {alpha:g}, α/r = {alpha / r:.3g}: ΔW trains r·(d + k) = {trained:,} numbers "
+                 f"({trained / (d * k):.1%} of the {d} × {k} matrix's {d * k:,})", fontsize=11)
     return fig

@@ -407,7 +407,9 @@ def _calls(w):
         (plotting.plot_matrix, dict(values=NOTES_W, pivots=[0, 1], title="W")),
         (plotting.plot_singular_values, dict(series={"s": sigma}, tol=1e-3, title="t")),
         (plotting.plot_storage_fraction, dict(sizes=[8, 16])),
-        (plotting.plot_image_grid, dict(images={"a": np.zeros((4, 4))}, ncols=2)),
+        (plotting.plot_image_grid, dict(images={"a": np.zeros((4, 4))}, ncols=2, box=(0, 1, 2, 2), box_label="crop")),
+        (plotting.draw_photo_at_rank, dict(factors=np.linalg.svd(np.arange(12.0).reshape(4, 3) / 12 + np.eye(4, 3),
+                                                                 full_matrices=False), rank=2)),
         (plotting.plot_grouped_bars, dict(groups=["x"], series={"LoRA": [1]}, ylabel="n")),
         (plotting.smooth, dict(values=[1.0, 2.0], window=2)),
         (plotting.plot_vectors_and_plane, dict(vectors={"a": [1, 0, 1], "b": [0, 1, 1]},
@@ -445,6 +447,9 @@ def _calls(w):
         (taskfiles.load_task_file, dict(model=Fresh(w["wrapped"]), path=w["tmp"] / "lora.pt", method="lora",
                                         config=lora.lora_config(w["wrapped"]))),
         (interactive.explore, dict(draw=_draw_line, rank=(1, 10, 4))),
+        (plotting.draw_lora_update, dict(B=np.ones((4, 2)), A=np.ones((2, 3)), r=1, alpha=8.0,
+                                         alpha_range=(1.0, 64.0))),
+        (plotting.plot_svd_of_2x2, dict(matrix=[[2.0, 1.0], [0.0, 1.0]])),
     ]
 
 

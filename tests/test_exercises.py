@@ -4,6 +4,7 @@ import ast
 import json
 import math
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -25,6 +26,8 @@ UPDATE = _ORTHO[:, :3] @ np.diag([10.0, 3.0, 1.0]) @ _ORTHO[:, 3:6].T
 
 
 S = [[1, 0, 2, 5], [0, 1, 1, 2], [2, 1, 3, 9], [1, 3, 0, 2]]   # C4 = C1 + 2·C3 fails in rows 3, 4
+_RNG_01_7 = np.random.default_rng(7)   # A and B of exercise 01.7, drawn as notebook 01 draws them
+A_01_7, B_01_7 = _RNG_01_7.integers(-3, 4, size=(7, 3)), _RNG_01_7.integers(-3, 4, size=(3, 5))
 
 
 def _repaired():
@@ -69,21 +72,32 @@ def _phi(U, V):
     return overlap.cumsum(0).cumsum(1) / np.minimum(np.arange(1, U.shape[1] + 1)[:, None],
                                                      np.arange(1, V.shape[1] + 1)[None, :])
 
+# 02.6: an update with singular values 10/i, i = 1..48 (as notebook 02 builds it)
+UPDATE_02_6 = (np.linalg.qr(np.random.default_rng(3).standard_normal((64, 48)))[0] * (10.0 / np.arange(1, 49))
+               @ np.linalg.qr(np.random.default_rng(4).standard_normal((48, 48)))[0].T)
+
 # exercise id: (context, a solution, [(a wrong answer, words its feedback must contain)])
 CASES = {
     "01.1": ({"P": P}, 2, [(3, "Too high"), (1, "Too low"), (5, "impossible")]),
-    "01.2": ({"P": P}, [1, 3], [([0, 2], "counted from 0"), ([1, 2], "missing [3]")]),
+    "01.2": ({"P": P}, [1, 3], [([0, 2], "counted from 0"), ([1, 2], "leaves out a column")]),
     "01.3": ({"P": P}, [3, 1], [([1, 3], "fails in row(s)")]),
     "01.4": ({"S": S}, _repaired(), [(S, "still fails in row(s) [3, 4]"),
                                      (_repaired_with_extra_change(), "2 are enough")]),
+    "01.6": ({}, lambda M, tol: int(np.sum(np.linalg.svd(M, compute_uv=False) > tol)),
+             [(lambda M, tol: int(np.sum(np.linalg.svd(M, compute_uv=False) >= tol)), "strictly above tol"),
+              (lambda M, tol: np.linalg.matrix_rank(M), "ignored tol")]),
+    "01.7": ({"A": A_01_7, "B": B_01_7}, 3, [(5, "each of its columns is A times"),
+                                            (6, "ranks do not add"), (2, "full rank")]),
     "01.5": ({"W_noisy": W_NOISY}, 1e-3, [(1e-9, "Too small"), (10.0, "Too large")]),
     "02.1": ({}, 16 * (1024 + 4096), [(16 * 1024, "only B"), (1024 * 4096, "dense")]),
     "02.2": ({}, 614.4, [(384, "square matrix"), (610, "significant digits")]),
-    "02.3": ({"singular_values": SIGMA}, 2, [(3, "too high"), (5, "too high")]),
-    "02.4": ({}, _svd, [(lambda M, r: _svd(M, r)[::-1], "B should be"),
+    "02.3": ({"singular_values": SIGMA}, 2, [(3, "rank for 99%"), (1, "np.argmax"), (5, "too high")]),
+    "02.4": ({}, _svd, [(lambda M, r: _svd(M, r)[::-1], "you returned (A, B)"),
                         (lambda M, r: (np.zeros((M.shape[0], r)), np.zeros((r, M.shape[1]))),
                          "largest difference")]),
     "02.5": ({"Q": Q}, 3.16, [(3.0, "σ₂ alone"), (10.0, "square root"), (3.2, "significant")]),
+    "02.6": ({"update": UPDATE_02_6}, 27, [(5, "90% of the energy"), (9, "spectral-norm error"),
+                                          (31, "you added up σᵢ"), (26, "np.argmax"), (30, "too high")]),
     "03.1": ({}, 8 * 513_626_880, [(4 * 513_626_880, "Adam keeps two"),
                                    (8 * 513_626_880 / 1e9, "in GB")]),
     "03.2": ({"precision": 0.9243, "recall": 0.9401}, 0.932, [(0.93, "significant digits"),
@@ -93,20 +107,26 @@ CASES = {
               (lambda total, trainable, size: size * 4 * total, "frozen encoder")]),
     "03.4": ({}, 6.16, [(8.22, "frozen weights stay"), (4.11, "gradient")]),
     "03.5": ({}, 25.7, [(51.4, "32-bit"), (25 * 2 * 513_626_880, "in bytes")]),
-    "04.1": ({}, 2_379_264, [(2_379_264 // 2, "one adapter per layer"), (2_359_296, "biases")]),
-    "04.2": ({}, 12, [(6, "two projections"), (11, "too low")]),
+    "03.6": ({}, 8 * (33_472 + 455), [(33_472 + 455, "number of trained parameters"),
+                                      (8 * 33_472, "NER head trains too")]),
+    "04.1": ({}, 1_198_848, [(1_198_848 // 2, "one adapter per layer"), (1_179_648, "biases")]),
+    "04.2": ({}, 96, [(48, "two projections"), (144, "GELU")]),
     "04.3": ({}, lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
              [(lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu),
-               "largest difference")]),
-    "04.4": ({}, 3, [(4, "one too many"), (7, "two matrices")]),
-    "05.1": ({}, 8_388_608, [(4_194_304, "count both")]),
+               "skip connection is missing")]),
+    "04.5": ({}, 4 * (2 * 8 * 64 + 64 + 8), [(2 * (2 * 8 * 64 + 64 + 8), "two adapters in each layer"),
+                                             (4 * 2 * 8 * 64, "biases")]),
+    "04.4": ({}, 3, [(4, "m = 4 is too high: its adapter has 6,916 parameters"), (7, "two matrices"),
+                     (2, "m = 2 is too low")]),
+    "05.1": ({}, 8_388_608, [(4_194_304, "r = 8, or for W_q alone, or for B or A alone"),
+                             (16_777_216, "all four attention matrices")]),
     "05.2": ({}, "neither", [("A", "factor B")]),
     "05.3": ({"update": UPDATE}, 1, [(3, "rank of the update"), (16, "too high")]),
     "05.4": ({}, _lora, [(lambda x, W0, b, A, B, alpha: (F.linear(x, W0, b) + alpha * x @ A.T @ B.T,
-                                                          W0 + alpha * B @ A), "forward pass is wrong"),
+                                                          W0 + alpha * B @ A), "scaled by α; LoRA scales it by α/r"),
                          (lambda x, W0, b, A, B, alpha: (_lora(x, W0, b, A, B, alpha)[0], W0),
                           "merged weight is wrong")]),
-    "05.5": ({}, 4, [(2, "one factor of 2"), (1, "Adam's answer")]),
+    "05.5": ({}, 2.25, [(1.5, "count how many times α enters it"), (1, "not divided by the gradient's size")]),
     "06.1": ({}, 6 * (4 * 8 * 768 + 2 * 8 * (384 + 1536)),
              [(73_728, "query and value only"), (6 * 6 * 8 * 768, "1536 x 384")]),
     "06.2": ({}, 2 * 4 * (6 * 2 * 16 * 768), [(147_456, "two 4-byte numbers"),
@@ -307,6 +327,8 @@ def _solution_forms(exercise_id):
     if exercise_id not in CODING:
         return _numbers(solution)
     forms = {
+        "01.6": [lambda *a: float(solution(*a)), lambda *a: np.int64(solution(*a)),
+                 lambda *a: torch.tensor(solution(*a))],
         "02.4": [lambda M, r: list(_svd(M, r)), lambda M, r: tuple(torch.from_numpy(m) for m in _svd(M, r))],
         "03.3": [lambda *a: float(solution(*a)), lambda *a: torch.tensor(solution(*a)),
                  lambda *a: np.int64(solution(*a))],
@@ -332,6 +354,425 @@ def test_a_right_answer_in_another_form_is_right(exercise_id):
 def test_01_3_refuses_a_set_and_says_why():
     feedback = exercises.check("01.3", {3, 1}, P=P)
     assert not feedback.correct and "A set has no order" in feedback.message
+
+
+# --- 05: LoRA (issue 25): each named slip gets its own hint; no ratio; equivalent answers ------
+
+def _feedback(exercise_id, answer, **context):
+    feedback = exercises.check(exercise_id, answer, **context)
+    assert not feedback.correct, (answer, feedback.message)
+    assert not re.search(r"\d×|right value", feedback.message), feedback.message   # never the ratio
+    return feedback.message
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (32 * 2 * 8 * 8192, "this is the count with r = 8"),          # r = 8 instead of 16
+    (32 * 1 * 16 * 8192, "or for W_q alone"),                      # one target matrix, not two
+    (32 * 2 * 16 * 4096, "or for B or A alone"),                    # only B (or only A)
+    (32 * 4 * 16 * 8192, "all four attention matrices"),
+    (32 * 2 * 4096 * 4096, "frozen d × d matrices W_q and W_v themselves"),   # dense
+    (32 * 2 * (4096 * 4096 + 16 * 8192), "frozen d × d matrices are not trained"),
+    (32 * 2 * 16 * 4096 * 4096, "r × d × k multiplies the sizes"),
+    (2 * 16 * 8192, "that is one layer"),
+    (32 * 8 * 8192, "two of these went missing"),                   # r = 8 and one target
+])
+def test_05_1_names_each_slip(answer, words):
+    message = _feedback("05.1", answer)
+    assert words in message and "8,388,608" not in message, message
+    assert ("too low" in message) == (answer < 8_388_608), message
+
+
+def test_05_1_accepts_the_count_however_written():
+    for answer in (8_388_608, 8_388_608.0, np.int64(8_388_608), torch.tensor(8_388_608), "8388608"[:0] or 8388608):
+        assert exercises.check("05.1", answer).correct
+
+
+def test_05_2_asks_for_a_string_and_gives_each_wrong_option_its_reason():
+    assert "factor B" in _feedback("05.2", "A")
+    assert "factor A x" in _feedback("05.2", "B")
+    assert "both are zero" in _feedback("05.2", "both")
+    assert "answer with" in _feedback("05.2", ["neither"]).lower()
+
+
+def test_05_3_names_the_rank_the_plain_sum_and_the_index_from_zero():
+    # UPDATE: singular values 10, 3, 1. 90% of 110 needs 1 direction; of Σσ = 14, 2 directions
+    assert "rank of the update" in _feedback("05.3", 3, update=UPDATE)
+    assert "Σσᵢ²" in _feedback("05.3", 2, update=UPDATE)
+    sigma = np.array([5.0, 4.0, 3.0, 1.0, 0.5])   # energy 25, 41, 50, 51, 51.25 of 51.25: 3 directions
+    update = _ORTHO[:, :5] @ np.diag(sigma) @ _ORTHO[:, 5:10].T
+    assert exercises.check("05.3", 3, update=update).correct
+    assert "counts from 0" in _feedback("05.3", 2, update=update)
+    assert "one direction past" in _feedback("05.3", 4, update=update)
+
+
+def _lora_with(scaling=lambda alpha, r, k: alpha / r, bias=True, transposed=False, merged_scaling=None,
+               merged_transposed=False, with_W0=True, order=(0, 1), container=tuple):
+    """A LoRA function with one slip made on purpose."""
+    merged_scaling = merged_scaling or scaling
+
+    def my_lora(x, W0, b, A, B, alpha):
+        r, k = A.shape
+        update = x @ (B @ A) if transposed else x @ A.T @ B.T
+        output = x @ W0.T + (b if bias else 0) + scaling(alpha, r, k) * update
+        BA = (B @ A).T if merged_transposed else B @ A
+        merged = (W0 if with_W0 else 0) + merged_scaling(alpha, r, k) * BA
+        pair = (output, merged)
+        return container([pair[i] for i in order])
+    return my_lora
+
+
+@pytest.mark.parametrize(("function", "words"), [
+    (_lora_with(scaling=lambda alpha, r, k: 1.0), "both wrong: the update is not scaled"),
+    (_lora_with(scaling=lambda alpha, r, k: alpha), "both wrong: the update is scaled by α; LoRA scales it by α/r"),
+    (_lora_with(scaling=lambda alpha, r, k: alpha / k), "r is its number of rows"),
+    (_lora_with(transposed=True, merged_transposed=True), "x (B A)ᵀ = x Aᵀ Bᵀ"),
+    (_lora_with(merged_transposed=True), "you added (B A)ᵀ"),
+    (_lora_with(bias=False), "the bias b is missing"),
+    (_lora_with(merged_scaling=lambda alpha, r, k: 1.0), "output is right, but the merged weight is wrong: "
+                                                         "the update is not scaled"),
+    (_lora_with(merged_scaling=lambda alpha, r, k: alpha), "merged weight is wrong: the update is scaled by α"),
+    (_lora_with(with_W0=False), "the update alone"),
+    (_lora_with(order=(1, 0)), "merged weight first"),
+    (_lora_with(order=(0,)), "you returned 1 thing"),
+    (lambda *a: _lora(*a)[0], "you returned the output only"),
+    (lambda *a: (*_lora(*a), None), "you returned 3 things"),
+])
+def test_05_4_names_each_slip(function, words):
+    message = _feedback("05.4", function)
+    assert words in message, message
+
+
+def test_05_4_takes_two_things_in_a_list_a_tuple_or_arrays():
+    # issue 25 reported [output, merged] told to "return two things"; a list of two is right
+    for container in (list, tuple, lambda pair: np.array([p.numpy() for p in pair], dtype=object)):
+        assert exercises.check("05.4", _lora_with(container=container)).correct
+    assert exercises.check("05.4", lambda *a: [t.numpy() for t in _lora(*a)]).correct
+    assert exercises.check("05.4", lambda *a: [t.double().tolist() for t in _lora(*a)]).correct
+
+
+@pytest.mark.parametrize(("answer", "words"), [
+    (1.5, "count how many times α enters it"),      # B's step only
+    (1, "not divided by the gradient's size"),      # Adam's answer
+    (3.375, "A gets no gradient at the first step"),
+    (2, "not from 8 to 16"),
+    (4, "the factor for doubling α"),
+    (0.444, "from α = 12 back to α = 8"),
+])
+def test_05_5_names_each_slip_at_the_asked_precision(answer, words):
+    message = _feedback("05.5", answer)
+    assert words in message and "2.25" not in message, message
+
+
+def test_05_5_accepts_the_factor_however_written():
+    for answer in (2.25, 9 / 4, np.float32(2.25), torch.tensor(2.25), sympy.Rational(9, 4), "x"[:0] or 2.250):
+        assert exercises.check("05.5", answer).correct
+
+
+# --- Notebook 01 (issue 25): the coding and the predict-then-measure exercise, slip by slip ---
+
+def _singular_values_of(M):
+    return np.linalg.svd(M, compute_uv=False)
+
+
+NUMERICAL_RANK_SLIPS = [   # (a student's numerical_rank, words its feedback must contain)
+    (lambda M, tol: int(np.sum(_singular_values_of(M) >= tol)), "(> rather than >=)"),
+    (lambda M, tol: int(np.sum(_singular_values_of(M) > tol * _singular_values_of(M)[0])),
+     "tol is an absolute bound"),
+    (lambda M, tol: int(np.sum(_singular_values_of(M) >= tol * _singular_values_of(M).max(initial=0))),
+     "tol is an absolute bound"),
+    (lambda M, tol: np.linalg.matrix_rank(M), "ignored tol"),
+    (lambda M, tol: int(np.sum(np.linalg.eigvals(M).real > tol)), "you counted eigenvalues"),
+    (lambda M, tol: min(M.shape), "you returned min(d, k)"),
+]
+
+
+@pytest.mark.parametrize("student, words", NUMERICAL_RANK_SLIPS)
+def test_01_6_names_each_slip(student, words):
+    feedback = exercises.check("01.6", student)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert feedback.message.startswith("Not yet. On ")   # and says on which case
+
+
+def test_01_6_a_slip_nobody_named_still_gets_the_case_and_the_expected_rank():
+    feedback = exercises.check("01.6", lambda M, tol: int(np.sum(_singular_values_of(M) > tol)) + 1)
+    assert not feedback.correct and "the numerical rank is 1." in feedback.message
+    assert "It looks as if" not in feedback.message
+
+
+def test_01_6_an_unfinished_function_is_not_answered_and_a_string_is_no_rank():
+    assert exercises.check("01.6", lambda M, tol: None).message.startswith("Not answered yet")
+    feedback = exercises.check("01.6", lambda M, tol: "2")
+    assert not feedback.correct and "return the rank, a whole number" in feedback.message
+
+
+def test_01_6_accepts_numpys_matrix_rank_given_the_tolerance():
+    assert exercises.check("01.6", lambda M, tol: np.linalg.matrix_rank(M, tol=tol)).correct
+
+
+@pytest.mark.parametrize("prediction, words", [
+    (5, "min(7, 5) bounds every 7×5 matrix"), (6, "ranks do not add"),
+    (7, "can never reach max(7, 5)"), (2, "A and B each have full rank"), (0, "full rank")])
+def test_01_7_names_each_slip_without_the_answer(prediction, words):
+    feedback = exercises.check("01.7", prediction, A=A_01_7, B=B_01_7)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "rank 3" not in feedback.message and "is 3" not in feedback.message
+
+
+@pytest.mark.parametrize("prediction", [3, 3.0, np.int64(3), torch.tensor(3)])
+def test_01_7_takes_the_right_prediction_in_any_form(prediction):
+    assert exercises.check("01.7", prediction, A=A_01_7, B=B_01_7).correct
+
+
+def test_01_7_is_judged_against_the_matrices_it_is_given():
+    assert linalg.exact_rank(A_01_7) == linalg.exact_rank(B_01_7) == 3
+    thin = np.ones((7, 1)) @ np.ones((1, 3))   # a rank-1 A: then A·B has rank 1
+    assert exercises.check("01.7", 1, A=thin, B=B_01_7).correct
+    assert not exercises.check("01.7", 3, A=thin, B=B_01_7).correct
+
+
+def test_01_3_question_does_not_name_the_pivot_columns():
+    assert "C1" not in exercises.EXERCISES["01.3"].question
+    assert "C3" not in exercises.EXERCISES["01.3"].question
+
+
+def test_01_5_asks_for_room_in_the_gap_and_the_notebooks_tolerance_has_it():
+    for edge, words in [(3.05, "right under σ2"), (2e-6, "right above σ3")]:
+        feedback = exercises.check("01.5", edge, W_noisy=W_NOISY)
+        assert not feedback.correct and words in feedback.message, feedback.message
+    for tol in (1e-3, 1e-4, np.float64(1e-2), torch.tensor(1e-3)):
+        assert exercises.check("01.5", tol, W_noisy=W_NOISY).correct
+
+
+def test_01_4_says_the_repair_lowers_the_rank_from_4_to_3():
+    assert linalg.exact_rank(sympy.Matrix(S)) == 4
+    feedback = exercises.check("01.4", _repaired(), S=S)
+    assert feedback.correct and "the rank drops from 4 to 3" in feedback.message
+
+
+# --- notebook 02: each exercise's own slips (issue 25) ---------------------------------------
+
+def _photo_like_spectrum():
+    """Singular values that fall like a photo's: the slips of 02.3 give different ranks."""
+    return 50.0 * 0.93 ** np.arange(200) + 0.2
+
+
+@pytest.mark.parametrize("answer, words", [
+    (16 * 1024, "you counted only B"), (16 * 4096, "you counted only A"),
+    (1024 * 4096, "that is the dense matrix"), (1024 + 4096, "one column of B and one row of A"),
+    (16 * 1024 * 4096, "you multiplied r, d and k"), (16 * 16 * (1024 + 4096), "multiplied by r twice"),
+    (81_921, "too high")])
+def test_02_1_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.1", answer)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "range" not in feedback.message   # no generic off-by-one: this is a product, not a range
+
+
+@pytest.mark.parametrize("answer, words", [
+    (384, "d/2 is the rule for a square matrix"), (1536, "k/2 is not it"),
+    (768, "largest rank a 768 × 3072 matrix"), (1228.8, "r(d + k)/2 = dk"), (1920, "average of d and k")])
+def test_02_2_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.2", answer)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_3_names_its_own_slips():
+    from lora_teach import lowrank
+    sigma = _photo_like_spectrum()
+    raw = np.concatenate([[400.0], sigma[1:]])   # a first direction that holds most of the energy
+    expected = lowrank.rank_for_energy(sigma, 0.90)
+    by_sigma = int(np.argmax(np.cumsum(sigma) / np.sum(sigma) >= 0.90)) + 1
+    slips = {expected - 1: "np.argmax", by_sigma: "the sum of the squares",
+             lowrank.rank_for_energy(sigma, 0.80): "rank for 80%",
+             lowrank.rank_for_energy(sigma, 0.99): "rank for 99%",
+             lowrank.rank_for_energy(raw, 0.90): "the raw photo's rank"}
+    assert len(set(slips) | {expected}) == 6   # the five slips are told apart
+    context = {"singular_values": sigma, "raw_singular_values": raw}
+    assert exercises.check("02.3", expected, **context).correct
+    assert exercises.check("02.3", float(expected), **context).correct
+    for answer, words in slips.items():
+        feedback = exercises.check("02.3", answer, **context)
+        assert not feedback.correct and words in feedback.message, (answer, feedback.message)
+
+
+def _approximation(M, r):
+    u, s, vt = np.linalg.svd(M, full_matrices=False)
+    return (u[:, :r] * s[:r]) @ vt[:r]
+
+
+@pytest.mark.parametrize("slip, words", [
+    (lambda M, r: (_approximation(M, r), np.eye(M.shape[1])),
+     "B should be 6 × r with r = 2 columns; yours has 4 (the whole d × k product"),
+    (lambda M, r: (np.eye(M.shape[0]), _approximation(M, r)),
+     "B should be 6 × r with r = 2 columns; yours has 6 (a d × d matrix"),
+    (lambda M, r: _svd(M, r)[::-1], "you returned (A, B)"),
+    (lambda M, r: _svd(M, r + 1), "B should be 6 × r with r = 2 columns; yours has 3"),
+    (lambda M, r: (_svd(M, r)[0], _svd(M, r + 1)[1]), "A should be r × 4 with r = 2 rows; yours has 3"),
+    (lambda M, r: (np.linalg.svd(M, full_matrices=False)[0][:, :r], np.linalg.svd(M, full_matrices=False)[2][:r]),
+     "the singular values Σ_r are missing"),
+    (lambda M, r: (_svd(M, r)[0], np.linalg.svd(M, full_matrices=False)[2].T[:r]), "Vt[:r]"),
+    (lambda M, r: _approximation(M, r), "return two matrices, (B, A)")])
+def test_02_4_requires_lora_shapes_and_names_the_slip(slip, words):
+    feedback = exercises.check("02.4", slip)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_4_accepts_any_split_of_the_singular_values():
+    def balanced(M, r):
+        u, s, vt = np.linalg.svd(M, full_matrices=False)
+        return u[:, :r] * np.sqrt(s[:r]), np.sqrt(s[:r])[:, None] * vt[:r]
+    assert exercises.check("02.4", balanced).correct
+    def full_matrices(M, r):   # np.linalg.svd's default full_matrices=True, sliced right
+        u, s, vt = np.linalg.svd(M)
+        return u[:, :r], np.diag(s[:r]) @ vt[:r]
+    assert exercises.check("02.4", full_matrices).correct
+
+
+@pytest.mark.parametrize("answer, words", [
+    (3.0, "σ₂ alone"), (10.0, "take its square root"), (4.0, "you added the discarded singular values"),
+    (5.0, "σ₁ is the part the rank-1 approximation keeps"), (5.92, "that is ‖Q‖_F"),
+    (0.535, "that is the relative error")])
+def test_02_5_names_its_own_slips(answer, words):
+    feedback = exercises.check("02.5", answer, Q=Q)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_02_6_judges_the_prediction_against_the_update_given():
+    for right in (27, 27.0, np.int64(27), torch.tensor(27)):
+        assert exercises.check("02.6", right, update=UPDATE_02_6).correct
+    for spectral in (9, 10):   # sigma_10 = sigma_1 / 10: either reading of "a tenth of sigma_1"
+        assert "spectral-norm error" in exercises.check("02.6", spectral, update=UPDATE_02_6).message
+    feedback = exercises.check("02.6", 5, update=UPDATE_02_6)
+    assert "90% of the energy" in feedback.message and "square root" in feedback.message
+    flat = np.diag(np.ones(10))   # all ten directions equal: 10% error needs 99% of them, all ten
+    assert exercises.check("02.6", 10, update=flat).correct
+
+
+# --- notebooks 03 and 04 (issue 25): each usual slip gets its own reason, never the ratio ---
+
+M500 = 513_626_880          # the notes' 500M Model M (exercises 03.1, 03.4, 03.5)
+LAYER, NER_HEAD = 33_472, 455   # one encoder layer of Model M; its NER head (exercise 03.6)
+ADAPTER_8 = 2 * 8 * 64 + 64 + 8   # one adapter with m = 8 in Model M (exercise 04.5)
+
+SLIPS_03_04 = [   # (exercise, a slip as a student would type it, words its message must hold)
+    ("03.1", M500, "one number per parameter"),
+    ("03.1", 2 * M500, "numbers are not bytes"),
+    ("03.1", 4 * M500, "Adam keeps two"),
+    ("03.1", 12 * M500, "adds the gradients"),
+    ("03.1", 16 * M500, "weights, gradients and both moments"),
+    ("03.1", 64 * M500, "bits"),
+    ("03.1", 4_000_000_000, "500 million"),
+    ("03.1", 8 * M500 / 1e9, "in GB"),
+    # 03.4 and 03.5 ask for 3 significant digits: each slip typed that way
+    ("03.4", 8.22, "frozen weights stay in memory"),
+    ("03.4", 4.11, "the gradient (4 bytes per parameter) goes too"),
+    ("03.4", 2.05, "Adam's two moments (8 bytes) go as well"),
+    ("03.4", 6.00, "500 million"),
+    ("03.4", 5.74, "GiB"),
+    ("03.4", 6.16e9, "bytes"),
+    ("03.5", 51.4, "32-bit"),
+    ("03.5", 1.03, "one task's file"),
+    ("03.5", 26.7, "a copy of the base"),
+    ("03.5", 205, "bits"),
+    ("03.5", 25.0, "500 million"),
+    ("03.5", 23.9, "GiB"),
+    ("03.6", LAYER + NER_HEAD, "number of trained parameters"),
+    ("03.6", 2 * (LAYER + NER_HEAD), "numbers are not bytes"),
+    ("03.6", 4 * (LAYER + NER_HEAD), "keeps two moments"),
+    ("03.6", 12 * (LAYER + NER_HEAD), "adds the gradients"),
+    ("03.6", 16 * (LAYER + NER_HEAD), "weights, gradients and moments"),
+    ("03.6", 8 * (2 * LAYER + NER_HEAD), "both encoder layers"),
+    ("03.6", 8 * LAYER, "NER head trains too"),
+    ("03.6", 8 * (LAYER + NER_HEAD + 195), "FPB head gets no gradient"),
+    ("03.6", 8 * NER_HEAD, "the head alone"),
+    ("03.6", 8 * (LAYER - 256 + NER_HEAD), "LayerNorms train too"),
+    ("04.1", 599_424, "one adapter per layer"),
+    ("04.1", 49_952, "that is one adapter"),
+    ("04.1", 1_179_648, "left out the biases"),
+    ("04.1", 2_379_264, "the count for m = 64"),
+    ("04.2", 48, "two projections"),
+    ("04.2", 24, "one per layer"),
+    ("04.2", 144, "GELU between the projections is no linear layer"),
+    ("04.5", 2 * ADAPTER_8, "two adapters in each layer"),
+    ("04.5", ADAPTER_8, "that is one adapter"),
+    ("04.5", 4 * 2 * 8 * 64, "left out the biases"),
+    ("04.5", 4 * ADAPTER_8 + 512, "LayerNorms"),
+    ("04.5", 4 * ADAPTER_8 + 512 + 455, "LayerNorms and the NER head"),
+    ("04.5", 4 * (2 * 8 * 128 + 128 + 8), "128 is the feed-forward"),
+]
+
+
+@pytest.mark.parametrize("exercise_id, answer, words", SLIPS_03_04)
+def test_03_04_each_slip_gets_its_own_reason_and_no_ratio(exercise_id, answer, words):
+    feedback = exercises.check(exercise_id, answer)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "×" not in feedback.message and "right value" not in feedback.message, feedback.message
+
+
+def test_03_1_a_rounded_count_is_asked_for_exactly():
+    feedback = exercises.check("03.1", 4.109e9)
+    assert not feedback.correct and "exact whole number" in feedback.message, feedback.message
+
+
+MEMORY_SLIPS = [   # exercise 03.3: a slip in training_memory(n_total, n_trainable, bytes_per_number)
+    (lambda n, t, b: b * (n + 2 * t), "is the gradient or one moment missing"),   # no gradients
+    (lambda n, t, b: b * (n + t + t), "is the gradient or one moment missing"),   # one moment
+    (lambda n, t, b: b * 3 * t, "the weights are missing"),
+    (lambda n, t, b: b * 4 * t, "the frozen ones stay in memory"),
+    (lambda n, t, b: b * (n + t + 2 * n), "moments are counted for every parameter"),
+    (lambda n, t, b: b * (2 * n + 2 * t), "gradients are counted for every parameter"),
+    (lambda n, t, b: 4 * b * n, "gradients and moments are counted for every parameter"),
+    (lambda n, t, b: b * (n + 4 * t), "counted twice"),
+    (lambda n, t, b: 4 * (n + 3 * t), "use bytes_per_number"),
+    (lambda n, t, b: b * (n + 3 * t) / 1e9, "returns GB"),
+    (lambda n, t, b: b * (n + 3 * t) / 1e6, "returns MB"),
+    (lambda n, t, b: b * (n + 3 * t) / 2 ** 30, "returns GiB"),
+    (lambda n, t, b: 8 * b * (n + 3 * t), "returns bits"),
+]
+
+
+@pytest.mark.parametrize("slip, words", MEMORY_SLIPS)
+def test_03_3_names_each_slip(slip, words):
+    feedback = exercises.check("03.3", slip)
+    assert not feedback.correct and words in feedback.message, feedback.message
+    assert "×" not in feedback.message, feedback.message
+
+
+def test_03_3_an_unnamed_mistake_says_too_high_without_a_ratio():
+    feedback = exercises.check("03.3", lambda n, t, b: b * (n + 3 * t) + 1)
+    assert not feedback.correct and "more than the" in feedback.message and "×" not in feedback.message
+
+
+def _gelu_tanh(z):
+    return F.gelu(z, approximate="tanh")
+
+
+ADAPTER_SLIPS = [   # exercise 04.3: a slip in adapter(x, down_weight, down_bias, up_weight, up_bias)
+    (lambda x, wd, bd, wu, bu: F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu), "skip connection is missing"),
+    (lambda x, wd, bd, wu, bu: x + _gelu_tanh(x @ wd.T + bd) @ wu.T + bu,
+     "GELU's tanh approximation: use the exact GELU, F.gelu(x)"),
+    (lambda x, wd, bd, wu, bu: x + torch.relu(x @ wd.T + bd) @ wu.T + bu, "that is ReLU"),
+    (lambda x, wd, bd, wu, bu: x + (x @ wd.T + bd) @ wu.T + bu, "nonlinearity is missing"),
+    (lambda x, wd, bd, wu, bu: x + F.linear(F.gelu(F.linear(x, wu, bu)), wd, bd), "projections are swapped"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd + bd) @ wu + bu, "weights are used untransposed"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd + bd) @ wu.T + bu, "down_weight is used untransposed"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd.T + bd) @ wu + bu, "up_weight is used untransposed"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd.T) @ wu.T + bu, "down_bias is missing"),
+    (lambda x, wd, bd, wu, bu: x + F.gelu(x @ wd.T + bd) @ wu.T, "up_bias is missing"),
+]
+
+
+@pytest.mark.parametrize("slip, words", ADAPTER_SLIPS)
+def test_04_3_names_each_slip(slip, words):
+    feedback = exercises.check("04.3", slip)
+    assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_04_3_a_mistake_only_a_bottleneck_shows_gets_a_difference_not_an_error():
+    def only_square_right(x, wd, bd, wu, bu):
+        out = x + F.linear(F.gelu(F.linear(x, wd, bd)), wu, bu)
+        return out if wd.shape[0] == wd.shape[1] else out + 1
+    feedback = exercises.check("04.3", only_square_right)
+    assert not feedback.correct and "largest difference" in feedback.message, feedback.message
 
 
 # --- Notebook 07 (issue 25): each named slip gets its own message; no ratio, no answer ---------
@@ -403,4 +844,3 @@ def test_07_2_a_nearby_count_is_only_too_high_or_too_low():
     for answer, direction in ((3500, "too low"), (3700, "too high")):
         feedback = exercises.check("07.2", answer)
         assert not feedback.correct and direction in feedback.message, feedback.message
-

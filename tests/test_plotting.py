@@ -81,6 +81,71 @@ def test_plot_image_grid_titles_every_image():
         plotting.plot_image_grid({"a": np.zeros(4)})
 
 
+def test_plot_image_grid_gives_each_image_its_width_and_outlines_the_crop():
+    images = {f"image {i}": np.zeros((60, 50)) for i in range(6)}
+    fig = plotting.plot_image_grid(images, ncols=3, box=(10, 20, 15, 25), box_label="the crop")
+    width, height = fig.get_size_inches()
+    assert width == 7.5 and height == pytest.approx(2 * (2.5 * 60 / 50 + 0.5))
+    outline = fig.axes[0].patches[0]
+    assert outline.get_width() == 25 and outline.get_height() == 15 and outline.get_xy() == (19.5, 9.5)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["the crop"]
+    assert not fig.axes[1].patches
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="box must be"):
+        plotting.plot_image_grid(images, box=(1, 2, 3))
+    with pytest.raises(ValueError, match="box\\[2\\]"):
+        plotting.plot_image_grid(images, box=(1, 2, -3, 4))
+
+
+def _photo_factors(d=30, k=20):
+    photo = np.clip(np.add.outer(np.linspace(0, 1, d), np.linspace(0, 0.5, k)) / 1.5, 0, 1)
+    photo = photo + 0.05 * np.random.default_rng(0).standard_normal((d, k))
+    return photo, np.linalg.svd(photo, full_matrices=False)
+
+
+def test_draw_photo_at_rank_shows_the_approximation_its_count_and_its_error():
+    photo, factors = _photo_factors()
+    fig = plotting.draw_photo_at_rank(factors, 3)
+    U, sigma, Vt = factors
+    approximation = np.clip((U[:, :3] * sigma[:3]) @ Vt[:3], 0, 1)
+    assert np.allclose(fig.axes[0].images[0].get_array(), approximation)
+    error = np.linalg.norm(photo - (U[:, :3] * sigma[:3]) @ Vt[:3]) / np.linalg.norm(photo)
+    title = fig.get_suptitle()
+    assert title.startswith("rank 3: stores 3·(30 + 20) = 150 numbers vs 30·20 = 600 (25%)")
+    assert title.endswith(f"relative error {error:.1%}")
+    error_curve = fig.axes[1].lines[0]
+    assert np.isclose(error_curve.get_ydata()[2], error) and error_curve.get_ydata()[-1] == 0
+    matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize("factors, rank, error, words", [
+    ("photo", 3, TypeError, "factors must be the three arrays"),
+    ((np.ones((4, 2)), np.ones(3), np.ones((3, 5))), 1, ValueError, "do not fit together"),
+    ((np.ones((4, 2)), np.array([1.0, 2.0]), np.ones((2, 5))), 1, ValueError, "decreasing order"),
+    ((np.ones((4, 2)), np.array(["a", "b"]), np.ones((2, 5))), 1, TypeError, "factors\\[1\\] \\(sigma\\)"),
+    (None, 1, TypeError, "factors must be"),
+    ("ok", 0, ValueError, "rank"), ("ok", 21, ValueError, "rank"), ("ok", 2.5, TypeError, "rank")])
+def test_draw_photo_at_rank_refuses_bad_input_and_names_it(factors, rank, error, words):
+    if isinstance(factors, str) and factors == "ok":
+        factors = _photo_factors()[1]
+    with pytest.raises(error, match=words):
+        plotting.draw_photo_at_rank(factors, rank)
+
+
+def test_draw_photo_at_rank_driven_by_a_slider():
+    from lora_teach import interactive
+    _, factors = _photo_factors()
+    explorer = interactive.Explorer(lambda rank: plotting.draw_photo_at_rank(factors, rank), rank=(1, 20, 5))
+    assert explorer.values == {"rank": 5}
+    assert explorer.figure.get_suptitle().startswith("rank 5: stores 5·(30 + 20) = 250")
+    explorer.controls["rank"].value = 2
+    assert explorer.values == {"rank": 2}
+    assert explorer.figure.get_suptitle().startswith("rank 2: stores 2·(30 + 20) = 100")
+    U, sigma, Vt = factors
+    assert np.allclose(explorer.figure.axes[0].images[0].get_array(),
+                       np.clip((U[:, :2] * sigma[:2]) @ Vt[:2], 0, 1))
+
+
 def test_plot_grouped_bars_uses_method_colours_and_checks_lengths():
     fig = plotting.plot_grouped_bars(["x", "y"], {"LoRA r=8": [1, 2], "adapters": [3, 4]}, "n")
     ax = fig.axes[0]
@@ -331,3 +396,146 @@ def test_scores_with_intervals_draw_each_methods_interval_from_records_or_parts(
     seed_dots = [line for line in ax.lines if line.get_marker() == "o"]
     assert sorted(seed_dots[0].get_ydata()) == pytest.approx(sorted(parts["LoRA"][:, :, 0].mean(axis=1)))
     matplotlib.pyplot.close(fig)
+
+
+# --- draw_lora_update: notebook 05's interactive figure of the LoRA update (issue 25) ----------
+
+def _factors(d=12, k=10, ranks=6, seed=0):
+    generator = np.random.default_rng(seed)
+    return generator.standard_normal((d, ranks)) / d ** 0.5, generator.standard_normal((ranks, k)) / k ** 0.5
+
+
+def test_draw_lora_update_shows_the_spectrum_size_and_count_of_the_chosen_update():
+    B, A = _factors()
+    fig = plotting.draw_lora_update(B, A, r=3, alpha=6.0)
+    left, right = fig.axes
+    update = (6.0 / 3) * B[:, :3] @ A[:3]
+    bars = sorted((p.get_height() for p in left.patches), reverse=True)
+    assert np.allclose(bars, np.linalg.svd(update, compute_uv=False)[:3])
+    assert "σ4…σ10 are exactly 0" in left.get_title()
+    every_r, sizes = right.lines[0].get_data()
+    assert list(every_r) == [1, 2, 3, 4, 5, 6]
+    assert np.allclose(sizes, [np.linalg.norm((6.0 / i) * B[:, :i] @ A[:i]) for i in range(1, 7)])
+    ringed = right.lines[1].get_data()
+    assert ringed[0][0] == 3 and np.isclose(ringed[1][0], np.linalg.norm(update))
+    title = fig._suptitle.get_text()
+    assert "r = 3, α = 6, α/r = 2" in title and "= 66 numbers" in title
+    matplotlib.pyplot.close(fig)
+
+
+def test_draw_lora_update_keeps_its_axes_when_r_or_alpha_moves():
+    B, A = _factors()
+    limits = set()
+    for r, alpha in ((1, 1.0), (6, 64.0), (3, 8.0)):
+        fig = plotting.draw_lora_update(B, A, r=r, alpha=alpha)
+        limits.add(tuple(ax.get_ylim() for ax in fig.axes))
+        assert all(ax.get_ylim()[0] < p.get_height() < ax.get_ylim()[1]
+                   for ax in fig.axes[:1] for p in ax.patches if p.get_height() > 0)
+        matplotlib.pyplot.close(fig)
+    assert len(limits) == 1
+
+
+def test_draw_lora_update_takes_tensors_that_require_grad():
+    import torch
+    B, A = (torch.tensor(m, requires_grad=True) for m in _factors())
+    fig = plotting.draw_lora_update(B, A, r=2, alpha=8)
+    assert len(fig.axes[0].patches) == 2
+    matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize(("call", "error", "words"), [
+    (lambda B, A: plotting.draw_lora_update(B, A.T, r=2, alpha=8), ValueError, "same R"),
+    (lambda B, A: plotting.draw_lora_update(B[0], A, r=2, alpha=8), ValueError, "B must be a non-empty 2-D"),
+    (lambda B, A: plotting.draw_lora_update(B, "A", r=2, alpha=8), TypeError, "A must be a 2-D array"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=0, alpha=8), ValueError, "r must be >= 1"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=7, alpha=8), ValueError, "r must be <= 6"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2.0, alpha=8), TypeError, "r must be an integer"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2, alpha=0), ValueError, "alpha must be > 0"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2, alpha="8"), TypeError, "alpha must be a real number"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2, alpha=8, alpha_range=8), TypeError,
+     "alpha_range must be a pair"),
+    (lambda B, A: plotting.draw_lora_update(B, A, r=2, alpha=8, alpha_range=(8, 1)), ValueError,
+     "alpha_range[1] must be >= 8"),
+    (lambda B, A: plotting.draw_lora_update(B * np.nan, A, r=2, alpha=8), ValueError, "finite numbers"),
+    (lambda B, A: plotting.draw_lora_update(B * 0, A, r=2, alpha=8), ValueError, "no update to draw"),
+])
+def test_draw_lora_update_refuses_bad_input_naming_the_argument(call, error, words):
+    with pytest.raises(error) as raised:
+        call(*_factors())
+    assert words in str(raised.value), str(raised.value)
+    matplotlib.pyplot.close("all")
+
+
+def test_draw_lora_update_driven_through_an_explorer_from_code():
+    from lora_teach import interactive
+    B, A = _factors(d=16, k=16, ranks=16)
+    explorer = interactive.Explorer(lambda r, alpha: plotting.draw_lora_update(B, A, r, alpha),
+                                    r=(1, 16, 8), alpha=(1, 64, 8))
+    assert explorer.values == {"r": 8, "alpha": 8}
+    assert "r = 8, α = 8" in explorer.figure._suptitle.get_text()   # the stored picture: the defaults
+    explorer.controls["r"].value = 2
+    explorer.controls["alpha"].value = 32
+    assert explorer.values == {"r": 2, "alpha": 32}
+    left, right = explorer.figure.axes
+    assert "r = 2, α = 32, α/r = 16" in explorer.figure._suptitle.get_text()
+    assert len(left.patches) == 2 and right.lines[1].get_xdata()[0] == 2
+    assert np.isclose(right.lines[1].get_ydata()[0], np.linalg.norm(16 * B[:, :2] @ A[:2]))
+    matplotlib.pyplot.close("all")
+
+
+# --- issue 25 (notebook 01): the shading has a legend, marked entries, the SVD picture ---
+
+def _legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_plot_matrix_says_what_its_grey_shade_means_and_marks_entries_without_a_box_colour():
+    fig = plotting.plot_matrix(NOTES_W, pivots=[0, 1, 2], marked=[(3, 3), (1, 5)], marked_label="differs")
+    ax = fig.axes[0]
+    assert "grey shade: darker = larger entry" in _legend_texts(ax) and "differs" in _legend_texts(ax)
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    assert sorted(p.get_xy() for p in hatched) == [(1.5, 1.5), (3.5, -0.5)]   # C3 row 3, C5 row 1
+    box_colours = {matplotlib.colors.to_hex(p.get_edgecolor()) for p in ax.patches if not p.get_hatch()}
+    assert {matplotlib.colors.to_hex(p.get_edgecolor()) for p in hatched}.isdisjoint(box_colours)
+    matplotlib.pyplot.close(fig)
+    fig = plotting.plot_matrix(NOTES_W)   # no pivots: the shade is still explained
+    assert _legend_texts(fig.axes[0]) == ["grey shade: darker = larger entry"]
+    matplotlib.pyplot.close(fig)
+
+
+@pytest.mark.parametrize("marked, error, words", [
+    ([(0, 1)], ValueError, "marked\\[0\\] row must be >= 1"), ([(1, 6)], ValueError, "column must be <= 5"),
+    ([(1, 2, 3)], ValueError, "a \\(row, column\\) pair"), ("ab", TypeError, "marked must be a list")])
+def test_plot_matrix_refuses_marked_entries_outside_the_matrix(marked, error, words):
+    with pytest.raises(error, match=words):
+        plotting.plot_matrix(NOTES_W, marked=marked)
+    matplotlib.pyplot.close("all")
+
+
+def test_plot_singular_values_takes_colours_by_label_and_keeps_the_cycle_otherwise():
+    fig = plotting.plot_singular_values({"a": [2.0, 1.0], "b": [3.0, 0.5]}, colors={"b": "#222222"})
+    a, b = fig.axes[0].get_lines()[:2]
+    assert matplotlib.colors.to_hex(b.get_color()) == "#222222"
+    assert matplotlib.colors.to_hex(a.get_color()) == plotting.COLORS["trained"].lower()
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="keys are among the labels"):
+        plotting.plot_singular_values({"a": [1.0]}, colors={"z": "red"})
+
+
+def test_plot_svd_of_2x2_draws_the_circle_each_factor_makes():
+    M = np.array([[2.0, 1.0], [0.0, 1.0]])
+    fig = plotting.plot_svd_of_2x2(M)
+    assert [ax.get_title() for ax in fig.axes] == ["1. Vᵀ: rotate (or reflect)", "2. Σ: stretch along the axes",
+                                                  "3. U: rotate into the output space"]
+    sigma = np.linalg.svd(M, compute_uv=False)
+    after = [ax.get_lines()[1].get_xydata() for ax in fig.axes]   # each panel's solid shape
+    assert np.allclose(np.linalg.norm(after[0], axis=1), 1)                    # still the unit circle
+    assert np.isclose(np.abs(after[1][:, 0]).max(), sigma[0], rtol=1e-3)      # semi-axes σ₁ and σ₂
+    assert np.isclose(np.abs(after[1][:, 1]).max(), sigma[1], rtol=1e-3)
+    angle = np.linspace(0, 2 * np.pi, 241)
+    assert np.allclose(after[2], (M @ np.stack([np.cos(angle), np.sin(angle)])).T)   # M x itself
+    labels = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert {"v₁", "v₂", "e₁", "σ₁e₁", "σ₂e₂", "σ₁u₁", "σ₂u₂"} <= labels
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="2×2"):
+        plotting.plot_svd_of_2x2(np.eye(3))

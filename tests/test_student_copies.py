@@ -62,3 +62,24 @@ def test_a_student_copy_runs_from_top_to_bottom(tmp_path):
                for output in cell.get("outputs", [])]
     errors = [o for c in copy.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors and answers and all(a.startswith("Not answered yet") for a in answers)
+
+
+POINTERS = re.compile(r"\b(next cell|cell below|cell after (it|each|this)|following cell)\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_student_copy_never_points_at_a_removed_cell(path):
+    """A student copy never mentions solutions (they are gone), and a cell that points at "the
+    next cell" is followed, in the instructors' notebook, by a cell the copy keeps."""
+    cells = nbformat.read(path, as_version=4).cells
+    removed = ["solution" in cell.get("metadata", {}).get("tags", []) for cell in cells]
+    for index, cell in enumerate(cells):
+        if removed[index]:
+            continue
+        assert not re.search(r"\bsolution", cell.source, re.IGNORECASE), (
+            f"cell {index} mentions a solution, which the student copy does not have: "
+            f"{cell.source[:120]!r}")
+        if POINTERS.search(cell.source) and index + 1 < len(cells):
+            assert not removed[index + 1], (
+                f"cell {index} points at the next cell, which the student copy removes: "
+                f"{cell.source[:120]!r}")
