@@ -1060,38 +1060,66 @@ def _(answer):
 
 # --- Notebook 07: why a low rank is enough ---------------------------------------------------
 
-@exercise("07.1", "predict phi(8, 8) between two random 8-dimensional subspaces of R^384, to one "
-          "significant digit", "reasoning")
+# 07.1 (predict, then measure): two random subspaces of MiniLM's query input space R^384, as
+# the A of an untrained rank-4 and an untrained rank-16 adapter would span. Section 3 prints
+# measured random baselines only; the rule max(i, j)/n is stated after the measurement.
+_RANDOM_PHI = {"n": 384, "i": 4, "j": 16}
+
+
+@exercise("07.1", "predict the average phi(4, 16) between a random 4-dimensional and a random "
+          "16-dimensional subspace of R^384, to two significant digits", "reasoning")
 def _(answer):
-    n, k = 384, 8
-    return judge_number(answer, k / n, "prediction of φ(8, 8)", significant=1, hints={
-        float(k): "that is ||U^T V||_F^2 itself; φ divides it by min(i, j) = 8",
-        1 / k: "that is one vector's overlap with one random direction; each of the 8 vectors "
-               "overlaps the whole 8-dimensional subspace, k/n of its length squared",
-        n / k: "φ is at most 1: each unit vector keeps on average k/n of its length squared "
-               "when projected onto a random k-dimensional subspace of R^n"})
+    n, i, j = _RANDOM_PHI["n"], _RANDOM_PHI["i"], _RANDOM_PHI["j"]
+    expected = max(i, j) / n
+    return judge_number(answer, expected, "prediction of φ(4, 16)", significant=2, hints={
+        i * j / n / expected: "that is the average ||U_4^T V_16||_F^2 itself; φ divides it by "
+                              "min(i, j)",
+        1 / n / expected: "that is the average overlap <u, v>^2 of one direction of each "
+                          "subspace; ||U_4^T V_16||_F^2 sums it over every pair of directions",
+        min(i, j) / n / expected: "that treats both subspaces as 4-dimensional; the overlap grows "
+                                  "with the dimension of the larger one too",
+        i / j / expected: "that leaves out the size of the space (or takes Model M's 64): the "
+                          "query's inputs live in R^384, and in more room random subspaces "
+                          "overlap less",
+        100.0: "φ is a share between 0 and 1, not a percentage",
+        1 / expected: "φ = 1 only when one subspace lies inside the other; two random "
+                      "subspaces of R^384 share far less"})
 
 
-def _budget_rank(budget: int, d: int, ffn: int, matrices: str) -> int:
-    square, ffn_pair = d + d, 2 * (ffn + d)
-    per_rank = {"all": 4 * square + ffn_pair, "attention": 4 * square, "q,v": 2 * square,
-                "q": square}[matrices]
-    return budget // per_rank
+# 07.2: section 4's budget spent on all six linear layers of each of Model M's two layers
+_MODEL_M_LINEAR = [(64, 64)] * 4 + [(128, 64), (64, 128)]   # W_q, W_k, W_v, W_o; ffn_in, ffn_out
 
 
-@exercise("07.2", "the largest LoRA rank on all six linear layers of a Model M layer with 2,048 "
-          "LoRA parameters", "reasoning")
+def _budget_count(budget_per_layer: int, shapes, layers: int = 2) -> int:
+    """LoRA parameters trained at the largest whole rank whose r (d_out + d_in) over ``shapes``
+    fits ``budget_per_layer``, in ``layers`` layers."""
+    per_rank = sum(d_out + d_in for d_out, d_in in shapes)
+    return layers * (budget_per_layer // per_rank) * per_rank
+
+
+@exercise("07.2", "LoRA parameters trained in Model M's two layers by all six linear layers at "
+          "the largest rank that fits 2,048 LoRA parameters per layer", "reasoning")
 def _(answer):
-    expected = _budget_rank(2048, 64, 128, "all")
-    return judge_number(answer, expected, "rank", integer=True, hints={
-        _budget_rank(2048, 64, 128, "attention") / expected: "that spends the budget on the four "
-                                                             "attention matrices only",
-        _budget_rank(2048, 64, 128, "q,v") / expected: "that is the rank for W_q and W_v only",
-        _budget_rank(2048, 64, 128, "q") / expected: "that is the rank for W_q alone",
-        2048 / (6 * 128) / expected: "the feed-forward matrices are 128 x 64 and 64 x 128: each "
-                                     "costs r (128 + 64), not r (64 + 64); and r must be whole",
-        (expected + 1) / expected: f"r = {expected + 1} costs more than 2,048 parameters per "
-                                   f"layer: take the largest whole r that fits the budget"})
+    value = as_whole(answer) if answer is not None and not isinstance(answer, bool) else None
+    if value is not None and 1 <= value <= 64:
+        return Feedback(False, f"Not yet. Your count {value} looks like a rank: the question asks "
+                               f"how many LoRA parameters that rank trains in both layers.")
+    expected = _budget_count(2048, _MODEL_M_LINEAR)
+    per_rank = sum(d_out + d_in for d_out, d_in in _MODEL_M_LINEAR)
+    return judge_number(answer, expected, "count", integer=True, hints={
+        4096 / expected: "4,096 is the whole budget; at a whole rank, all six matrices do not "
+                         "spend it exactly: find the largest whole r that fits, then count what "
+                         "it trains",
+        expected / 2 / expected: "that is one layer's count; the question asks for both of "
+                                 "Model M's layers",
+        _budget_count(2048, [(64, 64)] * 6) / expected: "the feed-forward matrices are 128 × 64 "
+                                                        "and 64 × 128: each costs r (128 + 64) "
+                                                        "parameters, not r (64 + 64)",
+        (2048 // per_rank + 1) * per_rank * 2 / expected: "that rank costs more than 2,048 "
+                                                          "parameters per layer: it does not fit",
+        _budget_count(4096, _MODEL_M_LINEAR) / expected: "that spends 4,096 on each layer; the "
+                                                         "budget is 2,048 per layer (4,096 in "
+                                                         "both)"})
 
 
 def _phi_cases():
@@ -1107,14 +1135,45 @@ def _phi_cases():
 
 
 def _reference_phi(u, v):
-    return subspaces.subspace_similarity(u, v)
+    """phi, and what the usual slips return instead (each with the reason it is wrong)."""
+    products = u.T @ v
+    overlap = products ** 2
+    i = np.arange(1, u.shape[1] + 1)[:, None]
+    j = np.arange(1, v.shape[1] + 1)[None, :]
+    both = overlap.cumsum(0).cumsum(1)
+    one_axis = ("you summed along one axis only: φ(i, j) sums over the first i directions of U "
+                "and the first j of V (cumulative sums along both axes)")
+    slips = [
+        (overlap, "you return each pair's own <u_i, v_j>^2; φ(i, j) sums these over the first i "
+                  "directions of U and the first j of V (cumulative sums along both axes)"),
+        (overlap.cumsum(0) / np.minimum(i, j), one_axis), (overlap.cumsum(1) / np.minimum(i, j), one_axis),
+        (overlap.cumsum(0), one_axis), (overlap.cumsum(1), one_axis),
+        (both, "you return ||U_i^T V_j||_F^2 itself: φ divides it by min(i, j)"),
+        (both / np.maximum(i, j), "you divide by max(i, j): φ divides by min(i, j), the most "
+                                  "||U_i^T V_j||_F^2 can be"),
+        (both / (i * j), "you divide by i·j: φ divides by min(i, j), the most ||U_i^T V_j||_F^2 "
+                         "can be"),
+        (products.cumsum(0).cumsum(1) / np.minimum(i, j), "square the entries of U^T V before "
+                                                           "summing: φ sums squared overlaps"),
+    ]
+    return subspaces.subspace_similarity(u, v), slips
+
+
+def _compare_phi(expected, got) -> str | None:
+    phi, slips = expected
+    problem = compare_arrays(phi, got, atol=1e-9)
+    values = as_array(got)
+    if problem and values is not None and values.shape == phi.shape and np.all(np.isfinite(values)):
+        for slip, reason in slips:
+            if np.allclose(values, slip, atol=1e-9):
+                return reason
+    return problem
 
 
 @exercise("07.3", "write phi(U, V), the matrix of phi(i, j) = ||U_i^T V_j||_F^2 / min(i, j)",
           "coding")
 def _(answer):
-    return judge_function(answer, _phi_cases(), _reference_phi,
-                          lambda expected, got: compare_arrays(expected, got, atol=1e-9), "phi")
+    return judge_function(answer, _phi_cases(), _reference_phi, _compare_phi, "phi")
 
 
 # --- Notebook 08: beyond LoRA -----------------------------------------------------------------

@@ -682,6 +682,45 @@ def plot_similarity_map(phi, title=None, ax=None):
     return fig
 
 
+# --- Notebook 07: the similarity map at chosen ranks (for interactive.explore) ----------------
+
+def plot_similarity_ranks(maps: dict, i: int, j: int, title=None):
+    """phi(i', j') for i' <= i and j' <= j: one heat map per entry of ``maps`` (a label ->
+    a full phi map from :func:`lora_teach.subspaces.subspace_similarity`), side by side on the
+    same 0-1 scale, each titled with its phi(i, j).
+
+    Why: notebook 07 compares the top directions of two learned A (r = 8 and r = 64), trained
+    and at initialisation. Moved with sliders (:func:`lora_teach.interactive.explore`), i and
+    j zoom on the top directions, where the paper looks, and read phi at any pair of ranks in
+    both states at once. Each call makes a new figure of one fixed size (the picture does not
+    jump as the sliders move), quick enough to redraw at every move.
+    """
+    if not isinstance(maps, dict) or not maps:
+        raise TypeError(f"maps must be a non-empty dict of label -> phi map, got {maps!r:.80}")
+    arrays = {}
+    for label, phi in maps.items():
+        phi = check_array(phi, f"maps[{label!r}]", ndim=2)
+        if not np.all(np.isfinite(phi)) or phi.min() < -1e-9 or phi.max() > 1 + 1e-9:
+            raise ValueError(f"maps[{label!r}] must hold finite values between 0 and 1")
+        arrays[str(label)] = phi
+    i = check_int(i, "i", minimum=1, maximum=min(phi.shape[0] for phi in arrays.values()))
+    j = check_int(j, "j", minimum=1, maximum=min(phi.shape[1] for phi in arrays.values()))
+    fig, axes = plt.subplots(1, len(arrays), figsize=(4.2 * len(arrays) + 0.8, 3.4), squeeze=False)
+    fig.subplots_adjust(left=0.07, right=0.9, bottom=0.15, top=0.8, wspace=0.25)
+    for ax, (label, phi) in zip(axes[0], arrays.items()):
+        image = ax.imshow(phi[:i, :j], cmap="viridis", vmin=0, vmax=1, aspect="auto",
+                          interpolation="nearest", extent=(0.5, j + 0.5, i + 0.5, 0.5))
+        ax.grid(False)
+        ax.set(xlabel="j", ylabel="i")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_title(f"{label}: φ({i}, {j}) = {phi[i - 1, j - 1]:.2f}", fontsize=9)
+    fig.colorbar(image, cax=fig.add_axes((0.92, 0.15, 0.015, 0.65)), label="φ(i, j)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def plot_scores_with_intervals(runs: dict, groups, ylabel="test score", title=None, ax=None):
     """Mean test score per method (bars), its 95% interval over seeds and test sentences (error
     bar, from :mod:`lora_teach.comparison`) and every seed's own score (dots). ``runs`` maps

@@ -143,8 +143,8 @@ CASES = {
                           (73_728, "section 7's count"), (8 * 55_296, "adds no parameters"),
                           (27_648, "count both"), (9_216, "one encoder layer"),
                           (55_296 + 1155, "PEFT wraps the encoder only")]),
-    "07.1": ({}, 0.02, [(0.167, "divides it by min"), (0.0026, "one vector's overlap"), (0.5, "too high")]),
-    "07.2": ({}, 2, [(4, "four attention matrices"), (8, "W_q and W_v only"), (3, "largest whole r")]),
+    "07.1": ({}, 0.042, [(0.17, "divides it by min"), (0.0026, "one direction of each"), (0.5, "too high")]),
+    "07.2": ({}, 3584, [(1792, "one layer's count"), (3072, "r (128 + 64)"), (2, "looks like a rank")]),
     "08.1": ({}, 6.71, [(6.5, "constant"), (7.31, "without double quantisation"), (6.7, "significant")]),
     "08.2": ({}, 7680, [(6 * 2 * 384, "lambda_d"), (3840, "two adapted"), (2_359_296, "LoRA's count")]),
     "08.3": ({}, _quantise_block, [(lambda b, levels: ((b[:, None] - levels[None, :]).abs().argmin(1), b.abs().max()),
@@ -155,7 +155,7 @@ CASES = {
     "08.4": ({}, 15.2, [(0.152, "fraction of absmax"), (6.67, "evenly spaced"), (6.25, "evenly spaced"),
                         (30.4, "half a gap"), (13.9, "the negative side has one level fewer"),
                         (27.7, "widest gap on the positive side"), (15.0, "3 significant digits")]),
-    "07.3": ({}, _phi, [(lambda U, V: (U.T @ V) ** 2, "largest difference"),
+    "07.3": ({}, _phi, [(lambda U, V: (U.T @ V) ** 2, "each pair's own"),
                         (lambda U, V: (U.T @ V) ** 2 @ np.ones((V.shape[1], 1)), "shape")]),
 }
 
@@ -832,3 +832,74 @@ def test_08_4_is_half_the_widest_gap_of_nf4_whose_negative_side_has_one_level_fe
     worst = (levels[(grid[:, None] - levels[None, :]).abs().argmin(1)] - grid).abs().max().item()
     assert exercises.check("08.4", 100 * worst).correct
     assert levels[1] - levels[0] > levels[-1] - levels[-2]   # the widest gap is the negative side's outermost
+
+
+# --- Notebook 07 (issue 25): each named slip gets its own message; no ratio, no answer ---------
+
+def _phi_slip(kind):
+    """phi(U, V) with one of the usual slips."""
+    def slipped(U, V):
+        overlap = (U.T @ V) ** 2
+        i = np.arange(1, U.shape[1] + 1)[:, None]
+        j = np.arange(1, V.shape[1] + 1)[None, :]
+        return {"no sums": overlap, "no division": overlap.cumsum(0).cumsum(1),
+                "rows only": overlap.cumsum(0) / np.minimum(i, j),
+                "columns only": overlap.cumsum(1) / np.minimum(i, j),
+                "max": overlap.cumsum(0).cumsum(1) / np.maximum(i, j),
+                "product": overlap.cumsum(0).cumsum(1) / (i * j),
+                "not squared": (U.T @ V).cumsum(0).cumsum(1) / np.minimum(i, j),
+                "transposed": _phi(U, V).T}[kind]
+    return slipped
+
+
+NOTEBOOK_07_SLIPS = {
+    "07.1": [(64 / 384, "||U_4^T V_16||_F^2 itself; φ divides it by min(i, j)"),
+             (1 / 384, "one direction of each subspace"),
+             (4 / 384, "treats both subspaces as 4-dimensional"),
+             (4 / 16, "leaves out the size of the space"),
+             (100 * 16 / 384, "not a percentage"),
+             (1, "only when one subspace lies inside the other")],
+    "07.2": [(4096, "4,096 is the whole budget"), (1792, "one layer's count"),
+             (3072, "each costs r (128 + 64) parameters, not r (64 + 64)"),
+             (5376, "costs more than 2,048 parameters per layer"),
+             (7168, "spends 4,096 on each layer"),
+             (2, "looks like a rank"), (4.0, "looks like a rank")],
+    "07.3": [(_phi_slip("no sums"), "each pair's own <u_i, v_j>^2"),
+             (_phi_slip("no division"), "||U_i^T V_j||_F^2 itself: φ divides it by min(i, j)"),
+             (_phi_slip("rows only"), "summed along one axis only"),
+             (_phi_slip("columns only"), "summed along one axis only"),
+             (_phi_slip("max"), "you divide by max(i, j)"),
+             (_phi_slip("product"), "you divide by i·j"),
+             (_phi_slip("not squared"), "square the entries of U^T V"),
+             (_phi_slip("transposed"), "the transpose of the expected")],
+}
+
+
+@pytest.mark.parametrize("exercise_id", sorted(NOTEBOOK_07_SLIPS))
+def test_07_each_named_slip_gets_its_own_message_without_the_answer(exercise_id):
+    right = {"07.1": "0.042", "07.2": "3,584"}.get(exercise_id)
+    for answer, words in NOTEBOOK_07_SLIPS[exercise_id]:
+        feedback = exercises.check(exercise_id, answer)
+        assert not feedback.correct and words in feedback.message, (answer, feedback.message)
+        assert "× the right" not in feedback.message and "right value" not in feedback.message, feedback.message
+        if right:
+            assert right not in feedback.message and right.replace(",", "") not in feedback.message
+
+
+def test_07_1_and_07_2_take_a_right_answer_in_any_form():
+    for answer in (0.042, 1 / 24, 0.0417, np.float32(0.042), torch.tensor(0.042)):
+        assert exercises.check("07.1", answer).correct, answer
+    for answer in (3584, 3584.0, np.int64(3584), torch.tensor(3584), [3584][0]):
+        assert exercises.check("07.2", answer).correct, answer
+
+
+def test_07_1_is_judged_at_two_significant_digits():
+    assert not exercises.check("07.1", 0.04).correct         # one digit: not the precision asked
+    assert not exercises.check("07.1", 0.043).correct
+    assert exercises.check("07.1", 0.0415).correct
+
+
+def test_07_2_a_nearby_count_is_only_too_high_or_too_low():
+    for answer, direction in ((3500, "too low"), (3700, "too high")):
+        feedback = exercises.check("07.2", answer)
+        assert not feedback.correct and direction in feedback.message, feedback.message

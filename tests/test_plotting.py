@@ -187,6 +187,57 @@ def test_similarity_map_draws_phi_on_a_fixed_scale():
         plotting.plot_similarity_map(np.ones(3))
 
 
+# --- notebook 07: plot_similarity_ranks, the map at chosen ranks (and driven by a slider) ------
+
+def _similarity_maps():
+    trained = np.linspace(0, 1, 8 * 64).reshape(8, 64)
+    return {"trained": trained, "at initialisation": trained[::-1, ::-1] / 2}
+
+
+def test_similarity_ranks_draws_each_map_up_to_i_and_j_and_names_phi_there():
+    maps = _similarity_maps()
+    fig = plotting.plot_similarity_ranks(maps, 3, 10, title="A (r = 8) vs A (r = 64)")
+    maps_drawn = [ax for ax in fig.axes if ax.images]
+    assert len(maps_drawn) == 2 and fig.texts[0].get_text() == "A (r = 8) vs A (r = 64)"
+    for ax, (label, phi) in zip(maps_drawn, maps.items()):
+        assert np.array_equal(ax.images[0].get_array(), phi[:3, :10])
+        assert ax.images[0].get_clim() == (0, 1)   # one fixed scale, so the panels compare
+        assert ax.get_title() == f"{label}: φ(3, 10) = {phi[2, 9]:.2f}"
+    assert fig.get_size_inches().tolist() == plotting.plot_similarity_ranks(maps, 8, 64).get_size_inches().tolist()
+    matplotlib.pyplot.close("all")
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: plotting.plot_similarity_ranks(np.ones((8, 64)), 1, 1), TypeError, "maps must be a non-empty dict"),
+    (lambda: plotting.plot_similarity_ranks({}, 1, 1), TypeError, "maps must be a non-empty dict"),
+    (lambda: plotting.plot_similarity_ranks({"a": "text"}, 1, 1), TypeError, r"maps\['a'\] must be a 2-D array"),
+    (lambda: plotting.plot_similarity_ranks({"a": np.ones(3)}, 1, 1), ValueError, r"maps\[.a.\] must be a non-empty"),
+    (lambda: plotting.plot_similarity_ranks({"a": 2 * np.ones((2, 2))}, 1, 1), ValueError, "between 0 and 1"),
+    (lambda: plotting.plot_similarity_ranks(_similarity_maps(), 0, 1), ValueError, "i must be >= 1, got 0"),
+    (lambda: plotting.plot_similarity_ranks(_similarity_maps(), 9, 1), ValueError, "i must be <= 8, got 9"),
+    (lambda: plotting.plot_similarity_ranks(_similarity_maps(), 1, 65), ValueError, "j must be <= 64, got 65"),
+    (lambda: plotting.plot_similarity_ranks(_similarity_maps(), 2.5, 1), TypeError, "i must be an integer"),
+    (lambda: plotting.plot_similarity_ranks(_similarity_maps(), 1, None), TypeError, "j must be an integer"),
+])
+def test_similarity_ranks_refuses_bad_input_naming_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_similarity_ranks_driven_by_sliders_redraws_at_the_chosen_ranks():
+    from lora_teach import interactive
+    maps = _similarity_maps()
+    explorer = interactive.Explorer(lambda i, j: plotting.plot_similarity_ranks(maps, i, j), i=(1, 8, 8), j=(1, 64, 8))
+    assert explorer.values == {"i": 8, "j": 8}
+    explorer.controls["i"].value = 4
+    explorer.controls["j"].value = 16
+    assert explorer.values == {"i": 4, "j": 16}
+    drawn = [ax for ax in explorer.figure.axes if ax.images]
+    assert np.array_equal(drawn[0].images[0].get_array(), maps["trained"][:4, :16])
+    assert drawn[1].get_title() == f"at initialisation: φ(4, 16) = {maps['at initialisation'][3, 15]:.2f}"
+    matplotlib.pyplot.close("all")
+
+
 def test_plane_extent_names_the_bad_vector():
     # regression: these failed inside numpy ("all the input array dimensions ...", "not iterable")
     with pytest.raises(ValueError, match="vector 'u' must have 3 entries"):
