@@ -352,6 +352,7 @@ def _calls(w):
         (training.parameter_groups, dict(model=w["wrapped"], lr=1e-3, lr_scale={"lora_B": 2.0})),
         (plotting.plot_attention, dict(weights=np.eye(3), tokens=["a", "b", "c"], title="t")),
         (plotting.plot_similarity_map, dict(phi=np.eye(3), title="t")),
+        (plotting.plot_similarity_ranks, dict(maps={"a": np.full((2, 3), 0.5)}, i=2, j=3, title="t")),
         (plotting.plot_train_validation, dict(curves={"LoRA": ([1.0, 0.5], [(2, 0.7)])}, window=2)),
         (plotting.plot_learning_rate_sweep, dict(points={"LoRA": [(1e-3, 0.5), (1e-2, 0.7)]},
                                                  chosen={"LoRA": 1e-2})),

@@ -64,7 +64,7 @@ def test_a_student_copy_runs_from_top_to_bottom(tmp_path):
     assert not errors and answers and all(a.startswith("Not answered yet") for a in answers)
 
 
-POINTERS = re.compile(r"\b(next cell|cell below|cell after (it|each|this)|following cell)\b", re.IGNORECASE)
+POINTERS = re.compile(r"\bthe (next|following) cell\b|\bthe cell (below|after (it|this))\b", re.IGNORECASE)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
