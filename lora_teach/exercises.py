@@ -921,7 +921,7 @@ def _(answer):
     return judge_function(answer, _lora_cases(), _reference_lora, _compare_lora, "my_lora")
 
 
-@exercise("05.5", "by what factor raising alpha from 8 to 12 multiplies the first step's change "
+@exercise("05.5", "predict by what factor raising alpha from 8 to 12 multiplies the first step's change "
           "of the update (α/r) B A under plain SGD, to 3 significant digits", "reasoning")
 def _(answer):
     expected = (12 / 8) ** 2

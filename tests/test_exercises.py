@@ -165,10 +165,26 @@ def test_every_exercise_is_tested_here_and_has_a_kind():
     assert {e.kind for e in exercises.EXERCISES.values()} == set(exercises.KINDS)
 
 
-@pytest.mark.parametrize("notebook", ["02", "03", "04", "05"])
-def test_notebooks_02_to_05_each_have_a_coding_exercise(notebook):
-    kinds = [e.kind for i, e in exercises.EXERCISES.items() if i.startswith(notebook + ".")]
-    assert "coding" in kinds
+NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
+def test_every_notebook_has_a_coding_and_a_predict_then_measure_exercise(path):
+    """Write the mechanism; and predict a quantity, then see it measured by an ordinary cell
+    (kept in the student copy) after the solution."""
+    ours = {i: e for i, e in exercises.EXERCISES.items() if i.startswith(path.name[:2] + ".")}
+    assert any(e.kind == "coding" for e in ours.values())
+    predictions = [i for i, e in ours.items() if e.question.startswith("predict")]
+    assert predictions
+    cells = json.loads(path.read_text())["cells"]
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
+    for exercise_id in predictions:
+        asked = next(n for n, c in enumerate(cells) if "exercise" in tags[n]
+                     and f'exercises.check("{exercise_id}"' in "".join(c["source"]))
+        assert "solution" in tags[asked + 1]
+        measured = cells[asked + 2]
+        assert measured["cell_type"] == "code" and not tags[asked + 2] & {"exercise", "solution"}, (
+            f"{exercise_id}: the cell after its solution should measure the prediction")
 
 
 @pytest.mark.parametrize("exercise_id", sorted(CASES))
