@@ -859,7 +859,9 @@ def _reference_lora(x, W0, b, A, B, alpha):
     forward_slips = [(output(scaling, bias=False),
                       "the bias b is missing: the output is x W0ᵀ + b + (α/r) x Aᵀ Bᵀ")]
     merged_slips = [(scaling * B @ A, "that is the update alone; the merged weight is W0 plus "
-                                      "(α/r) B A")]
+                                      "(α/r) B A"),
+                    (W0.clone(), "that is W0 unchanged; merging adds the update (α/r) B A to it, "
+                                 "so that one matrix does the work of both paths")]
     for wrong, why in ((1.0, _NO_SCALING), (alpha, _ALPHA), (alpha / k, _WRONG_R)):
         if wrong != scaling:   # at r = 1, say, α is α/r: no slip there
             forward_slips.append((output(wrong), why))

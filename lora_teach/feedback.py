@@ -263,9 +263,10 @@ def judge_choice(answer, correct: str, options: dict) -> Feedback:
     if answer not in options:
         return _wrong(f"Answer with one of {list(options)}; you gave {answer!r}.")
     reason = options[answer][:1].upper() + options[answer][1:]
+    ending = "" if reason.endswith((".", "?", "!")) else "."
     if answer == correct:
-        return _right(reason if reason.endswith(".") else reason + ".")
-    return _wrong(f"Not {answer!r}. {reason}{'' if reason.endswith('.') else '.'}")
+        return _right(reason + ending)
+    return _wrong(f"Not {answer!r}. {reason}{ending}")
 
 
 def judge_function(student, cases, run_reference, compare, name: str) -> Feedback:

@@ -919,3 +919,9 @@ def test_07_2_a_nearby_count_is_only_too_high_or_too_low():
     for answer, direction in ((3500, "too low"), (3700, "too high")):
         feedback = exercises.check("07.2", answer)
         assert not feedback.correct and direction in feedback.message, feedback.message
+
+
+def test_05_4_names_a_merged_weight_left_unchanged():
+    def unmerged(x, W0, b, A, B, alpha):
+        return _lora(x, W0, b, A, B, alpha)[0], W0
+    assert "that is W0 unchanged" in _feedback("05.4", unmerged)
