@@ -121,3 +121,12 @@ def test_nbval_markers_stand_alone_on_their_line(path):
         for line in "".join(cell["source"]).splitlines():
             found = re.match(r"\s*#\s*(NBVAL_(?:IGNORE_OUTPUT|SKIP|CHECK_OUTPUT|RAISES_EXCEPTION))\b(.*)", line)
             assert found is None or not found.group(2).strip(), f"code cell {number}: {line.strip()!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_header_gives_the_course_maps_reading_and_run_times(path):
+    readme = (ROOT / "README.md").read_text()
+    row = re.search(rf"^\| \[`{path.stem}\.ipynb`\].*\| (\d+) min \| (\d+) s \|$", readme, re.MULTILINE)
+    header = "".join(json.loads(path.read_text())["cells"][0]["source"])
+    assert f"about {row[1]} minutes to read" in header
+    assert f"the code runs in about {row[2]} seconds" in header
