@@ -77,6 +77,7 @@ execute: setup  ## Re-execute notebooks in place (all, or NOTEBOOKS=...), refres
 		echo "executing $$nb"; \
 		TIMEFORMAT="  %R s"; time $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False \
+			--ExecutePreprocessor.store_widget_state=False \
 			--ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
 	done
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lora_teach import accounting, linalg, lowrank, subspaces
+from lora_teach import accounting, linalg, lowrank, quantization, subspaces
 from lora_teach.feedback import (
     NOT_ANSWERED,
     ExerciseSetupError,
@@ -983,8 +983,8 @@ def _(answer):
     trainable = MINILM["layers"] * 2 * 16 * 2 * MINILM["d"]
     head = MINILM["d"] * 3 + 3    # the sentiment head of notebook 06: 384 x 3 weights, 3 biases
     return judge_number(answer, 2 * 4 * trainable, "optimizer state", unit="bytes", integer=True, hints={
-        0.5: "AdamW keeps two 4-byte numbers per trained parameter (the running means of the "
-             "gradient and of its square), and this LoRA has r = 16, not section 8's r = 8",
+        0.5: "either one moment instead of two (AdamW keeps running means of the gradient and "
+             "of its square, 4 bytes each), or r = 8 instead of this question's r = 16",
         0.25: "each 32-bit number takes 4 bytes, and AdamW keeps two per trained parameter",
         0.125: "that is the number of trained parameters; AdamW keeps two 4-byte numbers for each",
         1.5: "that adds the gradients (4 bytes more per parameter); the question asks for "
@@ -1074,8 +1074,9 @@ def _(answer):
     n, i, j = _RANDOM_PHI["n"], _RANDOM_PHI["i"], _RANDOM_PHI["j"]
     expected = max(i, j) / n
     return judge_number(answer, expected, "prediction of φ(4, 16)", significant=2, hints={
-        i * j / n / expected: "that is the average ||U_4^T V_16||_F^2 itself; φ divides it by "
-                              "min(i, j)",
+        i * j / n / expected: "that is the average ||U_4^T V_16||_F^2 itself (φ divides it by "
+                              "min(i, j)), or the chance level of section 3's larger, "
+                              "64-direction subspaces (here the larger one has 16 directions)",
         1 / n / expected: "that is the average overlap <u, v>^2 of one direction of each "
                           "subspace; ||U_4^T V_16||_F^2 sums it over every pair of directions",
         min(i, j) / n / expected: "that treats both subspaces as 4-dimensional; the overlap grows "
@@ -1157,6 +1158,8 @@ def _reference_phi(u, v):
                          "can be"),
         (products.cumsum(0).cumsum(1) / np.minimum(i, j), "square the entries of U^T V before "
                                                            "summing: φ sums squared overlaps"),
+        (np.sqrt(both) / np.minimum(i, j), "you divide the Frobenius norm ||U_i^T V_j||_F by "
+                                           "min(i, j); φ uses its square"),
     ]
     return subspaces.subspace_similarity(u, v), slips
 
@@ -1212,19 +1215,34 @@ def _(answer):
 def _block_cases():
     generator = torch.Generator().manual_seed(3)
     levels = torch.linspace(-1, 1, 16)
-    cases = [(f"a block of {n} normal values and 16 levels", (torch.randn(n, generator=generator), levels))
-             for n in (64, 7)]
-    cases.append(("a block with one large outlier", (torch.tensor([0.1, -0.2, 5.0, 0.05]), levels)))
-    cases.append(("a block of zeros", (torch.zeros(8), levels)))
-    return cases
+    outlier = torch.tensor([0.1, -0.2, 5.0, 0.05, 0.3, -0.1, 0.2, 0.1])
+    return [("10 weights in blocks of 4 (the last block holds 2)",
+             (torch.randn(10, generator=generator), levels, 4)),
+            ("64 weights in blocks of 16", (torch.randn(64, generator=generator), levels, 16)),
+            ("an outlier (5.0) in the first of two blocks of 4", (outlier, levels, 4)),
+            ("a block of zeros, then a block of normal values",
+             (torch.cat([torch.zeros(4), torch.randn(4, generator=generator)]), levels, 4))]
 
 
-def _reference_block(block, levels):
-    """The restored block and its absmax, then what two usual slips would give: the block's
-    signed maximum as "absmax", and levels matched to the block without dividing by absmax."""
-    absmax = block.abs().max()
-    unscaled = levels[_nearest(block, torch.ones(()), levels)] * absmax
-    return levels[_nearest(block, absmax, levels)] * absmax, absmax, block.max(), unscaled
+def _restore(codes, absmax, levels, block_size):
+    """Each weight as its level times its block's absmax (what the codes stand for)."""
+    scale = torch.as_tensor(absmax, dtype=torch.float32).reshape(-1).repeat_interleave(block_size)
+    return levels[torch.as_tensor(codes, dtype=torch.long)] * scale[:len(codes)]
+
+
+def _reference_blocks(weights, levels, block_size):
+    """The restored weights and the absmax per block, then what two usual slips give: one
+    absmax for the whole tensor, and levels matched without dividing by the block's absmax."""
+    codes, absmax = quantization.quantize_blockwise(weights, levels, block_size)
+    n = len(weights)
+    whole = weights.abs().max()
+    one_scale = levels[_nearest(weights, whole, levels)] * whole
+    padded = torch.cat([weights, weights.new_zeros(-n % block_size)]).reshape(-1, block_size)
+    unscaled = levels[_nearest(padded.reshape(-1), torch.ones(()), levels)][:n] * \
+        absmax.repeat_interleave(block_size)[:n]
+    signed = padded.amax(dim=1)
+    return (_restore(codes, absmax, levels, block_size), absmax, block_size, one_scale, unscaled,
+            signed, levels)
 
 
 def _nearest(block, absmax, levels):
@@ -1232,34 +1250,52 @@ def _nearest(block, absmax, levels):
     return (scaled[:, None] - levels[None, :]).abs().argmin(dim=1)
 
 
-def _compare_block(expected, got) -> str | None:
-    restored, absmax, signed_max, unscaled = expected
+def _compare_blocks(expected, got) -> str | None:
+    restored, absmax, block_size, one_scale, unscaled, signed, levels = expected
     if not isinstance(got, (tuple, list)) or len(got) != 2:
-        return "return two things: the codes and the absmax"
-    codes, their_absmax = got
-    problem = compare_arrays(absmax, their_absmax)
-    if problem:
-        if signed_max != absmax and compare_arrays(signed_max, their_absmax) is None:
-            return ("your absmax is the block's largest value; absmax is the largest absolute "
+        return "return two things: the codes (one per weight) and the absmax of each block"
+    codes, their_absmax = (as_array(part) for part in got)
+    if codes is None or their_absmax is None:
+        return "the codes and the absmaxes must be tensors (or arrays) of numbers"
+    their_absmax, codes = their_absmax.reshape(-1), codes.reshape(-1)
+    n, blocks = len(restored), len(absmax)
+    if len(their_absmax) == 1 and blocks > 1:
+        return (f"you return one absmax for the whole tensor; each block of {block_size} weights "
+                f"gets its own ({blocks} here), so that one outlier spoils only its block")
+    if len(their_absmax) == n // block_size < blocks:
+        return (f"you return {len(their_absmax)} absmaxes for {blocks} blocks: the last block is "
+                f"shorter than {block_size} weights; quantise it too, with its own absmax")
+    if len(their_absmax) != blocks:
+        return f"return one absmax per block of {block_size} weights: {blocks} here, not {len(their_absmax)}"
+    if compare_arrays(absmax, their_absmax) is not None:
+        if compare_arrays(signed, their_absmax) is None:
+            return ("your absmax is each block's largest value; absmax is the largest absolute "
                     "value, so that a negative outlier is covered too")
-        return f"absmax is wrong: {problem}"
-    codes = as_array(codes)
-    if codes is None:
-        return "codes must be a tensor of level indices"
-    if codes.shape != tuple(restored.shape) or not np.isin(codes, np.arange(16)).all():
-        return f"codes must hold one whole index 0-15 per value, got shape {codes.shape}"
-    levels = torch.linspace(-1, 1, 16)
-    theirs = levels[torch.as_tensor(codes, dtype=torch.long)] * absmax
-    problem = compare_arrays(restored, theirs, atol=1e-6)
-    if problem and compare_arrays(unscaled, theirs, atol=1e-6) is None:
-        return ("your codes are the levels nearest to the block itself; divide the block by its "
-                "absmax first, so that its values lie in [-1, 1] like the levels")
-    return problem
+        return f"the absmaxes are wrong: {compare_arrays(absmax, their_absmax)}"
+    if len(codes) == n // block_size * block_size < n:
+        return "the codes of the last, shorter block are missing: return one code per weight"
+    if len(codes) != n or not np.isin(codes, np.arange(len(levels))).all():
+        return (f"codes must hold one whole index 0-{len(levels) - 1} per weight ({n} here); "
+                f"yours have {len(codes)} entries" + ("" if np.isin(codes, np.arange(len(levels))).all()
+                                                      else ", not all of them level indices"))
+    theirs = _restore(codes, absmax, levels, block_size)
+    if compare_arrays(restored, theirs, atol=1e-6) is None:
+        return None
+    if compare_arrays(one_scale, levels[torch.as_tensor(codes, dtype=torch.long)] * float(absmax.max()),
+                      atol=1e-6) is None:
+        return ("your codes are the levels nearest to weight / the whole tensor's absmax; divide each "
+                "block by its own absmax")
+    if compare_arrays(unscaled, theirs, atol=1e-6) is None:
+        return ("your codes are the levels nearest to the weights themselves; divide each block by "
+                "its absmax first, so that its values lie in [-1, 1] like the levels")
+    return compare_arrays(restored, theirs, atol=1e-6)
 
 
-@exercise("08.3", "write quantise_block(block, levels) returning (codes, absmax)", "coding")
+@exercise("08.3", "write quantise_blocks(weights, levels, block_size) returning (codes, one absmax "
+          "per block)", "coding")
 def _(answer):
-    return judge_function(answer, _block_cases(), _reference_block, _compare_block, "quantise_block")
+    return judge_function(answer, _block_cases(), _reference_blocks, _compare_blocks,
+                          "quantise_blocks")
 
 
 def _nf4_gaps() -> tuple[float, float]:

@@ -238,7 +238,8 @@ def judge_number(answer, expected: float, name: str, significant: int | None = N
     if significant and math.isclose(value, expected, rel_tol=0.05):
         digits = _significant(value)
         if digits < significant:
-            return _wrong(f"Close, but give {significant} significant digits; you gave {digits}.")
+            return _wrong(f"Close, but the question asks for {significant} significant digits: "
+                          f"{value:g} has fewer.")
         return _wrong(f"Close: your {name} {value:,.{significant + 1}g} is within 5% but not "
                       f"right to {significant} significant digits. Check your rounding or "
                       f"an intermediate step.")

@@ -707,8 +707,11 @@ def plot_similarity_ranks(maps: dict, i: int, j: int, title=None):
     j = check_int(j, "j", minimum=1, maximum=min(phi.shape[1] for phi in arrays.values()))
     fig, axes = plt.subplots(1, len(arrays), figsize=(4.2 * len(arrays) + 0.8, 3.4), squeeze=False)
     fig.subplots_adjust(left=0.07, right=0.9, bottom=0.15, top=0.8, wspace=0.25)
+    # one colour scale for the panels, from 0 to the largest φ shown: random subspaces overlap
+    # little, so a 0-1 scale would paint both maps the same dark colour
+    top = max(max(float(phi[:i, :j].max()) for phi in arrays.values()), 1e-3)
     for ax, (label, phi) in zip(axes[0], arrays.items()):
-        image = ax.imshow(phi[:i, :j], cmap="viridis", vmin=0, vmax=1, aspect="auto",
+        image = ax.imshow(phi[:i, :j], cmap="viridis", vmin=0, vmax=top, aspect="auto",
                           interpolation="nearest", extent=(0.5, j + 0.5, i + 0.5, 0.5))
         ax.grid(False)
         ax.set(xlabel="j", ylabel="i")

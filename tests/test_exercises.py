@@ -67,6 +67,29 @@ def _quantise_block(block, levels):
     return (scaled[:, None] - levels[None, :]).abs().argmin(dim=1), absmax
 
 
+def _quantise_blocks(weights, levels, block_size):
+    parts = [_quantise_block(weights[start:start + block_size], levels)
+             for start in range(0, len(weights), block_size)]
+    return torch.cat([codes for codes, _ in parts]), torch.stack([absmax for _, absmax in parts])
+
+
+def _one_absmax(weights, levels, block_size):
+    return _quantise_block(weights, levels)
+
+
+def _last_block_dropped(weights, levels, block_size):
+    return _quantise_blocks(weights[:len(weights) // block_size * block_size], levels, block_size)
+
+
+def _signed_max(weights, levels, block_size):
+    codes, _ = _quantise_blocks(weights, levels, block_size)
+    return codes, torch.stack([weights[i:i + block_size].max() for i in range(0, len(weights), block_size)])
+
+
+def _not_scaled(weights, levels, block_size):
+    return (weights[:, None] - levels[None, :]).abs().argmin(1), _quantise_blocks(weights, levels, block_size)[1]
+
+
 def _phi(U, V):
     overlap = (U.T @ V) ** 2
     return overlap.cumsum(0).cumsum(1) / np.minimum(np.arange(1, U.shape[1] + 1)[:, None],
@@ -132,7 +155,7 @@ CASES = {
               (73_728, "not 384 x 384"), (92_160, "count both factors"), (30_720, "one encoder layer")]),
     "06.2": ({}, 2 * 4 * (6 * 2 * 16 * 768), [(147_456, "two 4-byte numbers"),
                                               (2 * 147_456, "takes 4 bytes"),
-                                              (4 * 147_456, "r = 16, not section 8's r = 8"),
+                                              (4 * 147_456, "r = 8 instead of this question's r = 16"),
                                               (12 * 147_456, "adds the gradients"),
                                               (8 * (147_456 + 1155), "leave the head out"),
                                               (599_064, "section 8's measured state")]),
@@ -147,11 +170,13 @@ CASES = {
     "07.2": ({}, 3584, [(1792, "one layer's count"), (3072, "r (128 + 64)"), (2, "looks like a rank")]),
     "08.1": ({}, 6.71, [(6.5, "constant"), (7.31, "without double quantisation"), (6.7, "significant")]),
     "08.2": ({}, 7680, [(6 * 2 * 384, "lambda_d"), (3840, "two adapted"), (2_359_296, "LoRA's count")]),
-    "08.3": ({}, _quantise_block, [(lambda b, levels: ((b[:, None] - levels[None, :]).abs().argmin(1), b.abs().max()),
-                                    "divide the block by its absmax first"),
-                                   (lambda b, levels: (_quantise_block(b, levels)[0], b.max()),
-                                    "largest absolute value"),
-                                   (lambda b, levels: (torch.zeros(len(b)), b.abs().max()), "largest difference")]),
+    "08.3": ({}, _quantise_blocks, [(_one_absmax, "one absmax for the whole tensor"),
+                                    (_last_block_dropped, "the last block is shorter"),
+                                    (_signed_max, "largest absolute value"),
+                                    (_not_scaled, "divide each block by its absmax first"),
+                                    (lambda w, levels, size: (torch.zeros(len(w)),
+                                                              _quantise_blocks(w, levels, size)[1]),
+                                     "largest difference")]),
     "08.4": ({}, 15.2, [(0.152, "fraction of absmax"), (6.67, "evenly spaced"), (6.25, "evenly spaced"),
                         (30.4, "half a gap"), (13.9, "the negative side has one level fewer"),
                         (27.7, "widest gap on the positive side"), (15.0, "3 significant digits")]),
@@ -366,8 +391,8 @@ def _solution_forms(exercise_id):
         "06.3": [lambda *a: tuple(solution(*a)), lambda *a: (label for label in solution(*a)),
                  lambda *a: [np.int64(label) if isinstance(label, int) else label for label in solution(*a)]],
         "07.3": [lambda U, V: torch.from_numpy(solution(U, V)), lambda U, V: solution(U, V).tolist()],
-        "08.3": [lambda *a: list(solution(*a)), lambda *a: (solution(*a)[0].tolist(), float(solution(*a)[1])),
-                 lambda *a: (solution(*a)[0].float(), solution(*a)[1].item())],
+        "08.3": [lambda *a: list(solution(*a)), lambda *a: (solution(*a)[0].tolist(), solution(*a)[1].tolist()),
+                 lambda *a: (solution(*a)[0].float(), solution(*a)[1].numpy())],
     }
     return forms[exercise_id]
 
@@ -869,7 +894,7 @@ def _phi_slip(kind):
 
 
 NOTEBOOK_07_SLIPS = {
-    "07.1": [(64 / 384, "||U_4^T V_16||_F^2 itself; φ divides it by min(i, j)"),
+    "07.1": [(64 / 384, "||U_4^T V_16||_F^2 itself (φ divides it by min(i, j))"),
              (1 / 384, "one direction of each subspace"),
              (4 / 384, "treats both subspaces as 4-dimensional"),
              (4 / 16, "leaves out the size of the space"),
@@ -925,3 +950,18 @@ def test_05_4_names_a_merged_weight_left_unchanged():
     def unmerged(x, W0, b, A, B, alpha):
         return _lora(x, W0, b, A, B, alpha)[0], W0
     assert "that is W0 unchanged" in _feedback("05.4", unmerged)
+
+
+def test_07_3_names_a_norm_left_unsquared():
+    def unsquared(U, V):
+        products = (U.T @ V) ** 2
+        i = np.arange(1, U.shape[1] + 1)[:, None]
+        j = np.arange(1, V.shape[1] + 1)[None, :]
+        return np.sqrt(products.cumsum(0).cumsum(1)) / np.minimum(i, j)
+    assert "φ uses its square" in _feedback("07.3", unsquared)
+
+
+def test_07_1_names_section_3s_chance_level_and_06_2_both_of_its_halving_slips():
+    assert "64-direction subspaces" in _feedback("07.1", 0.17)
+    message = _feedback("06.2", 6 * 2 * 16 * 2 * 384 * 4)
+    assert "one moment instead of two" in message and "r = 8 instead" in message

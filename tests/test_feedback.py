@@ -159,7 +159,7 @@ def test_a_hint_matches_a_slip_typed_at_the_precision_asked():
 
 
 @pytest.mark.parametrize("answer, message", [
-    (3.16, "Correct"), (3.162, "Correct"), (3.2, "give 3 significant digits; you gave 2"),
+    (3.16, "Correct"), (3.162, "Correct"), (3.2, "asks for 3 significant digits: 3.2 has fewer"),
     (3.17, "within 5% but not right to 3 significant digits"), (316.2, "too high."),
     (0.0316, "too low."), (1.0, "too low"),
 ])

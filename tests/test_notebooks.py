@@ -130,3 +130,14 @@ def test_the_header_gives_the_course_maps_reading_and_run_times(path):
     header = "".join(json.loads(path.read_text())["cells"][0]["source"])
     assert f"about {row[1]} minutes to read" in header
     assert f"the code runs in about {row[2]} seconds" in header
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_widget_state_is_stored(path):
+    """Stored widget state makes nbconvert's pages load the widget manager from unpkg.com: the
+    site and slides would reach the web. The stored picture is the figure; sliders need a kernel."""
+    assert "widgets" not in json.loads(path.read_text())["metadata"]
+
+
+def test_make_execute_stores_no_widget_state():
+    assert "--ExecutePreprocessor.store_widget_state=False" in (ROOT / "Makefile").read_text()

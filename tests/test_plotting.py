@@ -201,7 +201,8 @@ def test_similarity_ranks_draws_each_map_up_to_i_and_j_and_names_phi_there():
     assert len(maps_drawn) == 2 and fig.texts[0].get_text() == "A (r = 8) vs A (r = 64)"
     for ax, (label, phi) in zip(maps_drawn, maps.items()):
         assert np.array_equal(ax.images[0].get_array(), phi[:3, :10])
-        assert ax.images[0].get_clim() == (0, 1)   # one fixed scale, so the panels compare
+        top = max(m[:3, :10].max() for m in maps.values())   # one scale for both panels, up to the
+        assert ax.images[0].get_clim() == (0, top)               # largest φ shown, so they compare
         assert ax.get_title() == f"{label}: φ(3, 10) = {phi[2, 9]:.2f}"
     assert fig.get_size_inches().tolist() == plotting.plot_similarity_ranks(maps, 8, 64).get_size_inches().tolist()
     matplotlib.pyplot.close("all")
