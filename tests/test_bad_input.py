@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from helpers import NOTES_W, TINY, tiny_ids
+from test_generation import tiny_llama, tiny_tokenizer
 from test_rated_sentences import fake_archive
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -32,16 +33,19 @@ from lora_teach import (
     adapters,
     batching,
     checks,
+    company_facts,
     comparison,
     corpus,
     costs,
     diagrams,
     experiments,
     files,
+    generation,
     interactive,
     intrinsic,
     labels,
     linalg,
+    llm,
     lora,
     lowrank,
     metrics,
@@ -74,6 +78,7 @@ HEAVY_SITE = "builds the course site (nbconvert, npm and the notebooks)"
 HEAVY_PRETRAINING = "pretrains Model M or reads its full checkpoint (minutes of CPU)"
 HEAVY_RUNS = "needs the course data and whole training runs (tests/test_experiments.py runs them)"
 CHECKER = "a checker: returns feedback for any answer and never raises (tests/test_feedback.py)"
+HEAVY_LLM = "reads the real SmolLM2 GGUF or its converted copy (538 MB); tests/test_llm.py runs it on a tiny Llama"
 EXEMPT = {
     "batching.batch_order": "a generator: swept through the lambda in _calls that takes its first batch",
     "exercises.exercise": CHECKER,
@@ -89,6 +94,9 @@ EXEMPT = {
     "experiments.trained_model": HEAVY_RUNS,
     "experiments.run": HEAVY_RUNS,
     "experiments.run_all": HEAVY_RUNS,
+    "llm.convert": HEAVY_LLM,
+    "llm.load_llm": HEAVY_LLM,
+    "llm.main": HEAVY_LLM,
     "feedback.as_real": CHECKER,
     "feedback.as_whole": CHECKER,
     "feedback.as_list": CHECKER,
@@ -182,7 +190,18 @@ def _world(tmp_path):
     trained(torch.ones(1, 2)).sum().backward()
     optimizer.step()   # AdamW keeps its two moments from the first step on
     pairs = [(("profit", "rose"), ("shares", "fell"), 1), (("profit",), ("rose",), 0)]
-    return dict(pretraining=batching.encode_pretraining(pairs, words), optimizer=optimizer,
+    # notebook 09: a tiny Llama and its word-level tokenizer (as tests/test_generation.py), a small
+    # file for check_gguf and a tiny converted copy for check_converted
+    llama, llama_tokenizer = tiny_llama(), tiny_tokenizer()
+    prompt = generation.chat_prompt("Who runs Granite Telecom?")
+    gguf_file = tmp_path / "model.gguf"
+    gguf_file.write_bytes(b"GGUF")
+    llm_copy = tmp_path / "llm-copy"
+    llama.save_pretrained(llm_copy)
+    llama_tokenizer.save_pretrained(llm_copy)
+    return dict(llama=llama, llama_tokenizer=llama_tokenizer, prompt=prompt, gguf_file=gguf_file, llm_copy=llm_copy,
+                prompt_answers=generation.encode_prompt_answers(llama_tokenizer, [prompt], ["Kenji Novak."]),
+                pretraining=batching.encode_pretraining(pairs, words), optimizer=optimizer,
                 with_subspace=with_subspace,
                 base=base, wrapped=wrapped, linear=torch.nn.Linear(2, 1), with_adapters=with_adapters, splits=splits,
                 words=words, model=model, fpb=fpb, conll=conll, phrasebank=phrasebank,
@@ -209,6 +228,25 @@ def _calls(w):
                             test_parts=np.array([[1.0, 1.0], [0.0, 1.0], [float(seed), 1.0]]))
             for seed, (lr, score) in enumerate([(1e-3, 0.5), (3e-3, 0.7), (1e-2, 0.6)])]
     return [
+        # notebook 09: the generative model's files, generation, the made-up facts
+        (llm.check_gguf, dict(path=w["gguf_file"], sha256=files.sha256_of(w["gguf_file"]))),
+        (llm.check_converted, dict(folder=w["llm_copy"], sha256=None)),
+        (llm.dequantize_q4_1, dict(blocks=np.zeros((2, llm.Q4_1_BLOCK_BYTES), dtype=np.uint8))),
+        (generation.chat_prompt, dict(question="Who runs Granite Telecom?")),
+        (generation.greedy_generate, dict(model=w["llama"], prompt_ids=[1, 3, 4], max_new_tokens=2, stop_id=2)),
+        (generation.generate_answers, dict(model=w["llama"], tokenizer=w["llama_tokenizer"], prompts=[w["prompt"]],
+                                           max_new_tokens=2)),
+        (generation.encode_prompt_answers, dict(tokenizer=w["llama_tokenizer"], prompts=[w["prompt"]],
+                                                answers=["Kenji Novak."], end=generation.END_OF_TURN)),
+        (generation.answer_loss, dict(model=w["llama"], batch=w["prompt_answers"])),
+        (generation.answer_log_probs, dict(model=w["llama"], batch=w["prompt_answers"])),
+        (generation.text_log_losses, dict(model=w["llama"], tokenizer=w["llama_tokenizer"], texts=["Shares fell ."],
+                                          prefix="<|im_start|>", batch_size=2)),
+        (generation.perplexity, dict(parts=np.array([[2.0, 1.0]]))),
+        (company_facts.fact_questions, dict(company="Crestline Pharma", split="train")),
+        (company_facts.fact_prompts, dict(company="Granite Telecom", split="held-out")),
+        (company_facts.is_correct, dict(generated="It is based in Oslo.", answer="Oslo.")),
+        (company_facts.count_correct, dict(generated=["Oslo."], answers=["Oslo."])),
         # the human-rated sentences (a small archive laid out like the real one)
         (rated_sentences.find_archive, dict(folder=w["tmp"])),
         (rated_sentences.read_rated_sentences, dict(collection="nytEditorialSnippets",

@@ -99,6 +99,47 @@ def _phi(U, V):
 UPDATE_02_6 = (np.linalg.qr(np.random.default_rng(3).standard_normal((64, 48)))[0] * (10.0 / np.arange(1, 49))
                @ np.linalg.qr(np.random.default_rng(4).standard_normal((48, 48)))[0].T)
 
+# 09: SmolLM2-135M's shapes (30 layers, d = 576, 3 key/value heads of 64, feed-forward 1,536)
+LAYERS_09, D_09, KV_09, FFN_09 = 30, 576, 3 * 64, 1536
+SHAPES_09 = {"q_proj": (D_09, D_09), "k_proj": (D_09, KV_09), "v_proj": (D_09, KV_09), "o_proj": (D_09, D_09),
+             "gate_proj": (D_09, FFN_09), "up_proj": (D_09, FFN_09), "down_proj": (FFN_09, D_09)}
+LORA_LAYER_09 = sum(8 * (d_in + d_out) for d_in, d_out in SHAPES_09.values())   # r = 8, one layer
+KV_CACHE_09 = LAYERS_09 * 2 * KV_09 * 512 * 4   # keys and values, 512 tokens, float32: bytes
+
+
+def _answer_labels(input_ids, prompt_lengths, lengths):
+    positions = torch.arange(input_ids.shape[1])
+    answer = (positions >= prompt_lengths[:, None]) & (positions < lengths[:, None])
+    return torch.where(answer, input_ids, torch.full_like(input_ids, -100))
+
+
+def _answer_labels_in_a_loop(input_ids, prompt_lengths, lengths):
+    labels = input_ids.clone()
+    for row, (start, end) in enumerate(zip(prompt_lengths.tolist(), lengths.tolist())):
+        labels[row, :start] = -100
+        labels[row, end:] = -100
+    return labels
+
+
+def _labels_slip(kind):
+    """answer_labels with one of the usual slips."""
+    def slipped(input_ids, prompt_lengths, lengths):
+        positions = torch.arange(input_ids.shape[1])
+        before, after = positions < prompt_lengths[:, None], positions >= lengths[:, None]
+        labels = _answer_labels(input_ids, prompt_lengths, lengths)
+        shifted = torch.full_like(labels, -100)
+        shifted[:, :-1] = labels[:, 1:]
+        return {"padding labelled": input_ids.masked_fill(before, -100),
+                "prompt labelled": input_ids.masked_fill(after, -100),
+                "early": _answer_labels(input_ids, prompt_lengths - 1, lengths),
+                "late": _answer_labels(input_ids, prompt_lengths + 1, lengths),
+                "shifted": shifted,
+                "nothing masked": input_ids.clone(),
+                "one column short": labels[:, 1:],
+                "off by one somewhere": labels.masked_fill(labels == 26, 0)}[kind]
+    return slipped
+
+
 # exercise id: (context, a solution, [(a wrong answer, words its feedback must contain)])
 CASES = {
     "01.1": ({"P": P}, 2, [(3, "Too high"), (1, "Too low"), (5, "impossible")]),
@@ -180,6 +221,13 @@ CASES = {
     "08.4": ({}, 15.2, [(0.152, "fraction of absmax"), (6.67, "evenly spaced"), (6.25, "evenly spaced"),
                         (30.4, "half a gap"), (13.9, "the negative side has one level fewer"),
                         (27.7, "widest gap on the positive side"), (15.0, "3 significant digits")]),
+    "09.1": ({}, LAYERS_09 * LORA_LAYER_09, [(LAYERS_09 * 7 * 8 * 2 * D_09, "not all 576 x 576"),
+                                            (LORA_LAYER_09, "that is one layer"),
+                                            (LAYERS_09 * LORA_LAYER_09 // 2, "count both factors")]),
+    "09.2": ({}, _answer_labels, [(_labels_slip("padding labelled"), "the padding positions still have labels"),
+                                  (_labels_slip("prompt labelled"), "the prompt's tokens still have labels"),
+                                  (_labels_slip("shifted"), "you shifted the labels by one")]),
+    "09.3": ({}, 23.6, [(70.8, "9 key/value heads"), (0.786, "that is one layer"), (22.0, "too low")]),
     "07.3": ({}, _phi, [(lambda U, V: (U.T @ V) ** 2, "each pair's own"),
                         (lambda U, V: (U.T @ V) ** 2 @ np.ones((V.shape[1], 1)), "shape")]),
 }
@@ -393,6 +441,8 @@ def _solution_forms(exercise_id):
         "07.3": [lambda U, V: torch.from_numpy(solution(U, V)), lambda U, V: solution(U, V).tolist()],
         "08.3": [lambda *a: list(solution(*a)), lambda *a: (solution(*a)[0].tolist(), solution(*a)[1].tolist()),
                  lambda *a: (solution(*a)[0].float(), solution(*a)[1].numpy())],
+        "09.2": [_answer_labels_in_a_loop, lambda *a: solution(*a).tolist(), lambda *a: solution(*a).numpy(),
+                 lambda *a: solution(*a).float(), lambda *a: solution(*a).to(torch.int32)],
     }
     return forms[exercise_id]
 
@@ -965,3 +1015,84 @@ def test_07_1_names_section_3s_chance_level_and_06_2_both_of_its_halving_slips()
     assert "64-direction subspaces" in _feedback("07.1", 0.17)
     message = _feedback("06.2", 6 * 2 * 16 * 2 * 384 * 4)
     assert "one moment instead of two" in message and "r = 8 instead" in message
+
+
+# --- Notebook 09: each named slip of 09.1, 09.2 and 09.3 gets its own message ------------------
+
+NOTEBOOK_09_SLIPS = {
+    "09.1": [(LAYERS_09 * 7 * 8 * 2 * D_09, "the layers are not all 576 x 576: k_proj and v_proj have 192 outputs"),
+             (LAYERS_09 * 8 * (2 * D_09 + (D_09 + KV_09)), "that is r = 8 on q_proj and v_proj only"),
+             (LAYERS_09 * (LORA_LAYER_09 - 2 * 8 * (D_09 + KV_09) + 2 * 8 * 2 * D_09),
+              "k_proj and v_proj have 192 outputs (3 key/value heads of 64), not 576"),
+             (LAYERS_09 * 8 * (2 * 2 * D_09 + 2 * (D_09 + KV_09)), "that is the four attention projections only"),
+             (LORA_LAYER_09, "that is one layer; the model has 30"),
+             (LAYERS_09 * sum(d_in * d_out for d_in, d_out in SHAPES_09.values()),
+              "that is the size of the frozen weights themselves"),
+             (LAYERS_09 * sum(8 * d_in * d_out for d_in, d_out in SHAPES_09.values()),
+              "r x d_in x d_out multiplies the sizes"),
+             (LAYERS_09 * LORA_LAYER_09 // 2, "count both factors, A (r x d_in) and B (d_out x r)")],
+    "09.2": [(_labels_slip("padding labelled"), "the padding positions still have labels"),
+             (_labels_slip("prompt labelled"), "the prompt's tokens still have labels"),
+             (_labels_slip("early"), "your answer starts one position early"),
+             (_labels_slip("late"), "your answer starts one position late"),
+             (_labels_slip("shifted"), "you shifted the labels by one"),
+             (_labels_slip("nothing masked"), "the prompt's tokens still have labels"),
+             (_labels_slip("one column short"), "return labels of the inputs' shape (1, 6), not (1, 5)"),
+             (_labels_slip("off by one somewhere"), "the largest difference from the expected values is 26"),
+             (lambda input_ids, prompt_lengths, lengths: "labels", "return a tensor of labels")],
+    # typed to the 3 significant digits asked for, as a student would
+    "09.3": [(round(KV_CACHE_09 * 3 / 1e6, 1), "that counts 9 key/value heads"),       # 9 heads of 64
+             (round(KV_CACHE_09 * 3 / 1e6, 1), "that uses d = 576 for keys and values"),   # the same number
+             (round(KV_CACHE_09 / 2e6, 2), "the cache holds keys and values: two tensors per layer"),
+             (round(KV_CACHE_09 / 2e6, 2), "float32 takes 4 bytes per number"),        # the same number
+             (round(KV_CACHE_09 / 30e6, 3), "that is one layer; each of the 30 layers keeps its own"),
+             (KV_CACHE_09, "looks like it is in bytes"),
+             (round(KV_CACHE_09 / 2 ** 20, 2), "looks like it is in MiB")],
+}
+
+
+@pytest.mark.parametrize("exercise_id", sorted(NOTEBOOK_09_SLIPS))
+def test_09_each_named_slip_gets_its_own_message_without_the_answer(exercise_id):
+    for answer, words in NOTEBOOK_09_SLIPS[exercise_id]:
+        feedback = exercises.check(exercise_id, answer)
+        assert not feedback.correct and words in feedback.message, (answer, feedback.message)
+        assert not re.search(r"\d×|right value", feedback.message), feedback.message   # never the ratio
+        assert "2,442,240" not in feedback.message and "23.6" not in feedback.message, feedback.message
+
+
+def test_09_every_slip_a_checker_knows_is_tested_above(monkeypatch):
+    """A slip added to a 09 checker needs its line in NOTEBOOK_09_SLIPS: the checkers' own
+    lists are read (09.1 and 09.3 hand theirs to _hints; 09.2's reference returns them)."""
+    known = {}
+    hints = exercises._hints
+
+    def record(expected, slips):
+        known[current] = [why for _, why in slips]
+        return hints(expected, slips)
+    monkeypatch.setattr(exercises, "_hints", record)
+    for current in ("09.1", "09.3"):
+        exercises.check(current, 1)
+    known["09.2"] = list(exercises._reference_labels(*exercises._mask_cases()[1][1])[1])
+    assert [len(known[i]) for i in ("09.1", "09.2", "09.3")] == [8, 5, 5]
+    for exercise_id, reasons in known.items():
+        for why in reasons:
+            assert any(words in why for _, words in NOTEBOOK_09_SLIPS[exercise_id]), (exercise_id, why)
+
+
+def test_09_1_and_09_3_are_the_counts_of_smollm2s_shapes():
+    assert exercises.SMOLLM2 == {"layers": LAYERS_09, "d": D_09, "kv": KV_09, "ffn": FFN_09}
+    assert exercises.check("09.1", 2_442_240).correct and LAYERS_09 * LORA_LAYER_09 == 2_442_240
+    for right in (23.6, 23.593, 23.59296, np.float32(23.6), torch.tensor(23.6)):
+        assert exercises.check("09.3", right).correct, right
+    for near, words in ((23.4, "within 5%"), (24, "significant digits")):
+        feedback = exercises.check("09.3", near)
+        assert not feedback.correct and words in feedback.message, feedback.message
+
+
+def test_09_2_is_judged_on_rows_with_and_without_padding():
+    descriptions = [description for description, _ in exercises._mask_cases()]
+    assert "one row without padding" in descriptions and any("padded" in d for d in descriptions)
+    # right on the row without padding, wrong once padding comes: the message says where
+    feedback = exercises.check("09.2", _labels_slip("padding labelled"))
+    assert feedback.message.startswith("Not yet. On three rows, two of them padded with id 2: the padding")
+
