@@ -1368,11 +1368,12 @@ def _(answer):
 
 
 def _mask_cases():
-    # (input_ids, prompt_lengths, lengths): right-padded rows, padding id 2 as SmolLM2's
+    # (input_ids, prompt_lengths, lengths): right-padded rows, padding id 2 as SmolLM2's, which is
+    # also its end-of-turn token: row 2's answer ends with a 2 that is text, followed by padding
     ids = torch.tensor([[5, 6, 7, 8, 9, 2], [11, 12, 13, 14, 2, 2], [21, 22, 23, 24, 25, 26]])
     return [("one row without padding", (ids[2:].clone(), torch.tensor([3]), torch.tensor([6]))),
-            ("three rows, two of them padded with id 2",
-             (ids.clone(), torch.tensor([2, 3, 1]), torch.tensor([5, 4, 6]))),
+            ("three rows, two of them padded with id 2 (row 2's answer ends with <|im_end|>, also id 2)",
+             (ids.clone(), torch.tensor([2, 3, 1]), torch.tensor([5, 5, 6]))),
             ("a row whose answer is one token", (ids[:1].clone(), torch.tensor([4]), torch.tensor([5])))]
 
 
@@ -1405,6 +1406,10 @@ def _reference_labels(input_ids, prompt_lengths, lengths):
         "you shifted the labels by one; keep each label at its own token's position (the loss "
         "shifts them: the logits at t are compared with the label at t + 1)":
             shifted,
+        "you found the padding by its id, but SmolLM2 pads with <|im_end|>, the answer's own last "
+        "token, so that token lost its label and the model would never learn to stop; find the "
+        "padding from lengths instead":
+            input_ids.masked_fill((positions < starts) | (input_ids == 2), -100),
     }
 
 

@@ -136,6 +136,7 @@ def _labels_slip(kind):
                 "shifted": shifted,
                 "nothing masked": input_ids.clone(),
                 "one column short": labels[:, 1:],
+                "padding by its id": input_ids.masked_fill(before | (input_ids == 2), -100),
                 "off by one somewhere": labels.masked_fill(labels == 26, 0)}[kind]
     return slipped
 
@@ -1036,6 +1037,7 @@ NOTEBOOK_09_SLIPS = {
              (_labels_slip("early"), "your answer starts one position early"),
              (_labels_slip("late"), "your answer starts one position late"),
              (_labels_slip("shifted"), "you shifted the labels by one"),
+             (_labels_slip("padding by its id"), "you found the padding by its id"),
              (_labels_slip("nothing masked"), "the prompt's tokens still have labels"),
              (_labels_slip("one column short"), "return labels of the inputs' shape (1, 6), not (1, 5)"),
              (_labels_slip("off by one somewhere"), "the largest difference from the expected values is 26"),
@@ -1073,7 +1075,7 @@ def test_09_every_slip_a_checker_knows_is_tested_above(monkeypatch):
     for current in ("09.1", "09.3"):
         exercises.check(current, 1)
     known["09.2"] = list(exercises._reference_labels(*exercises._mask_cases()[1][1])[1])
-    assert [len(known[i]) for i in ("09.1", "09.2", "09.3")] == [8, 5, 5]
+    assert [len(known[i]) for i in ("09.1", "09.2", "09.3")] == [8, 6, 5]
     for exercise_id, reasons in known.items():
         for why in reasons:
             assert any(words in why for _, words in NOTEBOOK_09_SLIPS[exercise_id]), (exercise_id, why)
@@ -1094,5 +1096,6 @@ def test_09_2_is_judged_on_rows_with_and_without_padding():
     assert "one row without padding" in descriptions and any("padded" in d for d in descriptions)
     # right on the row without padding, wrong once padding comes: the message says where
     feedback = exercises.check("09.2", _labels_slip("padding labelled"))
-    assert feedback.message.startswith("Not yet. On three rows, two of them padded with id 2: the padding")
+    assert feedback.message.startswith("Not yet. On three rows, two of them padded with id 2 (row 2's answer ends "
+                                      "with <|im_end|>, also id 2): the padding")
 
