@@ -45,6 +45,7 @@ def chat_prompt(question: str) -> str:
 
 
 def _check_tokenizer(tokenizer) -> None:
+    """Refuse what cannot tokenise text, before it fails deep inside a library."""
     if not callable(tokenizer):
         raise TypeError(f"tokenizer must be the model's tokenizer (as load_llm returns it), "
                         f"got {type(tokenizer).__name__}")

