@@ -144,9 +144,15 @@ def build_slides(out=ROOT / "build" / "slides", vendor=ROOT / "build" / "vendor"
 
 def install_vendor(vendor=ROOT / "build" / "vendor") -> None:
     """Install the pinned MathJax and reveal.js from the npm registry into ``vendor``."""
+    import shutil
     import subprocess
 
     pins = [f"{name}@{version}" for name, version in NPM_PACKAGES.items()]
+    if shutil.which("npm") is None:
+        raise SystemExit(f"make site and make slides need npm (it comes with Node.js) to fetch "
+                         f"{' and '.join(pins)} once, into {vendor}. Install Node.js (for example "
+                         f"`apt-get install npm`, `brew install node`, or nodejs.org), then run the "
+                         f"command again. Nothing else in the course needs npm.")
     subprocess.run(["npm", "install", "--prefix", str(vendor), "--no-audit", "--no-fund",
                     "--silent", *pins], check=True)
 

@@ -43,6 +43,14 @@ def test_a_missing_vendor_copy_says_how_to_install_it(tmp_path):
         site.build_site(out=tmp_path / "site", vendor=tmp_path / "nowhere")
 
 
+def test_make_site_without_npm_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)   # as on a machine without Node.js
+    with pytest.raises(SystemExit, match="need npm .*Install Node.js") as stopped:
+        site.install_vendor(tmp_path / "vendor")
+    assert all(f"{name}@{version}" in str(stopped.value) for name, version in site.NPM_PACKAGES.items())
+    assert not (tmp_path / "vendor").exists()
+
+
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
