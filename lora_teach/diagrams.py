@@ -35,7 +35,7 @@ from lora_teach.checks import check_instance
 from lora_teach.lora import LoRALinear
 from lora_teach.lowrank import factorized_parameters
 from lora_teach.model import TASKS, ModelM
-from lora_teach.plotting import COLORS, COURSE_STYLE
+from lora_teach.plotting import COLORS, COURSE_STYLE, SMALL
 
 #: Edge colour of a box for each role; its face is the same colour, made light (FILL_ALPHA).
 ROLE_COLORS = {
@@ -211,14 +211,14 @@ def _box(ax, x, y, w, h, label, role, gid=None, fontsize=8.5, label_dx=0.0):
     return patch
 
 
-def _trapezoid(ax, x, y, bottom_w, top_w, h, label, role, gid=None):
+def _trapezoid(ax, x, y, bottom_w, top_w, h, label, role, gid=None, fontsize=SMALL):
     """A trapezoid centred at (x, y): wide-to-narrow is a down-projection, narrow-to-wide up."""
     color = ROLE_COLORS[role]
     corners = [(x - bottom_w / 2, y - h / 2), (x + bottom_w / 2, y - h / 2),
                (x + top_w / 2, y + h / 2), (x - top_w / 2, y + h / 2)]
     ax.add_patch(Polygon(corners, facecolor=to_rgba(color, FILL_ALPHA), edgecolor=color,
                          linewidth=1.4, gid=gid, zorder=2))
-    ax.text(x, y, label, ha="center", va="center", fontsize=8.5, gid=gid, zorder=4)
+    ax.text(x, y, label, ha="center", va="center", fontsize=fontsize, gid=gid, zorder=4)
 
 
 def _arrow(ax, start, end, color=COLORS["text"], dashed=False, gid=None, alpha=1.0, lw=1.3):
@@ -248,8 +248,10 @@ def _legend(fig, roles_and_labels, extra_handles=()):
         handles.append(Patch(facecolor=face, edgecolor=color, linewidth=1.4,
                              linestyle="--" if role == "unused" else "-", label=label))
     handles.extend(extra_handles)
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 3), fontsize=8,
-               frameon=False, handlelength=1.8, columnspacing=1.4)
+    # hung below the drawing, so that a second row of entries never covers it
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.02),
+               ncol=3 if len(handles) <= 3 else 2, fontsize=SMALL,
+               frameon=False, handlelength=1.4, columnspacing=0.9)
 
 
 def _sum_node(ax, x, y, ry=3.5):
@@ -629,12 +631,12 @@ def draw_adapter(adapter: BottleneckAdapter):
     with plt.rc_context(COURSE_STYLE):
         fig, ax = _canvas((7.0, 5.0), "A Houlsby adapter: bottleneck plus skip connection")
         x, skip_x = 30, 8
-        ax.text(x, 4, f"input h  (d = {d})", ha="center", va="center", fontsize=9, gid="input")
+        ax.text(x, 4, f"input h  (d = {d})", ha="center", va="center", fontsize=SMALL, gid="input")
         _arrow(ax, (x, 7), (x, 14))
         _trapezoid(ax, x, 21, 34, 20, 14, f"down-projection\nd → m  ({d} → {m})", "adapter",
                    gid="down")
         _arrow(ax, (x, 28), (x, 34))
-        _box(ax, x, 38, 20, 8, "GELU", "adapter", gid="nonlinearity")
+        _box(ax, x, 38, 20, 8, "GELU", "adapter", gid="nonlinearity", fontsize=SMALL)
         _arrow(ax, (x, 42), (x, 48))
         _trapezoid(ax, x, 55, 20, 34, 14, f"up-projection\nm → d  ({m} → {d})", "adapter",
                    gid="up")
@@ -642,21 +644,22 @@ def draw_adapter(adapter: BottleneckAdapter):
         rx = _sum_node(ax, x, 72)
         _line(ax, [(x, 10), (skip_x, 10), (skip_x, 72), (x - rx, 72)])
         ax.text(skip_x + 1.5, 45, "skip connection", rotation=90, ha="left", va="center",
-                fontsize=8, gid="skip")
+                fontsize=SMALL, gid="skip")
         _arrow(ax, (x, 75.5), (x, 82))
-        ax.text(x, 85, f"output  (d = {d})", ha="center", va="center", fontsize=9, gid="output")
+        ax.text(x, 85, f"output  (d = {d})", ha="center", va="center", fontsize=SMALL, gid="output")
         notes = (f"parameters of one adapter\n"
                  f"down: m·d weights + m biases\n"
                  f"up: d·m weights + d biases\n"
                  f"total: 2md + d + m\n"
-                 f"         = 2·{m}·{d} + {d} + {m} = {count:,}\n\n"
+                 f"   = 2·{m}·{d} + {d} + {m}\n"
+                 f"   = {count:,}\n\n"
                  f"two per encoder layer: after the\n"
                  f"attention output and after the\n"
                  f"feed-forward block\n\n"
                  f"small initial weights: output ≈ input,\n"
                  f"so training starts from the\n"
                  f"pretrained model")
-        ax.text(56, 46, notes, ha="left", va="center", fontsize=8.5, linespacing=1.35,
+        ax.text(56, 46, notes, ha="left", va="center", fontsize=SMALL, linespacing=1.35,
                 gid="parameters")
         _legend(fig, [("adapter", "new adapter module, trained"),
                       ("op", "operation without weights")])
@@ -678,36 +681,38 @@ def draw_lora_layer(layer: LoRALinear):
     with plt.rc_context(COURSE_STYLE):
         fig, ax = _canvas((7.0, 5.0), "A LoRA layer: frozen W₀ plus a trainable low-rank path")
         x0, xs, xl, top = 19, 33.5, 48, 80  # W0 path, input and sum, LoRA path, the sum's y
-        ax.text(xs, 3, f"input x  (k = {k})", ha="center", va="center", fontsize=9, gid="input")
+        ax.text(xs, 3, f"input x  (k = {k})", ha="center", va="center", fontsize=SMALL, gid="input")
         ax.plot([x0, xl], [8, 8], color=COLORS["text"], linewidth=1.3)
         ax.plot([xs, xs], [6, 8], color=COLORS["text"], linewidth=1.3)
         _arrow(ax, (x0, 8), (x0, 24))
         _box(ax, x0, 44, 28, 40, f"pretrained W₀\nd × k = {d} × {k}\n\nfrozen", "frozen",
-             gid="W0", fontsize=9)
+             gid="W0", fontsize=SMALL)
         _arrow(ax, (xl, 8), (xl, 13))
         _trapezoid(ax, xl, 20, 26, 12, 14, "A  (r × k)\nrandom init", "lora", gid="A")
         _arrow(ax, (xl, 27), (xl, 33))
         _trapezoid(ax, xl, 40, 12, 26, 14, "B  (d × r)\nzero init", "lora", gid="B")
         _arrow(ax, (xl, 47), (xl, 54))
-        _box(ax, xl, 58, 12, 8, f"× α/r\n= {alpha}/{r}", "lora", gid="scale", fontsize=8)
+        _box(ax, xl, 58.5, 13, 10, f"× α/r\n= {alpha}/{r}", "lora", gid="scale", fontsize=SMALL)
         rx = _sum_node(ax, xs, top)
         _line(ax, [(x0, 64), (x0, top), (xs - rx, top)])
-        _line(ax, [(xl, 62), (xl, top), (xs + rx, top)])
+        _line(ax, [(xl, 63.5), (xl, top), (xs + rx, top)])
         _arrow(ax, (xs, top + 3.5), (xs, 90))
-        ax.text(xs, 93, "h = W₀x + (α/r)·B A x   (d)", ha="center", va="center", fontsize=9,
+        ax.text(xs, 93, "h = W₀x + (α/r)·B A x   (d)", ha="center", va="center", fontsize=SMALL,
                 gid="output")
         notes = (f"trainable: A and B\n"
                  f"   r·(d + k) = {r}·({d} + {k})\n"
-                 f"                = {factorized_parameters(d, k, r):,}\n"
+                 f"   = {factorized_parameters(d, k, r):,}\n"
                  f"frozen: W₀\n"
-                 f"   d·k = {d}·{k} = {d * k:,}\n\n"
+                 f"   d·k = {d}·{k}\n"
+                 f"   = {d * k:,}\n\n"
                  f"B = 0 at the start, so B A = 0:\n"
                  f"the layer starts as the\n"
                  f"pretrained one\n\n"
                  f"merge for inference:\n"
                  f"   W = W₀ + (α/r)·B A\n"
-                 f"one matrix again, no extra latency")
-        ax.text(66, 47, notes, ha="left", va="center", fontsize=8.5, linespacing=1.35,
+                 f"one matrix again,\n"
+                 f"no extra latency")
+        ax.text(64, 47, notes, ha="left", va="center", fontsize=SMALL, linespacing=1.35,
                 gid="notes")
         _legend(fig, [("frozen", "frozen (pretrained)"), ("lora", "new LoRA module, trained"),
                       ("op", "operation without weights")])

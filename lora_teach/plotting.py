@@ -12,11 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import matplotlib
+import matplotlib.figure
 import matplotlib.lines
 import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lora_teach.alt_text import describe_figures_in_outputs
 from lora_teach.checks import check_array, check_instance, check_int, check_names, check_real, check_sequence
 from lora_teach.comparison import runs_by_seed, score_interval
 from lora_teach.linalg import as_float_array, column_name
@@ -34,12 +36,29 @@ COLORS = {
     "text": "#222222",        # near-black: text, reference lines, operations without weights
 }
 
+# Figures are shown at DISPLAY_DPI pixels per inch (CSS pixels, as a notebook lays them out) and
+# stored with twice the pixels ("retina" PNGs: sharp on a high-density screen and a projector).
+# No figure is wider than the notebook's column, and no text smaller than MIN_FONT_PT points,
+# which is 14.6 CSS pixels at this resolution (tests/test_plotting.py checks both).
+DISPLAY_DPI = 100
+MAX_WIDTH_PX = 800
+MAX_WIDTH_IN = 7.8           # the widest figsize: its tight box, 0.1 inch of padding around, stays within 800 px
+MIN_FONT_PT = 10.5
+SMALL = MIN_FONT_PT          # legends, tick labels, annotations
+FIGURE_FORMAT = "retina"     # matplotlib_inline's format: 2x pixels, displayed at 1x size
+
 COURSE_STYLE = {
     "figure.figsize": (6.4, 3.6),
-    "figure.dpi": 120,
-    "savefig.dpi": 120,
-    "font.size": 10,
-    "axes.titlesize": 11,
+    "figure.dpi": DISPLAY_DPI,
+    "savefig.dpi": 2 * DISPLAY_DPI,
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": SMALL,
+    "ytick.labelsize": SMALL,
+    "legend.fontsize": SMALL,
+    "legend.title_fontsize": SMALL,
+    "figure.titlesize": 12,
     "axes.titleweight": "bold",
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -53,6 +72,27 @@ COURSE_STYLE = {
 }
 
 
+def figure_problems(fig) -> list[str]:
+    """What makes ``fig`` unfit for the course: text smaller than ``MIN_FONT_PT`` points, or a
+    width (as the notebook shows it: the tight box around what is drawn, padded by 0.1 inch) over
+    ``MAX_WIDTH_PX`` pixels at ``DISPLAY_DPI``. An empty list if it is fit."""
+    check_instance(fig, "fig", matplotlib.figure.Figure)
+    if not hasattr(fig.canvas, "get_renderer"):   # a closed figure: draw it off-screen
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    problems = []
+    for text in fig.findobj(matplotlib.text.Text):
+        if text.get_visible() and text.get_text().strip() and text.get_fontsize() < MIN_FONT_PT - 1e-9:
+            problems.append(f"text {text.get_text()[:40]!r} at {text.get_fontsize():g} pt, below {MIN_FONT_PT:g} pt")
+    width = (fig.get_tightbbox(renderer).width + 0.2) * DISPLAY_DPI
+    if width > MAX_WIDTH_PX:
+        problems.append(f"{width:.0f} pixels wide at {DISPLAY_DPI} dpi, wider than {MAX_WIDTH_PX}")
+    return problems
+
+
 def _figure_and_axes(ax, **subplots):
     """The figure and axes to draw on: ``ax`` if given, else a new figure (``subplots`` are
     passed to ``plt.subplots``)."""
@@ -62,8 +102,18 @@ def _figure_and_axes(ax, **subplots):
 
 
 def use_course_style() -> None:
-    """Apply the course's matplotlib style (small, readable, consistent colours)."""
+    """Apply the course's matplotlib style (readable, consistent colours), and in a notebook
+    store figures as retina PNGs (twice the pixels, shown at the size of one)."""
     matplotlib.rcParams.update(COURSE_STYLE)
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:   # no IPython: nothing shows figures inline
+        pass
+    else:
+        if get_ipython() is not None:
+            set_matplotlib_formats(FIGURE_FORMAT)
+    describe_figures_in_outputs()   # every figure shown carries a text alternative (alt)
 
 
 def _vector3(vector, name: str) -> np.ndarray:
@@ -136,7 +186,8 @@ def plot_matrix(values, pivots=None, title: str | None = None, ax=None, marked=N
     ``marked``: (row, column) pairs counted from 1, as the notes count, drawn hatched in
     near-black and named ``marked_label`` in the legend; no colour of the boxes is reused."""
     matrix = as_float_array(values)
-    fig, ax = _figure_and_axes(ax, figsize=(0.75 * matrix.shape[1] + 1.6, 0.6 * matrix.shape[0] + 1.4))
+    fig, ax = _figure_and_axes(ax, figsize=(min(0.75 * matrix.shape[1] + 1.6, MAX_WIDTH_IN),
+                                            0.6 * matrix.shape[0] + 1.4))
     ax.imshow(matrix, cmap="Greys", alpha=0.35)
     ax.grid(False)
     entries = set()   # the marked entries, counted from 0
@@ -149,7 +200,7 @@ def plot_matrix(values, pivots=None, title: str | None = None, ax=None, marked=N
     for (i, j), value in np.ndenumerate(matrix):
         text = f"{value:g}" if abs(value) < 1e4 else f"{value:.1e}"
         behind = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"}
-        ax.text(j, i, text, ha="center", va="center", fontsize=10, color=COLORS["text"], zorder=4,
+        ax.text(j, i, text, ha="center", va="center", fontsize=SMALL, color=COLORS["text"], zorder=4,
                 bbox=behind if (i, j) in entries else None)
     ax.set_xticks(range(matrix.shape[1]), [column_name(j) for j in range(matrix.shape[1])])
     ax.set_yticks(range(matrix.shape[0]), [f"row {i + 1}" for i in range(matrix.shape[0])])
@@ -174,7 +225,7 @@ def plot_matrix(values, pivots=None, title: str | None = None, ax=None, marked=N
                 linewidth=0))
         handles.append(matplotlib.patches.Patch(fill=False, hatch="///", edgecolor=COLORS["text"],
                                                 linewidth=0, label=marked_label))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=8)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=1, fontsize=SMALL)
     if title:
         ax.set_title(title)
     return fig
@@ -221,7 +272,7 @@ def plot_singular_values(series: dict, tol: float | None = None, ax=None, title=
         ax.axhline(tol, color=COLORS["text"], linestyle="--", label=f"tolerance = {tol:.0e}")
     ax.set(xlabel="index i", ylabel="singular value σᵢ (log scale)")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=SMALL)
     if title:
         ax.set_title(title)
     return fig
@@ -245,7 +296,7 @@ def plot_svd_of_2x2(matrix):
     steps = [("1. Vᵀ: rotate (or reflect)", np.eye(2), Vt, ("v{k}", "e{k}")),
              ("2. Σ: stretch along the axes", Vt, np.diag(sigma) @ Vt, (None, "σ{k}e{k}")),
              ("3. U: rotate into the output space", np.diag(sigma) @ Vt, M, (None, "σ{k}u{k}"))]
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.8), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(7.0, 3.6), layout="constrained")
     limit = 1.2 * max(1.0, float(sigma[0]))
     grey, black = COLORS["frozen"], COLORS["text"]
     for ax, (title, before, after, (old, new)) in zip(axes, steps):
@@ -260,11 +311,11 @@ def plot_svd_of_2x2(matrix):
                     continue
                 label = name.format(k="₁₂"[k])
                 ax.text(*(tip + 0.3 * tip / np.linalg.norm(tip)), label, color=color, ha="center",
-                        va="center", fontsize=9)
+                        va="center", fontsize=SMALL)
         ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal", title=title)
         ax.axhline(0, color=grey, linewidth=0.5)
         ax.axvline(0, color=grey, linewidth=0.5)
-    axes[0].legend(loc="lower left", fontsize=8)
+    axes[0].legend(loc="lower left", fontsize=SMALL)
     fig.suptitle(f"M = U Σ Vᵀ on the unit circle: σ₁ = {sigma[0]:.3g}, σ₂ = {sigma[1]:.3g}")
     return fig
 
@@ -286,7 +337,7 @@ def plot_storage_fraction(sizes, ranks=None, ax=None):
         ax.plot([d / 2], [1.0], marker="o", color=line.get_color())
     ax.axhline(1.0, color=COLORS["text"], linestyle="--", label="break-even: no saving")
     ax.set(xlabel="rank r (log scale)", ylabel="numbers stored / dense (log scale)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=SMALL)
     return fig
 
 
@@ -297,7 +348,7 @@ def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, 
     """Show 2-D arrays as images in a grid, ``ncols`` to a row, each with its label as title.
 
     Each image gets 2.5 inches of width (its height follows the tallest image's shape), so three
-    to a row fill a notebook's width (900 pixels at the course's 120 dpi) unscaled, each large
+    to a row fill a notebook's width (750 of its 800 pixels at the course's 100 dpi), each large
     enough to compare. ``box=(top, left, height, width)`` outlines that region (in pixels) on
     the first image, e.g. where a zoomed crop shown elsewhere comes from; ``box_label`` names it
     in the first image's legend.
@@ -316,13 +367,14 @@ def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, 
             raise ValueError(f"image {title!r} must be a non-empty 2-D array, got shape {image.shape}")
     nrows = -(-len(arrays) // ncols)
     aspect = max(image.shape[0] / image.shape[1] for image in arrays.values())
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.5 * ncols, (2.5 * aspect + 0.5) * nrows),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(min(2.5 * ncols, MAX_WIDTH_IN),
+                                                       (min(2.5, MAX_WIDTH_IN / ncols) * aspect + 0.5) * nrows),
                              layout="constrained", squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, image) in zip(axes.flat, arrays.items()):
         ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9, fontweight="normal")
+        ax.set_title(title, fontsize=SMALL, fontweight="normal")
     if box is not None:
         top, left, height, width = box
         first = axes.flat[0]
@@ -330,7 +382,7 @@ def plot_image_grid(images: dict, ncols: int = 3, cmap: str = "gray", box=None, 
             (left - 0.5, top - 0.5), width, height, fill=False, linewidth=1.5,
             edgecolor=CROP_OUTLINE, label=box_label or None))
         if box_label:
-            first.legend(loc="lower center", bbox_to_anchor=(0.5, -0.12), fontsize=8)
+            first.legend(loc="lower center", bbox_to_anchor=(0.5, -0.12), fontsize=SMALL)
     return fig
 
 
@@ -373,7 +425,7 @@ def draw_photo_at_rank(factors, rank: int):
     ranks = np.arange(1, n + 1)
     errors = np.sqrt(tail[1:] / tail[0])
     stored, dense = rank * (d + k), d * k
-    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.6), layout="constrained",
+    fig, (left, right) = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 3.6), layout="constrained",
                                       gridspec_kw={"width_ratios": [1, 1.2]})
     left.imshow(image, cmap="gray", vmin=0, vmax=1)
     left.axis("off")
@@ -389,10 +441,10 @@ def draw_photo_at_rank(factors, rank: int):
     right.axvline(rank, color=COLORS["frozen"], linewidth=1)
     right.set(xlabel="rank r", ylabel="fraction", ylim=(0, 1.5),
               xlim=(0, max(rank, min(n, 1.1 * dense / (d + k)))))
-    right.legend(fontsize=8, loc="upper left")
+    right.legend(fontsize=SMALL, loc="upper left")
     fig.suptitle(f"rank {rank}: stores {rank}·({d} + {k}) = {stored:,} numbers vs {d}·{k} = "
                  f"{dense:,} ({stored / dense:.0%}); relative error {errors[rank - 1]:.1%}",
-                 fontsize=10)
+                 fontsize=SMALL)
     return fig
 
 
@@ -412,7 +464,7 @@ def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title
     for label, values in series.items():
         if len(values) != len(groups):
             raise ValueError(f"series {label!r} has {len(values)} values for {len(groups)} groups")
-    fig, ax = _figure_and_axes(ax, figsize=(max(5.0, 0.9 * len(groups) + 1.5), 3.6))
+    fig, ax = _figure_and_axes(ax, figsize=(min(max(5.0, 0.9 * len(groups) + 1.5), MAX_WIDTH_IN), 3.6))
     width = 0.8 / len(series)
     x = np.arange(len(groups))
     for i, (label, values) in enumerate(series.items()):
@@ -422,7 +474,7 @@ def plot_grouped_bars(groups, series: dict, ylabel: str, log: bool = True, title
         ax.set_yscale("log")
     ax.set_xticks(x, groups, rotation=20 if len(groups) > 4 else 0)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=SMALL)
     if title:
         ax.set_title(title)
     return fig
@@ -464,11 +516,11 @@ def plot_attention(weights, tokens, title=None, ax=None):
     if not np.all(np.isfinite(weights)):
         raise ValueError("attention weights must be finite")
     size = 0.32 * len(tokens) + 1.8
-    fig, ax = _figure_and_axes(ax, figsize=(size + 0.8, size))
+    fig, ax = _figure_and_axes(ax, figsize=(min(size + 0.8, MAX_WIDTH_IN), min(size, MAX_WIDTH_IN - 0.8)))
     image = ax.imshow(weights, cmap="Greys", vmin=0, vmax=1)
     ax.grid(False)
-    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=SMALL)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=SMALL)
     ax.set(xlabel="reads from (key)", ylabel="token (query)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
     if title:
@@ -604,8 +656,8 @@ def plot_train_validation(curves: dict, window: int = 20, title=None, ax=None):
                 matplotlib.lines.Line2D([], [], color=grey, linewidth=0.9, marker="o",
                                         markersize=6, markeredgecolor="white", label="validation")]
     ax.set(xlabel="training step", ylabel="loss (log scale)", yscale="log")
-    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1),
-              handlelength=3.2)
+    ax.legend(handles=handles, fontsize=SMALL, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+              ncol=2, handlelength=3.2)   # below the plot: the figure grows taller, not wider
     if title:
         ax.set_title(title)
     return fig
@@ -655,7 +707,7 @@ def plot_learning_rate_sweep(points: dict, chosen: dict | None = None, ylabel="v
     ax.set_xticks(sorted(tried), [f"{lr:g}" for lr in sorted(tried)])
     ax.minorticks_off()
     ax.set(xlabel="learning rate (log scale)", ylabel=ylabel)
-    ax.legend(fontsize=8, title="ringed: chosen" if chosen else None, title_fontsize=8,
+    ax.legend(fontsize=SMALL, title="ringed: chosen" if chosen else None, title_fontsize=SMALL,
               handlelength=3.2)
     if title:
         ax.set_title(title)
@@ -678,7 +730,7 @@ def plot_similarity_map(phi, title=None, ax=None):
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="φ(i, j)")
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=SMALL)
     return fig
 
 
@@ -705,7 +757,7 @@ def plot_similarity_ranks(maps: dict, i: int, j: int, title=None):
         arrays[str(label)] = phi
     i = check_int(i, "i", minimum=1, maximum=min(phi.shape[0] for phi in arrays.values()))
     j = check_int(j, "j", minimum=1, maximum=min(phi.shape[1] for phi in arrays.values()))
-    fig, axes = plt.subplots(1, len(arrays), figsize=(4.2 * len(arrays) + 0.8, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(arrays), figsize=(min(4.2 * len(arrays) + 0.8, MAX_WIDTH_IN), 3.4), squeeze=False)
     fig.subplots_adjust(left=0.07, right=0.9, bottom=0.15, top=0.8, wspace=0.25)
     # one colour scale for the panels, from 0 to the largest φ shown: random subspaces overlap
     # little, so a 0-1 scale would paint both maps the same dark colour
@@ -717,10 +769,10 @@ def plot_similarity_ranks(maps: dict, i: int, j: int, title=None):
         ax.set(xlabel="j", ylabel="i")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_title(f"{label}: φ({i}, {j}) = {phi[i - 1, j - 1]:.2f}", fontsize=9)
+        ax.set_title(f"{label}: φ({i}, {j}) = {phi[i - 1, j - 1]:.2f}", fontsize=SMALL)
     fig.colorbar(image, cax=fig.add_axes((0.92, 0.15, 0.015, 0.65)), label="φ(i, j)")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=SMALL)
     return fig
 
 
@@ -735,7 +787,7 @@ def plot_scores_with_intervals(runs: dict, groups, ylabel="test score", title=No
     if not groups:
         raise ValueError("groups is empty: give the groups (tasks) to draw")
     labels = list(dict.fromkeys(label for label, _ in runs))
-    fig, ax = _figure_and_axes(ax, figsize=(max(5.0, 1.6 * len(groups) + 2.5), 3.6))
+    fig, ax = _figure_and_axes(ax, figsize=(min(max(5.0, 1.6 * len(groups) + 2.5), MAX_WIDTH_IN), 3.6))
     one_group = len(groups) == 1   # then the methods themselves go along the x axis
     width = 0.7 if one_group else 0.8 / len(labels)
     for i, label in enumerate(labels):
@@ -759,7 +811,7 @@ def plot_scores_with_intervals(runs: dict, groups, ylabel="test score", title=No
         ax.set_xticks(np.arange(len(groups)), groups)
         low, high = ax.get_ylim()
         ax.set_ylim(low, high + 0.15 * (high - low))   # room for the legend above the bars
-        ax.legend(fontsize=8, loc="upper center", ncol=min(len(labels), 4))
+        ax.legend(fontsize=SMALL, loc="upper center", ncol=min(len(labels), 4))
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -814,7 +866,7 @@ def draw_lora_update(B, A, r: int, alpha: float, alpha_range=(1.0, 64.0)):
     sigma = alpha * spectra[r - 1]
     norm = alpha * sizes[r - 1]
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(MAX_WIDTH_IN, 3.8), layout="constrained")
     drawn = sigma > 0
     left.bar(np.arange(1, r + 1)[drawn], sigma[drawn], width=0.8, color=COLORS["lora"],
              label=f"the {r} singular value{'s' * (r > 1)} that can be non-zero")
@@ -823,7 +875,7 @@ def draw_lora_update(B, A, r: int, alpha: float, alpha_range=(1.0, 64.0)):
              xlabel="index i", ylabel="σᵢ of (α/r)·B·A (log scale)",
              title=f"Spectrum: σ{r + 1}…σ{min(d, k)} are exactly 0" if r < min(d, k) else "Spectrum")
     left.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    left.legend(fontsize=8, loc="upper right")
+    left.legend(fontsize=SMALL, loc="upper right")
     every_r = np.arange(1, ranks + 1)
     right.plot(every_r, alpha * sizes, color=COLORS["lora"], label=f"at α = {alpha:g}, every r")
     right.plot([r], [norm], "o", markersize=9, markerfacecolor="none", markeredgecolor=COLORS["text"],
@@ -833,7 +885,7 @@ def draw_lora_update(B, A, r: int, alpha: float, alpha_range=(1.0, 64.0)):
     right.set_xticks([t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256) if t <= ranks])
     right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
     right.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    right.legend(fontsize=8, loc="upper right")
+    right.legend(fontsize=SMALL, loc="upper right")
     trained = r * (d + k)
     fig.suptitle(f"r = {r}, α = {alpha:g}, α/r = {alpha / r:.3g}: ΔW trains r·(d + k) = {trained:,} numbers "
                  f"({trained / (d * k):.1%} of the {d} × {k} matrix's {d * k:,})", fontsize=11)

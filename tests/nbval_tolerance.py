@@ -1,10 +1,15 @@
 """nbval, plus one rule: numbers from float training are compared within a stated tolerance.
 
-A cell whose source has a line such as
+A cell whose metadata states a tolerance, such as
 
-    # NBVAL_TOLERANCE abs=0.03 places=3  (results of training: the last digits differ between CPUs)
+    "metadata": {"nbval": {"tolerance": "abs=0.03 places=3 (results of training: the last digits differ between CPUs)"}}
 
-is run and compared as nbval runs and compares every cell, with two differences.
+is run and compared as nbval runs and compares every cell, with two differences. The harness
+stays out of the cell's source, which students read: a ``# NBVAL_TOLERANCE`` line in the source
+is an error (it used to be the way to state a tolerance; the cell fails, saying where it goes
+now). Likewise a cell whose output is not compared carries nbval's own cell tag
+``nbval-ignore-output``, with the reason, if any, in ``"nbval": {"ignore_output_reason": "..."}``
+(read by people only), rather than a ``# NBVAL_IGNORE_OUTPUT`` comment.
 
 Its outputs. When the fresh outputs differ from the stored ones, they are compared once more,
 number by number. Only the numbers printed with the stated number of decimal places (here 3,
@@ -13,9 +18,9 @@ as ``f"{score:.3f}"`` prints them) may differ, by at most ``abs + rel * |stored 
 other number must be equal: settings (``lr 0.01``, ``3e-04``), counts, shapes. The text
 between the numbers must be equal too, and digits glued to a name are text: ``layers.0``,
 ``W_2``, ``x1`` and ``v0.21`` are names, not numbers. ``places`` is required, so that no
-tolerance covers a setting by accident; a cell whose marker lacks it fails. A list is allowed
+tolerance covers a setting by accident; a cell whose tolerance lacks it fails. A list is allowed
 (``places=2,3``), and ``places=0`` lets integers move, such as ranks of trained updates
-(``# NBVAL_TOLERANCE abs=2 places=0``): then every integer the cell prints may move, so print
+(``"abs=2 places=0"``): then every integer the cell prints may move, so print
 counts that must not in another cell. Likewise a setting printed with the places of a
 measured number is covered (``lr 0.001`` next to ``.3f`` scores): print it another way, such
 as ``f"{lr:.0e}"``. Text after the settings, usually the reason in parentheses, is ignored. A
@@ -33,7 +38,10 @@ conclusion drawn from toleranced numbers thus holds by a margin wider than the t
 may be 0.021. Other comparisons (tensors, strings, ``==``) behave as written. The source the
 kernel runs starts with the helper that checks the margins (24 lines), so in the kernel's
 traceback of a failing cell, which shows the rewritten lines, the cell's line 1 is line 25.
-All operands of a chained comparison are evaluated before it is checked.
+All operands of a chained comparison are evaluated before it is checked. Asserts that only
+guard a conclusion often sit in a cell of their own after the cell that prints the numbers
+(tagged ``guard``: student copies, slides and the site leave them out); such a cell carries the
+same tolerance as the cell it follows, so that its asserts keep their margins.
 
 Trained scores differ in their last digits between CPUs (their vector units round differently,
 and training amplifies it); settings, counts, shapes and words must not differ at all.
@@ -72,30 +80,46 @@ class Tolerance(NamedTuple):
         return decimal_places(stored) == decimal_places(fresh) and decimal_places(stored) in self.places
 
 
-def tolerance_of(source: str) -> Tolerance | None:
-    """The tolerance stated by the cell's NBVAL_TOLERANCE line, or None if it has none."""
-    match = MARKER.search(source)
-    if match is None:
+def tolerance_of(metadata: dict) -> Tolerance | None:
+    """The tolerance stated in a cell's metadata (``nbval.tolerance``), or None if it states none."""
+    text = (metadata.get("nbval") or {}).get("tolerance")
+    if text is None:
         return None
+    if not isinstance(text, str):
+        raise ValueError(f"the cell's nbval.tolerance is a string such as 'abs=0.03 places=3 (why)', got {text!r}")
+    return parse_tolerance(text)
+
+
+def check_source(source: str) -> None:
+    """Raise ValueError if a cell's source states a tolerance: it belongs in the cell's metadata."""
+    match = MARKER.search(source)
+    if match is not None:
+        raise ValueError(f"{match.group(0).strip()!r} in the cell's source is not read: state the tolerance in the "
+                         f"cell's metadata instead, as \"nbval\": {{\"tolerance\": \"{match.group(1).strip()}\"}}, "
+                         f"and remove the line")
+
+
+def parse_tolerance(text: str) -> Tolerance:
+    """The tolerance in ``text``: settings such as ``abs=0.03 rel=0.01 places=3``, then free text (a reason)."""
+    line = text.strip()
     settings = {}
-    for word in match.group(1).split():
+    for word in line.split():
         setting = SETTING.fullmatch(word)
         if setting is None:   # the free text (a reason) starts
             break
         settings[setting[1]] = setting[2]
-    line = match.group(0).strip()
     if "abs" not in settings and "rel" not in settings:
-        raise ValueError(f"NBVAL_TOLERANCE needs abs=... and/or rel=..., got {line!r}")
+        raise ValueError(f"nbval tolerance needs abs=... and/or rel=..., got {line!r}")
     if "places" not in settings:
-        raise ValueError(f"NBVAL_TOLERANCE needs places=...: the decimal places of the measured numbers it covers "
+        raise ValueError(f"nbval tolerance needs places=...: the decimal places of the measured numbers it covers "
                          f"(places=3 for scores printed with .3f, places=0 for integers), got {line!r}")
     try:
         tolerance = Tolerance(float(settings.get("abs", 0)), float(settings.get("rel", 0)),
                               frozenset(int(places) for places in settings["places"].split(",")))
     except ValueError:
-        raise ValueError(f"NBVAL_TOLERANCE: cannot read the numbers in {line!r}") from None
+        raise ValueError(f"nbval tolerance: cannot read the numbers in {line!r}") from None
     if min(tolerance.absolute, tolerance.relative, *tolerance.places) < 0:
-        raise ValueError(f"NBVAL_TOLERANCE: negative setting in {line!r}")
+        raise ValueError(f"nbval tolerance: negative setting in {line!r}")
     return tolerance
 
 
@@ -195,7 +219,7 @@ def _nbval_margin(values, ops, literal, text, absolute=%(absolute)r, relative=%(
             if compare[op](a - slack_a, b + slack_b) != compare[op](a + slack_a, b - slack_b):
                 raise AssertionError(
                     f"{text}: {float(a):.6g} {op} {float(b):.6g} is {bool(result)}, but its sides are only "
-                    f"{abs(a - b):.3g} apart, and the cell's NBVAL_TOLERANCE (abs={absolute:g}, rel={relative:g}) "
+                    f"{abs(a - b):.3g} apart, and the cell's nbval tolerance (abs={absolute:g}, rel={relative:g}) "
                     f"lets the measured ones move by {slack_a + slack_b:.3g} together: assert it with a wider margin")
         if i < len(ops) - 1 and not result:   # a chain stops at its first false comparison
             return result
@@ -260,7 +284,7 @@ def with_margins(source: str, tolerance: Tolerance) -> str:
 
 
 def pytest_configure(config):
-    """Teach nbval's cells the NBVAL_TOLERANCE rule: margins for asserts, tolerance for outputs."""
+    """Teach nbval's cells the tolerance rule: margins for asserts, tolerance for outputs."""
     try:
         from nbval.plugin import IPyNbCell
     except ImportError:   # nbval is not installed: nothing to extend
@@ -272,7 +296,8 @@ def pytest_configure(config):
     def runtest(self):
         source = self.cell.source
         try:
-            tolerance = tolerance_of(source)
+            check_source(source)
+            tolerance = tolerance_of(self.cell.metadata)
         except ValueError as problem:
             self.raise_cell_error(str(problem))
         if tolerance is None:
@@ -289,14 +314,14 @@ def pytest_configure(config):
     def compare_outputs(self, test, ref, skip_compare=None):
         if exact(self, test, ref, skip_compare):
             return True
-        tolerance = tolerance_of(self.cell.source)
+        tolerance = tolerance_of(self.cell.metadata)
         if tolerance is None:
             return False
         problem = outputs_close(self, test, ref, tolerance)
         if problem is None:
             self.comparison_traceback = []
             return True
-        self.comparison_traceback.append(f"Compared within the cell's NBVAL_TOLERANCE too: {problem}")
+        self.comparison_traceback.append(f"Compared within the cell's tolerance too: {problem}")
         return False
 
     compare_outputs.with_tolerance = True

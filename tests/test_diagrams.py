@@ -9,7 +9,7 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from lora_teach import adapters, diagrams, lora
+from lora_teach import adapters, diagrams, lora, plotting
 from lora_teach.model import ModelConfig, ModelM, freeze_all_except
 from lora_teach.plotting import COLORS
 
@@ -90,7 +90,7 @@ def test_model_m_draws_every_block_with_the_models_shapes(setup):
                  "MLM", "NSP", "NER", "FPB", "[CLS] shares of Morgan rose [SEP]", "× 2",
                  "4 heads × 32", "d_model = 128", "vocab × d = 40 × 128"):
         assert name in words, f"{name!r} missing for {setup!r}"
-    assert fig.get_dpi() == diagrams.COURSE_STYLE["figure.dpi"] >= 110
+    assert fig.get_dpi() == diagrams.COURSE_STYLE["figure.dpi"] == plotting.DISPLAY_DPI   # stored at 2x
 
 
 def test_the_picture_follows_the_model_three_layers_and_other_targets():

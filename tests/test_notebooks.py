@@ -5,6 +5,7 @@ executed top to bottom, no stored errors/warnings/machine paths, every exercise 
 its solution, and the course map in the README listing every notebook.
 """
 
+import ast
 import json
 import pathlib
 import re
@@ -84,15 +85,34 @@ def test_readme_course_map_lists_every_notebook():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_every_tolerance_marker_says_which_numbers_it_covers(path):
-    from tests.nbval_tolerance import MARKER, tolerance_of
-    markers = 0
-    for cell in code_cells(path):
+def test_every_tolerance_says_which_numbers_it_covers(path):
+    from tests.nbval_tolerance import tolerance_of
+    for number, cell in enumerate(code_cells(path)):
+        try:
+            tolerance_of(cell.get("metadata", {}))   # raises if places= (or abs/rel) is missing
+        except ValueError as problem:
+            raise AssertionError(f"code cell {number}: {problem}") from None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_test_harness_in_the_code_students_read(path):
+    # nbval's settings live in the cells' metadata: tag nbval-ignore-output, nbval.tolerance
+    for number, cell in enumerate(code_cells(path)):
+        hit = re.search(r"NBVAL_\w*", "".join(cell["source"]))
+        assert hit is None, f"code cell {number} has {hit.group(0)} in its source: put it in the cell's metadata"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_guard_cells_hold_asserts_only(path):
+    """A cell tagged ``guard`` is left out of student copies, slides and the site: it may hold
+    asserts (and comments) only, prints nothing, and is a plain code cell of the instructors' notebook."""
+    guards = [cell for cell in code_cells(path) if "guard" in cell.get("metadata", {}).get("tags", [])]
+    for cell in guards:
         source = "".join(cell["source"])
-        if MARKER.search(source):
-            markers += 1
-            tolerance_of(source)   # raises, naming the marker, if places= (or abs/rel) is missing
-    assert markers == sum("NBVAL_TOLERANCE" in "".join(c["source"]) for c in code_cells(path))
+        assert all(isinstance(node, ast.Assert) for node in ast.parse(source).body), source[:200]
+        assert not cell["outputs"], source[:200]
+        assert not {"exercise", "solution"} & set(cell["metadata"]["tags"])
+        assert cell["metadata"].get("slideshow", {}).get("slide_type") in ("-", "skip")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -115,15 +135,6 @@ def test_the_course_map_run_times_keep_the_time_budget():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_nbval_markers_stand_alone_on_their_line(path):
-    # nbval reads "# NBVAL_IGNORE_OUTPUT" only when it is the whole comment: a reason goes on the next line
-    for number, cell in enumerate(code_cells(path)):
-        for line in "".join(cell["source"]).splitlines():
-            found = re.match(r"\s*#\s*(NBVAL_(?:IGNORE_OUTPUT|SKIP|CHECK_OUTPUT|RAISES_EXCEPTION))\b(.*)", line)
-            assert found is None or not found.group(2).strip(), f"code cell {number}: {line.strip()!r}"
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_the_header_gives_the_course_maps_reading_and_run_times(path):
     readme = (ROOT / "README.md").read_text()
     row = re.search(rf"^\| \[`{path.stem}\.ipynb`\].*\| (\d+) min \| (\d+) s \|$", readme, re.MULTILINE)
@@ -141,3 +152,51 @@ def test_no_widget_state_is_stored(path):
 
 def test_make_execute_stores_no_widget_state():
     assert "--ExecutePreprocessor.store_widget_state=False" in (ROOT / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_exactly_as_jupyter_saves_it(path):
+    """nbformat's normal form (what JupyterLab, nbconvert --inplace and nbformat.write store:
+    indent 1, sorted keys, non-ASCII kept, a final newline), format 4.5 with cell ids, so that
+    opening and saving a notebook changes nothing in git."""
+    import nbformat
+    stored = path.read_bytes()
+    notebook = nbformat.read(path, as_version=4)
+    assert (notebook.nbformat, notebook.nbformat_minor) == (4, 5)
+    assert all("id" in cell for cell in notebook.cells)
+    assert stored == (nbformat.writes(notebook) + "\n").encode("utf-8"), "write it with nbformat.write"
+
+
+def test_notebooks_name_the_installed_kernel():
+    """The kernelspec JupyterLab would store: the installed python3 kernel's display name."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    for path in NOTEBOOKS:
+        kernelspec = json.loads(path.read_text())["metadata"]["kernelspec"]
+        expected = {"display_name": spec.display_name, "language": spec.language, "name": "python3"}
+        assert kernelspec == expected, path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_are_stored_sharp_and_fit_the_column(path):
+    """Every stored picture is a retina PNG: twice the pixels of the size it is shown at (its
+    width and height in the output's metadata), and shown no wider than the notebook's column."""
+    import base64
+    import struct
+
+    from lora_teach.plotting import MAX_WIDTH_PX
+    images = 0
+    for number, cell in enumerate(code_cells(path)):
+        for output in cell.get("outputs", []):
+            if "image/png" not in output.get("data", {}):
+                continue
+            images += 1
+            png = base64.b64decode(output["data"]["image/png"])
+            pixels_wide, pixels_high = struct.unpack(">II", png[16:24])   # the IHDR chunk
+            shown = output.get("metadata", {}).get("image/png", {})
+            assert "width" in shown and "height" in shown, f"code cell {number}: a PNG without its display size"
+            assert shown["width"] <= MAX_WIDTH_PX, f"code cell {number}: shown {shown['width']} px wide"
+            assert (pixels_wide, pixels_high) in {(2 * shown["width"] + e, 2 * shown["height"] + f)
+                                                  for e in (0, 1) for f in (0, 1)}, \
+                f"code cell {number}: {pixels_wide}x{pixels_high} pixels shown at {shown['width']}x{shown['height']}"
+    assert images or path.name.startswith("00"), "every notebook shows pictures"

@@ -3,11 +3,48 @@
 import itertools
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from helpers import NOTES_W
 
 from lora_teach import plotting
+
+
+@pytest.fixture(autouse=True)
+def every_figure_is_readable_and_fits_the_column():
+    """Every figure a test here makes, in the course's style, has no text below
+    plotting.MIN_FONT_PT and is no wider than the notebook's column (plotting.MAX_WIDTH_PX)."""
+    plotting.use_course_style()
+    before = set(plt.get_fignums())
+    yield
+    made = [plt.figure(number) for number in plt.get_fignums() if number not in before]
+    problems = {number: plotting.figure_problems(fig) for number, fig in zip(plt.get_fignums(), made)}
+    for fig in made:
+        plt.close(fig)
+    assert not any(problems.values()), problems
+
+
+def test_figure_problems_names_small_text_and_a_wide_figure():
+    plotting.use_course_style()
+    fig, ax = plt.subplots(figsize=(11, 3))     # the tight box drops the margins: about 10 inches
+    ax.set_title("a small title", fontsize=8)
+    problems = plotting.figure_problems(fig)
+    plt.close(fig)
+    assert any("'a small title' at 8 pt" in p for p in problems)
+    assert any("wider than 800" in p for p in problems)
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], label="a line")
+    ax.legend()
+    assert plotting.figure_problems(fig) == []
+    plt.close(fig)
+
+
+def test_the_course_style_shows_figures_sharp_at_twice_the_pixels():
+    assert plotting.FIGURE_FORMAT == "retina" and plotting.COURSE_STYLE["savefig.dpi"] == 2 * plotting.DISPLAY_DPI
+    assert plotting.MIN_FONT_PT * plotting.DISPLAY_DPI / 72 >= 14      # CSS pixels
+    sizes = [v for k, v in plotting.COURSE_STYLE.items() if k.endswith(("size", "labelsize")) and k != "figure.figsize"]
+    assert sizes and min(sizes) >= plotting.MIN_FONT_PT
 
 
 def test_course_style_sets_shared_rcparams():
