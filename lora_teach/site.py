@@ -285,7 +285,7 @@ def deck_notebook(path):
     return notebook
 
 
-def build_slides(out, notebooks_to_show=None, static="../_static") -> list[pathlib.Path]:
+def build_slides(out, pages=None, static="../_static") -> list[pathlib.Path]:
     """Write one reveal.js deck per notebook into ``out``; MathJax and reveal.js are loaded from
     ``static`` (the site's ``_static`` folder, relative to the decks). Returns their paths."""
     from nbconvert import SlidesExporter
@@ -297,7 +297,7 @@ def build_slides(out, notebooks_to_show=None, static="../_static") -> list[pathl
                               reveal_url_prefix=f"{static}/reveal.js", reveal_theme="white",
                               exclude_input_prompt=True, exclude_output_prompt=True)
     decks = []
-    for path in notebooks() if notebooks_to_show is None else notebooks_to_show:
+    for path in notebooks() if pages is None else pages:
         body, _ = exporter.from_notebook_node(deck_notebook(path), resources={
             "metadata": {"name": title_of(path)}, "slide_size": SLIDE_SIZE,
             "boxes": {"code": CODE_BOX, "output": OUTPUT_BOX, "figure": FIGURE_BOX},
@@ -315,8 +315,8 @@ def _home_page(pages: list[pathlib.Path]) -> str:
     rows = course_map_rows()
     stems = {page.name: page.stem for page in pages}
     lines = ["# lora-teach: Low-Rank Adaptation from the ground up", "",
-             "Nine notebooks, from the rank of a matrix to LoRA on a real language model. These pages",
-             "show each notebook with the outputs it produced when it was last run; to run them",
+             f"{len(rows)} notebooks, from the rank of a matrix to LoRA on a real language model. These",
+             "pages show each notebook with the outputs it produced when it was last run; to run them",
              "yourself, `make lab` opens them in JupyterLab (see the README). Each page links to its",
              "notebook, a student copy without solutions, and lecture slides.", "",
              "## Course map", "",
