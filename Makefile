@@ -56,7 +56,9 @@ setup:  ## Create the virtual environment (done automatically by the others)
 		if [ -n "$(TORCH_INDEX)" ]; then \
 			echo "installing $(subst ==, ,$(TORCH_PIN)), the CPU build, from PyTorch's CPU index $(TORCH_INDEX)" \
 				"(PyPI's Linux torch is the CUDA build, GBs this CPU-only course never uses)"; \
-			$(BIN)/python -m pip install --quiet --no-deps --index-url $(TORCH_INDEX) '$(TORCH_PIN)'; \
+			$(BIN)/python -m pip install --quiet --no-deps --index-url $(TORCH_INDEX) '$(TORCH_PIN)' \
+				|| echo "no $(TORCH_PIN) for this Python from $(TORCH_INDEX) (not reachable, or no wheel):" \
+					"torch comes from the default index with the rest"; \
 		else \
 			echo "installing $(subst ==, ,$(TORCH_PIN)) from PyPI (its macOS wheel is the CPU build, its Linux wheel the CUDA one)"; \
 		fi; \

@@ -42,7 +42,7 @@ def test_an_unsupported_python_gets_a_clear_message(tmp_path):
     assert "lora-teach needs Python 3.11, 3.12 or 3.13" in result.stdout
 
 
-def fake_setup(tmp_path, *arguments):
+def fake_setup(tmp_path, *arguments, failing=""):
     """`make setup` in a copy of the Makefile with a Python whose `-m venv`, `-m pip` and
     `-m lora_teach.llm` only write down their arguments: what setup runs, in order, in seconds."""
     for name in ("Makefile", "pyproject.toml", "requirements-model.txt", "requirements-data.txt"):
@@ -51,7 +51,8 @@ def fake_setup(tmp_path, *arguments):
     python = tmp_path / "python3"
     python.write_text('#!/bin/bash\n'
                       'if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; exit 0; fi\n'
-                      f'if [ "$1" = -m ]; then echo "${{*:2}}" >> {shlex.quote(str(log))}; exit 0; fi\n'
+                      f'if [ "$1" = -m ]; then echo "${{*:2}}" >> {shlex.quote(str(log))}; '
+                      f'case "$*" in *{shlex.quote(failing or "no call fails")}*) exit 1;; esac; exit 0; fi\n'
                       f'exec {shlex.quote(sys.executable)} "$@"\n')
     python.chmod(0o755)
     # not what a `make test TORCH_INDEX=...` running these tests passes down to the makes it starts
@@ -78,6 +79,14 @@ def test_setup_installs_torch_alone_from_the_cpu_index_then_the_rest(tmp_path):
                         "(PyPI's Linux torch is the CUDA build, GBs this CPU-only course never uses)"]
     else:
         assert len(said) == 1 and "from PyPI" in said[0]
+
+
+def test_setup_goes_on_with_the_default_index_when_the_cpu_index_fails(tmp_path):
+    if platform.system() != "Linux":
+        pytest.skip("the CPU index is used on Linux only")
+    stdout, calls = fake_setup(tmp_path, failing="--index-url")
+    assert calls[2] == "pip install --quiet -e .[course,test,site]"   # torch comes with the rest
+    assert "torch comes from the default index with the rest" in stdout
 
 
 def test_setup_takes_torch_from_another_index_or_from_pypi_when_told(tmp_path):
