@@ -1,8 +1,9 @@
 """Block diagrams of Model M, back-propagation, a Houlsby adapter and a LoRA layer.
 
 The source notes promise three pictures they never draw ("Model M Architecture",
-"Back-propagation", "Model M Architecture With Adapters"); this module draws them, plus a
-close-up of one adapter and one LoRA layer. Every picture is drawn *from the object it shows*:
+"Back-propagation", "Model M Architecture With Adapters"); this module draws them (Model M
+as a whole, and one of its encoder layers opened up, as two pictures whose labels stay readable
+on a projector), plus a close-up of one adapter and one LoRA layer. Every picture is drawn *from the object it shows*:
 the number of layers and the shapes come from the model's config, what is trained and what is
 frozen from its parameters' ``requires_grad``, and where LoRA or adapters sit from the modules
 actually inserted. Change the model and the picture follows.
@@ -167,7 +168,9 @@ def model_title(view: ModelView) -> str:
     if view.lora:
         ranks = sorted(set(view.lora.values()))
         r = ranks[0] if len(ranks) == 1 else ranks
-        return f"Model M with LoRA on {_names(view.lora)} (r = {r}): B·A and the {heads} head trained"
+        where = (_names(view.lora) if len(view.lora) <= 3 else "all 6 matrices"
+                 if len(view.lora) == len(MATRICES) else f"{len(view.lora)} matrices")
+        return f"Model M with LoRA on {where} (r = {r}): B·A and the {heads} head trained"
     if view.adapters:
         sizes = sorted(set(view.adapters.values()))
         m = sizes[0] if len(sizes) == 1 else sizes
@@ -194,7 +197,7 @@ def _canvas(size: tuple[float, float], title: str):
     return fig, ax
 
 
-def _box(ax, x, y, w, h, label, role, gid=None, fontsize=8.5, label_dx=0.0):
+def _box(ax, x, y, w, h, label, role, gid=None, fontsize=SMALL, label_dx=0.0):
     """A rounded box centred at (x, y), coloured by its ``role``, with ``label`` inside
     (shifted sideways by ``label_dx`` when something else shares the box).
 
@@ -277,51 +280,76 @@ def _lock(ax, x, y, color=COLORS["frozen"]):
 # 1. Model M
 # ---------------------------------------------------------------------------
 
-def draw_model_m(model: ModelM, title: str | None = None):
-    """Model M, the small BERT-style encoder of the course, drawn from input tokens to heads.
-
-    Left: the whole model, bottom to top: tokens, summed token + position + segment
-    embeddings, LayerNorm, the stack of encoder layers, its output (one vector per token, the
-    [CLS] vector first) and the four heads (MLM and NSP for pretraining, NER and FPB for the
-    fine-tuning tasks). A sentence-level head (NSP, FPB) is fed by one arrow from the [CLS]
-    vector, a token-level head (MLM, NER) by arrows from the whole row: which is which is asked
-    of the model itself (the shape of its logits). Right: one encoder layer opened up (post-LN,
-    as in BERT), with its weight matrices and shapes.
-
-    Colours come from the model: blue where parameters are trained, grey where they are
-    frozen, pink adapters and green LoRA paths B·A where the model has them. A head that is
-    not trained in this run is drawn dashed.
-    """
-    view = read_model(model)
-    with plt.rc_context(COURSE_STYLE):
-        fig, ax = _canvas((7.5, 5.6), title or model_title(view))
-        _draw_model_stack(ax, view)
-        _draw_encoder_layer(ax, view)
-        roles = set(view.roles.values())
-        legend = [("trained", "trained (updated by AdamW)")]
-        if "frozen" in roles:
-            legend.append(("frozen", "frozen (not updated)"))
+def _model_legend(view: ModelView, layer: bool) -> list:
+    """The legend entries of the whole-model picture (``layer=False``) or of the close-up of
+    one layer: (role, label) pairs, only for what that picture draws."""
+    if layer:
+        roles = {view.roles[name] for name in (*MATRICES, "norms")}
+    else:
+        roles = {view.roles["embeddings"], view.roles["embedding_norm"],
+                 "trained" if view.encoder_trained else "frozen", *view.heads.values()}
+    legend = [(role, label) for role, label in (("trained", "trained (updated by AdamW)"),
+                                                ("frozen", "frozen (not updated)"))
+              if role in roles]
+    if layer:
         if view.adapters:
             legend.append(("adapter", "new module: adapter, trained"))
         if view.lora:
             legend.append(("lora", "new module: LoRA B·A, trained"))
         legend.append(("op", "operation without weights"))
+    elif "unused" in roles:
         legend.append(("unused", "head not trained in this run"))
-        _legend(fig, legend)
+    return legend
+
+
+def draw_model_m(model: ModelM, title: str | None = None):
+    """Model M, the small BERT-style encoder of the course, drawn from input tokens to heads.
+
+    Bottom to top: tokens, summed token + position + segment embeddings, LayerNorm, the stack
+    of encoder layers (:func:`draw_encoder_layer` opens one up), its output (one vector per
+    token, the [CLS] vector first) and the four heads (MLM and NSP for pretraining, NER and
+    FPB for the fine-tuning tasks). A sentence-level head (NSP, FPB) is fed by one arrow from
+    the [CLS] vector, a token-level head (MLM, NER) by arrows from the whole row: which is which
+    is asked of the model itself (the shape of its logits).
+
+    Colours come from the model: blue where parameters are trained, grey where they are
+    frozen. A head that is not trained in this run is drawn dashed.
+    """
+    view = read_model(model)
+    with plt.rc_context(COURSE_STYLE):
+        fig, ax = _canvas((7.6, 5.0), title or model_title(view))
+        _draw_model_stack(ax, view)
+        _legend(fig, _model_legend(view, layer=False))
+    return fig
+
+
+def draw_encoder_layer(model: ModelM, title: str | None = None):
+    """One encoder layer of Model M opened up (post-LN, as in BERT), with its weight matrices
+    and their shapes, read from the model like :func:`draw_model_m`: blue where trained, grey
+    where frozen, pink adapters and green LoRA paths B·A where the model has them."""
+    view = read_model(model)
+    if title is None:
+        title = f"One of the {view.n_layers} encoder layers, opened up (d_model = {view.d_model})"
+    with plt.rc_context(COURSE_STYLE):
+        fig, ax = _canvas((7.6, 5.4), title)
+        _draw_encoder_layer(ax, view)
+        _legend(fig, _model_legend(view, layer=True))
     return fig
 
 
 def _draw_model_stack(ax, view: ModelView):
-    """Left half of the Model M picture: tokens -> embeddings -> LayerNorm -> layers -> heads."""
-    x = 23
-    ax.text(x, 3, TOKENS, ha="center", va="center", fontsize=8, family="monospace", gid="tokens")
-    _arrow(ax, (x, 5.5), (x, 10))
+    """Model M bottom to top: tokens -> embeddings -> LayerNorm -> layers -> output -> heads."""
+    x = 50
+    ax.text(x, 2.5, TOKENS, ha="center", va="center", fontsize=SMALL, family="monospace",
+            gid="tokens")
+    _arrow(ax, (x, 5.5), (x, 8.5))
     shape = f"vocab × d = {view.vocab_size:,} × {view.d_model:,}"
-    _box(ax, x, 16, 40, 12, f"embeddings: token + position + segment\n(summed)   {shape}",
-         view.roles["embeddings"], gid="embeddings")
-    _arrow(ax, (x, 22), (x, 26))
-    _box(ax, x, 29.5, 40, 7, "LayerNorm", view.roles["embedding_norm"], gid="embedding_norm")
-    _arrow(ax, (x, 33), (x, 38))
+    _box(ax, x, 14, 58, 11, f"embeddings: token + position + segment\n(summed)   {shape}",
+         view.roles["embeddings"], gid="embeddings", fontsize=SMALL)
+    _arrow(ax, (x, 19.5), (x, 23))
+    _box(ax, x, 26.5, 58, 7, "LayerNorm", view.roles["embedding_norm"], gid="embedding_norm",
+         fontsize=SMALL)
+    _arrow(ax, (x, 30), (x, 34))
     if view.lora:
         where = _names(view.lora) if len(view.lora) <= 3 else f"{len(view.lora)} matrices"
         extra = f"\n(+ LoRA on {where})"
@@ -331,12 +359,14 @@ def _draw_model_stack(ax, view: ModelView):
         extra = ""
     layer_role = "trained" if view.encoder_trained else "frozen"
     for shift in (2.4, 1.2):  # two shadows behind the box: "there are several of these"
-        ax.add_patch(FancyBboxPatch((x - 17 + shift, 38 + shift), 34, 14,
+        ax.add_patch(FancyBboxPatch((x - 20 + shift, 34 + shift), 40, 12,
                                     boxstyle="round,pad=0,rounding_size=1", facecolor="white",
                                     edgecolor=ROLE_COLORS[layer_role], linewidth=1.0))
-    _box(ax, x, 45, 34, 14, f"encoder layer × {view.n_layers}" + extra, layer_role,
-         gid="encoder_stack")
-    _draw_heads(ax, view, x, stack_top=54.4)
+    _box(ax, x, 40, 40, 12, f"encoder layer × {view.n_layers}" + extra, layer_role,
+         gid="encoder_stack", fontsize=SMALL)
+    ax.text(x + 25, 40, "opened up in\nthe next picture", ha="left", va="center",
+            fontsize=SMALL, style="italic", color=COLORS["text"], gid="next_picture")
+    _draw_heads(ax, view, x, stack_top=48.4)
 
 
 #: A head's role in the course: pretraining (MLM, NSP) or a fine-tuning task (NER, FPB).
@@ -349,33 +379,33 @@ def _draw_heads(ax, view: ModelView, x, stack_top):
     token-level head reads every token's vector (three arrows from the whole row: one
     prediction per token). Which head reads what comes from the model (``view.head_reads``);
     the heads that read the [CLS] vector stand above it, on the left."""
-    left, right, bottom, height, cls_w = 6, 41, 57.5, 4, 7.5
+    left, right, bottom, height, cls_w = 4, 96, 52, 6, 12
     _arrow(ax, (x, stack_top), (x, bottom))
     _box(ax, (left + right) / 2, bottom + height / 2, right - left, height, "", "data",
          gid="encoder_output")
     ax.text((left + cls_w + right) / 2, bottom + height / 2, "output: one vector per token",
-            ha="center", va="center", fontsize=7.5, gid="encoder_output", zorder=4)
+            ha="center", va="center", fontsize=SMALL, gid="encoder_output", zorder=4)
     cls_x = left + cls_w / 2
     _box(ax, cls_x, bottom + height / 2, cls_w, height, "[CLS]", "data", gid="cls_vector",
-         fontsize=7.5)
+         fontsize=SMALL)
     reads = {task: view.head_reads.get(task, "tokens") for task in TASKS}
     order = sorted(TASKS, key=lambda task: reads[task] != "cls")   # [CLS] readers first
-    top, head_y, head_h = bottom + height, 75, 14
-    xs = {task: left - 0.2 + 10.8 * i for i, task in enumerate(order)}
+    top, head_y, head_h, head_w = bottom + height, 77, 20, 20
+    xs = {task: left + head_w / 2 + 24 * i for i, task in enumerate(order)}
     for task, hx in xs.items():
         name, what = HEAD_LABELS[task]
         if reads[task] == "cls":
             _arrow(ax, (cls_x, top), (hx, head_y - head_h / 2), gid=f"reads_cls:{name}")
         else:
-            for dx in (-2.5, 0, 2.5):   # the same head at every position
+            for dx in (-5, 0, 5):   # the same head at every position
                 _arrow(ax, (hx + dx, top), (hx + dx, head_y - head_h / 2), gid=f"reads_tokens:{name}")
-        _box(ax, hx, head_y, 10.2, head_h, f"{name}\n{what}\n({HEAD_PURPOSE[task]})",
-             view.heads[task], gid=f"head_{name}", fontsize=7.5)
+        _box(ax, hx, head_y, head_w, head_h, f"{name}\n{what}\n({HEAD_PURPOSE[task]})",
+             view.heads[task], gid=f"head_{name}", fontsize=SMALL)
     for kind, caption in (("cls", "read the [CLS] vector only"), ("tokens", "read every token")):
         placed = [hx for task, hx in xs.items() if reads[task] == kind]
         if placed:
-            ax.text(sum(placed) / len(placed), head_y + head_h / 2 + 3, caption, ha="center",
-                    fontsize=8, gid=f"label_{kind}")
+            ax.text(sum(placed) / len(placed), head_y + head_h / 2 + 2.5, caption, ha="center",
+                    fontsize=SMALL, gid=f"label_{kind}")
 
 
 def _layer_rows(view: ModelView):
@@ -383,60 +413,58 @@ def _layer_rows(view: ModelView):
     (gid, label, role, height)."""
     d, f, heads = view.d_model, view.d_ffn, view.n_heads
     rows = [("attention", f"multi-head self-attention (no weights)\n"
-                          f"{heads} heads × {d // heads} dims", "op", 8),
-            ("W_o", f"$W_o$  output projection {d}→{d}", view.roles["W_o"], 5.5)]
+                          f"{heads} heads × {d // heads} dims", "op", 10),
+            ("W_o", f"$W_o$  output projection {d}→{d}", view.roles["W_o"], 6)]
     if "attention" in view.adapters:
         rows.append(("adapter_1", f"adapter 1  (d → m → d, m = {view.adapters['attention']})",
-                     "adapter", 5.5))
-    rows += [("add_norm_1", "add residual & LayerNorm", view.roles["norms"], 5.5),
-             ("ffn_in", f"feed-forward: ffn_in {d}→{f}, GELU", view.roles["ffn_in"], 5.5),
-             ("ffn_out", f"feed-forward: ffn_out {f}→{d}", view.roles["ffn_out"], 5.5)]
+                     "adapter", 6))
+    rows += [("add_norm_1", "add residual & LayerNorm", view.roles["norms"], 6),
+             ("ffn_in", f"feed-forward: ffn_in {d}→{f}, GELU", view.roles["ffn_in"], 6),
+             ("ffn_out", f"feed-forward: ffn_out {f}→{d}", view.roles["ffn_out"], 6)]
     if "output" in view.adapters:
         rows.append(("adapter_2", f"adapter 2  (d → m → d, m = {view.adapters['output']})",
-                     "adapter", 5.5))
-    rows.append(("add_norm_2", "add residual & LayerNorm", view.roles["norms"], 5.5))
+                     "adapter", 6))
+    rows.append(("add_norm_2", "add residual & LayerNorm", view.roles["norms"], 6))
     return rows
 
 
 def _draw_encoder_layer(ax, view: ModelView):
-    """Right half of the Model M picture: one encoder layer, expanded."""
-    left, right, bottom, top = 50, 93, 4, 93
+    """One encoder layer, bottom to top: W_q, W_k, W_v, attention, W_o, add & norm,
+    feed-forward, add & norm, with the residual connections on the left."""
+    left, right, bottom, top = 3, 97, 1, 99
     ax.add_patch(FancyBboxPatch((left, bottom), right - left, top - bottom,
                                 boxstyle="round,pad=0,rounding_size=1.5", facecolor="none",
                                 edgecolor=COLORS["text"], linewidth=1.0, linestyle=":",
                                 gid="layer_close_up"))
-    for y_from, y_to in ((52, top), (38, bottom)):  # zoom lines from the stack to this close-up
-        ax.plot([40, left], [y_from, y_to], color=COLORS["frozen"], linewidth=0.8, linestyle=":")
-    ax.text((left + right) / 2, top + 3.5,
-            f"one of the {view.n_layers} encoder layers, opened up (d_model = {view.d_model})",
-            ha="center", va="center", fontsize=8, style="italic", gid="layer_title")
-    x, res_x = 74, 53.5
+    x, res_x, row_w = 56, 10, 66
     # W_q, W_k, W_v side by side, each with its LoRA path B·A beside it when it has one.
-    split_y, qkv_y = 11, 18
+    split_y, qkv_y, qkv_h = 8, 15, 7
     _arrow(ax, (x, bottom), (x, split_y))
-    w_xs = {"W_q": 58.5, "W_k": 70.5, "W_v": 82.5}
+    w_xs = {"W_q": x - 22, "W_k": x, "W_v": x + 22}
     for name, wx in w_xs.items():
         ax.plot([x, wx], [split_y, split_y], color=COLORS["text"], linewidth=1.3)
-        _arrow(ax, (wx, split_y), (wx, qkv_y - 3))
-        _box(ax, wx, qkv_y, 6, 6, f"${name}$", view.roles[name], gid=name, fontsize=9)
-        _arrow(ax, (wx, qkv_y + 3), (wx, 26))
+        _arrow(ax, (wx, split_y), (wx, qkv_y - qkv_h / 2))
+        _box(ax, wx, qkv_y, 9, qkv_h, f"${name}$", view.roles[name], gid=name, fontsize=SMALL)
+        _arrow(ax, (wx, qkv_y + qkv_h / 2), (wx, 24))
         if name in view.lora:
-            _box(ax, wx + 6, qkv_y, 5.2, 6, "B·A", "lora", gid=f"lora_{name}", fontsize=8)
+            _box(ax, wx + 10, qkv_y, 9, qkv_h, "B·A", "lora", gid=f"lora_{name}", fontsize=SMALL)
     rows = _layer_rows(view)
-    y, gap = 26, min(5.0, (top - 27 - sum(row[3] for row in rows)) / len(rows))
+    y, gap = 24, min(5.0, (top - 2 - 24 - sum(row[3] for row in rows)) / len(rows))
     for gid, label, role, h in rows:
         if gid in view.lora:   # a narrower box with its B·A beside it
-            _box(ax, x - 4, y + h / 2, 28, h, label.removeprefix("feed-forward: "), role, gid=gid)
-            _box(ax, x + 14.5, y + h / 2, 6, h, "B·A", "lora", gid=f"lora_{gid}", fontsize=8)
+            _box(ax, x - 5.5, y + h / 2, row_w - 11, h, label.removeprefix("feed-forward: "),
+                 role, gid=gid, fontsize=SMALL)
+            _box(ax, x + row_w / 2 - 4.5, y + h / 2, 9, h, "B·A", "lora", gid=f"lora_{gid}",
+                 fontsize=SMALL)
         else:
-            _box(ax, x, y + h / 2, 36, h, label, role, gid=gid)
+            _box(ax, x, y + h / 2, row_w, h, label, role, gid=gid, fontsize=SMALL)
         if gid == "add_norm_1":  # residual from the layer's input
             _line(ax, [(x, split_y - 3), (res_x, split_y - 3), (res_x, y + h / 2),
-                       (x - 18, y + h / 2)])
+                       (x - row_w / 2, y + h / 2)])
             first_residual_y = y + h + gap / 2
         if gid == "add_norm_2":  # residual from the output of the first add & norm
             _line(ax, [(x, first_residual_y), (res_x, first_residual_y), (res_x, y + h / 2),
-                       (x - 18, y + h / 2)])
+                       (x - row_w / 2, y + h / 2)])
         y += h
         _arrow(ax, (x, y), (x, top if gid == "add_norm_2" else y + gap))
         y += gap
@@ -539,9 +567,9 @@ def draw_backpropagation(model: ModelM, title: str | None = None):
     statuses = _statuses(view, blocks, learns, lowest)
     step = min(19.0, 76.0 / len(blocks))
     with plt.rc_context(COURSE_STYLE):
-        fig, ax = _canvas((7.0, 5.2), title)
-        bx, w, h, fwd_x, grad_x = 27, 34, min(9.0, step - 5), 17, 37
-        ax.text(fwd_x, 2.5, "input tokens", ha="center", va="center", fontsize=8.5,
+        fig, ax = _canvas((7.6, 5.4), title)
+        bx, w, h, fwd_x, grad_x = 23, 36, min(9.0, step - 5), 12, 34
+        ax.text(fwd_x, 2.5, "input tokens", ha="center", va="center", fontsize=SMALL,
                 gid="tokens")
         _arrow(ax, (fwd_x, 5), (fwd_x, 12 - h / 2))
         for i, (block, role) in enumerate(blocks):
@@ -552,12 +580,13 @@ def draw_backpropagation(model: ModelM, title: str | None = None):
             else:
                 label = block
             has_new = block.startswith("encoder") and (view.lora or view.adapters)
-            _box(ax, bx, y, w, h, label, role, gid=block, label_dx=-5 if has_new else 0)
+            _box(ax, bx, y, w, h, label, role, gid=block, label_dx=-6.5 if has_new else 0,
+                 fontsize=SMALL)
             if has_new:  # the trained module inside the frozen layer, where the gradient arrives
                 new = "lora" if view.lora else "adapter"
-                _box(ax, grad_x + 1, y, 10, h - 3.5,
+                _box(ax, grad_x + 0.5, y, 11, h - 3,
                      "B·A" if view.lora else "adapters" if len(view.adapters) > 1 else "adapter",
-                     new, gid=f"{new}_{i}", fontsize=7.5)
+                     new, gid=f"{new}_{i}", fontsize=SMALL)
             if role == "frozen":
                 _lock(ax, bx + w / 2 + 3, y + 0.6)
             if i >= lowest:   # the gradient reaches this block, from the one above
@@ -570,11 +599,12 @@ def draw_backpropagation(model: ModelM, title: str | None = None):
         _draw_statuses(ax, blocks, statuses, [12 + step * i for i in range(len(blocks))], h,
                        x=bx + w / 2 + 6)
         loss_y = 12 + step * len(blocks)
-        ax.text(fwd_x - 1.5, loss_y - step / 2, "prediction", ha="right", va="center",
-                fontsize=8, gid="prediction")
-        _box(ax, bx, loss_y, w, h, "loss L(prediction, label)", "data", gid="loss")
+        ax.text(fwd_x + 1.5, loss_y - step / 2, "prediction", ha="left", va="center",
+                fontsize=SMALL, gid="prediction")
+        _box(ax, bx, loss_y, w, h, "loss L(prediction, label)", "data", gid="loss",
+             fontsize=SMALL)
         ax.text(bx + w / 2 + 7, loss_y, "label: the true answer", ha="left", va="center",
-                fontsize=8, gid="label")
+                fontsize=SMALL, gid="label")
         _arrow(ax, (bx + w / 2 + 6.5, loss_y), (bx + w / 2, loss_y))
         legend = [("trained", "trained")]
         if any(role == "frozen" for _, role in blocks):
@@ -608,7 +638,7 @@ def _draw_statuses(ax, blocks, statuses, ys, h, x):
             low, high = ys[i] - h / 2, ys[j] + h / 2
             ax.plot([x - 1, x, x, x - 1], [low, low, high, high], color=color, linewidth=1.2,
                     gid="bracket", zorder=3)
-        ax.text(x + 1.5, (ys[i] + ys[j]) / 2, statuses[i], ha="left", va="center", fontsize=8,
+        ax.text(x + 1.5, (ys[i] + ys[j]) / 2, statuses[i], ha="left", va="center", fontsize=SMALL,
                 color=color, gid=gid)
         i = j + 1
 

@@ -10,12 +10,13 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from lora_teach import adapters, diagrams, lora, plotting
+from lora_teach.diagrams import MATRICES
 from lora_teach.model import ModelConfig, ModelM, freeze_all_except
 from lora_teach.plotting import COLORS
 
 TRAINED, FROZEN = to_hex(COLORS["trained"]), to_hex(COLORS["frozen"])
 ENCODER_BOXES = ("embeddings", "embedding_norm", "encoder_stack", "W_q", "W_k", "W_v", "W_o",
-                 "ffn_in", "ffn_out", "add_norm_1", "add_norm_2")
+                 "ffn_in", "ffn_out", "add_norm_1", "add_norm_2")   # in the two pictures of Model M
 SMALL = ModelConfig(vocab_size=40, d_model=128, n_heads=4, d_ffn=256, n_layers=2, max_len=12)
 
 
@@ -44,17 +45,31 @@ def close_figures():
     plt.close("all")
 
 
-def texts(fig):
-    return [t.get_text() for ax in fig.axes for t in ax.texts]
+def both(model):
+    """The two pictures of Model M: the whole model and one of its layers, opened up."""
+    return diagrams.draw_model_m(model), diagrams.draw_encoder_layer(model)
 
 
-def all_text(fig):
-    return "\n".join(texts(fig) + [ax.get_title() for ax in fig.axes])
+def figures(fig_or_figs):
+    return (fig_or_figs,) if isinstance(fig_or_figs, Figure) else fig_or_figs
 
 
-def patch(fig, gid):
-    """The one box (not its text) drawn with this gid."""
-    found = [p for p in fig.axes[0].patches if p.get_gid() == gid]
+def texts(fig_or_figs):
+    return [t.get_text() for fig in figures(fig_or_figs) for ax in fig.axes for t in ax.texts]
+
+
+def all_text(fig_or_figs):
+    return "\n".join(texts(fig_or_figs) + [ax.get_title() for fig in figures(fig_or_figs)
+                                           for ax in fig.axes])
+
+
+def legend_labels(fig):
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def patch(fig_or_figs, gid):
+    """The one box (not its text) drawn with this gid, in one figure or in either of two."""
+    found = [p for fig in figures(fig_or_figs) for p in fig.axes[0].patches if p.get_gid() == gid]
     assert len(found) == 1, f"expected one patch {gid!r}, found {len(found)}"
     return found[0]
 
@@ -64,12 +79,19 @@ def face(fig, gid):
 
 
 def every_figure():
-    """Each picture, including a large model whose labels are the longest."""
-    yield from (diagrams.draw_model_m(build(s)) for s in SETUPS)
+    """Each picture, including a large model whose labels are the longest; each is closed
+    once the test has looked at it."""
+    for fig in _every_figure():
+        yield fig
+        plt.close(fig)
+
+
+def _every_figure():
+    for setup in SETUPS:
+        yield from both(build(setup))
     big = ModelConfig(vocab_size=30522, d_model=1024, n_heads=16, d_ffn=4096, n_layers=3)
-    yield diagrams.draw_model_m(build("adapters", big))
-    yield diagrams.draw_model_m(build("lora", targets=("W_q", "W_k", "W_v", "W_o", "ffn_in",
-                                                        "ffn_out")))
+    yield from both(build("adapters", big))
+    yield from both(build("lora", targets=MATRICES))
     yield from (diagrams.draw_backpropagation(build(s)) for s in SETUPS)
     yield diagrams.draw_backpropagation(build("adapters", big))   # 5 blocks, the stop's 3 lines
     yield diagrams.draw_backpropagation(build("lora", targets=("ffn_out",)))
@@ -83,23 +105,25 @@ def every_figure():
 
 @pytest.mark.parametrize("setup", SETUPS)
 def test_model_m_draws_every_block_with_the_models_shapes(setup):
-    fig = diagrams.draw_model_m(build(setup))
-    assert isinstance(fig, Figure)
-    words = all_text(fig)
+    whole, layer = pictures = both(build(setup))
+    assert isinstance(whole, Figure) and isinstance(layer, Figure)
+    words = all_text(pictures)
     for name in ("W_q", "W_k", "W_v", "W_o", "LayerNorm", "ffn_in 128→256, GELU", "ffn_out 256→128",
                  "MLM", "NSP", "NER", "FPB", "[CLS] shares of Morgan rose [SEP]", "× 2",
                  "4 heads × 32", "d_model = 128", "vocab × d = 40 × 128"):
         assert name in words, f"{name!r} missing for {setup!r}"
-    assert fig.get_dpi() == diagrams.COURSE_STYLE["figure.dpi"] == plotting.DISPLAY_DPI   # stored at 2x
+    assert "opened up in\nthe next picture" in texts(whole)   # the first picture points to the second
+    assert "d_model = 128" in layer.axes[0].get_title()
+    for fig in pictures:
+        assert fig.get_dpi() == diagrams.COURSE_STYLE["figure.dpi"] == plotting.DISPLAY_DPI   # stored at 2x
 
 
 def test_the_picture_follows_the_model_three_layers_and_other_targets():
     three = ModelConfig(vocab_size=40, d_model=64, n_heads=4, d_ffn=128, n_layers=3)
-    fig = diagrams.draw_model_m(build("lora", three, targets=("W_k", "ffn_out")))
-    words = all_text(fig)
-    assert "encoder layer × 3" in words and "one of the 3 encoder layers" in words
-    assert "LoRA on $W_k$, ffn_out (r = 8)" in fig.axes[0].get_title()
-    assert {t.get_gid() for t in fig.axes[0].texts if t.get_text() == "B·A"} == {
+    whole, layer = both(build("lora", three, targets=("W_k", "ffn_out")))
+    assert "encoder layer × 3" in all_text(whole) and "One of the 3 encoder layers" in all_text(layer)
+    assert "LoRA on $W_k$, ffn_out (r = 8)" in whole.axes[0].get_title()
+    assert {t.get_gid() for t in layer.axes[0].texts if t.get_text() == "B·A"} == {
         "lora_W_k", "lora_ffn_out"}
     backprop = diagrams.draw_backpropagation(build("frozen", three))
     assert list(gradient_arrows(backprop)) == ["head"]   # nothing below the head is trained
@@ -117,28 +141,28 @@ def test_model_m_titles_say_what_is_trained():
 
 def test_full_and_pretrain_train_every_weight_but_use_different_heads():
     for setup, used, unused in (("full", "NER", "MLM"), ("pretrain", "MLM", None)):
-        fig = diagrams.draw_model_m(build(setup))
+        fig = both(build(setup))
         assert all(face(fig, gid) == TRAINED for gid in ENCODER_BOXES)
         assert face(fig, f"head_{used}") == TRAINED
         if unused:
             assert patch(fig, f"head_{unused}").get_linestyle() == "--"
-        legend = [t.get_text() for t in fig.legends[0].get_texts()]
-        assert not any("frozen" in label for label in legend)
+        assert not any("frozen" in label for f in fig for label in legend_labels(f))
 
 
 def test_frozen_encoder_is_grey_and_the_head_is_trained():
-    fig = diagrams.draw_model_m(build("frozen"))
+    whole, layer = fig = both(build("frozen"))
     for gid in ENCODER_BOXES:
         assert face(fig, gid) == FROZEN, gid
     assert face(fig, "head_NER") == TRAINED
     assert patch(fig, "head_FPB").get_linestyle() == "--"
-    legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert any("frozen" in label for label in legend)
-    assert any("operation without weights" in label for label in legend)   # the attention box
+    # each legend names only what its picture draws: the heads in one, attention in the other
+    assert legend_labels(whole) == ["trained (updated by AdamW)", "frozen (not updated)",
+                                    "head not trained in this run"]
+    assert legend_labels(layer) == ["frozen (not updated)", "operation without weights"]
 
 
 def test_adapters_appear_twice_in_pink_and_the_embedding_norm_stays_frozen():
-    fig = diagrams.draw_model_m(build("adapters"))
+    fig = both(build("adapters"))
     assert face(fig, "adapter_1") == face(fig, "adapter_2") == to_hex(COLORS["adapter"])
     # Houlsby: adapters, the LayerNorms inside the layers and the head learn; add_adapters
     # freezes the embedding LayerNorm, and the picture says so (it used to colour it trained)
@@ -149,18 +173,18 @@ def test_adapters_appear_twice_in_pink_and_the_embedding_norm_stays_frozen():
                                                   "adapter_2", "add_norm_2")}
     assert y["W_o"] < y["adapter_1"] < y["add_norm_1"] < y["ffn_out"] < y["adapter_2"] < y["add_norm_2"]
     for setup in ("full", "frozen", "lora"):
-        assert not any("adapter" in t for t in texts(diagrams.draw_model_m(build(setup))))
+        assert not any("adapter" in t for t in texts(both(build(setup))))
 
 
 def test_lora_sits_beside_its_targets_only():
-    fig = diagrams.draw_model_m(build("lora"))
+    fig = both(build("lora"))
     assert texts(fig).count("B·A") == 2
     for name in ("W_q", "W_v"):
         path, weight = patch(fig, f"lora_{name}"), patch(fig, name)
         assert to_hex(path.get_facecolor()) == to_hex(COLORS["lora"])
         assert path.get_y() == weight.get_y() and path.get_x() > weight.get_x()
     assert face(fig, "W_q") == face(fig, "W_v") == FROZEN
-    assert "B·A" not in texts(diagrams.draw_model_m(build("full")))
+    assert "B·A" not in texts(both(build("full")))
 
 
 def head_arrows(fig):
@@ -224,13 +248,14 @@ def test_what_a_head_reads_is_read_from_the_model():
     assert head_arrows(fig)["MLM"][0] == "reads_tokens"
 
 
-def test_bad_models_are_refused():
+@pytest.mark.parametrize("draw", [diagrams.draw_model_m, diagrams.draw_encoder_layer])
+def test_bad_models_are_refused(draw):
     with pytest.raises(TypeError, match="model must be a ModelM"):
-        diagrams.draw_model_m(SMALL)
+        draw(SMALL)
     uneven = ModelM(SMALL)
     lora.add_lora(uneven, ("layers.0.attention.W_q",), 4)
     with pytest.raises(ValueError, match="set up differently"):
-        diagrams.draw_model_m(uneven)
+        draw(uneven)
 
 
 # ---------------------------------------------------------------------------
@@ -400,6 +425,11 @@ def contains(outer, inner):
             and outer.y0 <= inner.y0 and inner.y1 <= outer.y1)
 
 
+def test_every_picture_is_readable_from_the_back_of_the_room_and_fits_the_column():
+    for fig in every_figure():
+        assert plotting.figure_problems(fig) == [], fig.axes[0].get_title()
+
+
 def test_labels_fit_their_boxes_and_no_text_overlaps():
     for fig in every_figure():
         renderer = fig.canvas.get_renderer()
@@ -427,7 +457,7 @@ def test_labels_fit_their_boxes_and_no_text_overlaps():
 
 def test_drawing_leaves_global_style_alone():
     before = dict(matplotlib.rcParams)
-    diagrams.draw_model_m(build("lora"))
+    both(build("lora"))
     diagrams.draw_backpropagation(build("adapters"))
     assert dict(matplotlib.rcParams) == before
 
