@@ -53,8 +53,9 @@ def describe_figure(figure) -> str:
 def describe_figures_in_outputs() -> bool:
     """Store :func:`describe_figure`'s text as ``alt`` with every figure shown from now on.
 
-    Wraps the PNG formatter IPython uses for figures (so call it after choosing the figure
-    format). Returns False, doing nothing, outside IPython.
+    Wraps the PNG and JPEG formatters IPython uses for figures (so call it after choosing the
+    figure format). Returns False, doing nothing, outside IPython or when no formatter draws
+    figures.
     """
     try:
         from IPython import get_ipython
@@ -65,14 +66,21 @@ def describe_figures_in_outputs() -> bool:
         return False
     from matplotlib.figure import Figure
 
-    formatter = shell.display_formatter.formatters["image/png"]
-    try:
-        draw = formatter.lookup_by_type(Figure)
-    except KeyError:
-        return False
-    if getattr(draw, "adds_alt_text", False):
-        return True
+    wrapped = False
+    for mime in ("image/png", "image/jpeg"):   # plots and photographs (plotting.figure_image)
+        formatter = shell.display_formatter.formatters[mime]
+        try:
+            draw = formatter.lookup_by_type(Figure)
+        except KeyError:
+            continue
+        wrapped = True
+        if not getattr(draw, "adds_alt_text", False):
+            formatter.for_type(Figure, _with_alt(draw))
+    return wrapped
 
+
+def _with_alt(draw):
+    """A figure formatter that does what ``draw`` does and adds ``alt`` to the metadata."""
     def draw_with_alt(figure):
         drawn = draw(figure)
         if drawn is None:
@@ -81,5 +89,4 @@ def describe_figures_in_outputs() -> bool:
         return data, {**(metadata or {}), "alt": describe_figure(figure)}
 
     draw_with_alt.adds_alt_text = True
-    formatter.for_type(Figure, draw_with_alt)
-    return True
+    return draw_with_alt

@@ -46,6 +46,13 @@ MAX_WIDTH_IN = 7.8           # the widest figsize: its tight box, 0.1 inch of pa
 MIN_FONT_PT = 10.5
 SMALL = MIN_FONT_PT          # legends, tick labels, annotations
 FIGURE_FORMAT = "retina"     # matplotlib_inline's format: 2x pixels, displayed at 1x size
+# A figure is stored as a PNG with a palette of PNG_COLORS colours (a plot has far fewer; its
+# antialiased edges lose nothing visible), and as a JPEG if it shows a photograph: an image of at
+# least PHOTO_PIXELS pixels, which a PNG stores at several times the size (notebook 02's photo
+# crops have 30,000 pixels; the course's largest heat map, a 64 x 64 similarity map, 4,096).
+PNG_COLORS = 256
+PHOTO_PIXELS = 20_000
+JPEG_QUALITY = 90
 
 COURSE_STYLE = {
     "figure.figsize": (6.4, 3.6),
@@ -103,7 +110,8 @@ def _figure_and_axes(ax, **subplots):
 
 def use_course_style() -> None:
     """Apply the course's matplotlib style (readable, consistent colours), and in a notebook
-    store figures as retina PNGs (twice the pixels, shown at the size of one)."""
+    store figures at twice the pixels they are shown with ("retina"): plots as compact PNGs,
+    photographs as JPEGs (see :func:`figure_image`)."""
     matplotlib.rcParams.update(COURSE_STYLE)
     try:
         from IPython import get_ipython
@@ -111,9 +119,60 @@ def use_course_style() -> None:
     except ImportError:   # no IPython: nothing shows figures inline
         pass
     else:
-        if get_ipython() is not None:
+        shell = get_ipython()
+        if shell is not None:
             set_matplotlib_formats(FIGURE_FORMAT)
+            for mime in ("image/png", "image/jpeg"):
+                shell.display_formatter.formatters[mime].for_type(
+                    matplotlib.figure.Figure, lambda fig, mime=mime: _figure_as(fig, mime))
     describe_figures_in_outputs()   # every figure shown carries a text alternative (alt)
+
+
+def shows_photo(fig) -> bool:
+    """True if ``fig`` shows an image of at least ``PHOTO_PIXELS`` pixels (a photograph)."""
+    check_instance(fig, "fig", matplotlib.figure.Figure)
+    sizes = [np.shape(image.get_array())[:2] for ax in fig.axes for image in ax.get_images()
+             if image.get_array() is not None]
+    return any(rows * columns >= PHOTO_PIXELS for rows, columns in sizes)
+
+
+def figure_image(fig) -> tuple[str, bytes, dict]:
+    """``fig`` as a notebook stores it: ``(mime type, bytes, {"width", "height"})``, drawn with
+    twice the pixels of the size it is shown at (``width`` x ``height``, at ``DISPLAY_DPI``).
+
+    A plot becomes a PNG with a palette of ``PNG_COLORS`` colours, a photograph
+    (:func:`shows_photo`) a JPEG of quality ``JPEG_QUALITY``: both several times smaller than
+    matplotlib's own PNG, and as sharp.
+    """
+    import io
+
+    from PIL import Image
+
+    check_instance(fig, "fig", matplotlib.figure.Figure)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=2 * DISPLAY_DPI, bbox_inches="tight", pad_inches=0.1,
+                facecolor=fig.get_facecolor(), edgecolor=fig.get_edgecolor())
+    picture = Image.open(buffer).convert("RGB")
+    stored = io.BytesIO()
+    if shows_photo(fig):
+        mime = "image/jpeg"
+        picture.save(stored, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    else:
+        mime = "image/png"
+        picture.quantize(PNG_COLORS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            stored, format="PNG", optimize=True)
+    return mime, stored.getvalue(), {"width": picture.width // 2, "height": picture.height // 2}
+
+
+def _figure_as(fig, mime: str):
+    """IPython's formatter for ``mime``: the figure, base64-encoded with its display size, if
+    :func:`figure_image` stores it as ``mime``; else None (another formatter stores it)."""
+    import base64
+
+    if not fig.axes and not fig.lines:   # an empty figure shows nothing, as in matplotlib_inline
+        return None
+    stored_as, data, size = figure_image(fig)
+    return (base64.b64encode(data).decode("ascii"), size) if stored_as == mime else None
 
 
 def _vector3(vector, name: str) -> np.ndarray:

@@ -37,6 +37,7 @@ TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
 NPM_PACKAGES = {"mathjax": "3.2.2", "reveal.js": "5.2.1", "axe-core": "4.11.0"}
 MATHJAX_SCRIPT = "mathjax/tex-chtml-full.js"       # inside the site's _static folder
 HIDDEN_ON_SLIDES = {"exercise", "solution", "guard"}
+FIGURE_TYPES = ("image/png", "image/jpeg")   # how plotting.figure_image stores a figure
 SLIDE_SIZE = (1280, 720)                           # reveal.js's logical size; it scales the rest
 
 
@@ -119,8 +120,9 @@ def write_student_copies(out=ROOT / "build" / "student", pages=None) -> list[pat
 
 def _figure_alt_texts(cell) -> list[str]:
     """The text alternatives stored with the cell's figures (see :mod:`lora_teach.alt_text`)."""
-    return [output.get("metadata", {}).get("image/png", {}).get("alt", "")
-            for output in cell.get("outputs", []) if "image/png" in output.get("data", {})]
+    return [output.get("metadata", {}).get(mime, {}).get("alt", "")
+            for output in cell.get("outputs", []) for mime in FIGURE_TYPES
+            if mime in output.get("data", {})]
 
 
 def site_notebook(path):
@@ -199,24 +201,27 @@ def _markdown_blocks(source: str) -> list[str]:
     return blocks
 
 
-def _png_size(output) -> tuple[int, int]:
-    """The displayed width and height of a PNG output: its metadata (a 2× "retina" figure
-    says so there), else its pixels."""
+def _figure_size(output, mime: str) -> tuple[int, int]:
+    """The displayed width and height of a figure: its metadata (a 2× "retina" figure says so
+    there), else its pixels."""
     import base64
+    import io
 
-    metadata = output.get("metadata", {}).get("image/png", {})
+    from PIL import Image
+
+    metadata = output.get("metadata", {}).get(mime, {})
     if metadata.get("width") and metadata.get("height"):
         return int(metadata["width"]), int(metadata["height"])
-    header = base64.b64decode(output["data"]["image/png"][:44])
-    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+    return Image.open(io.BytesIO(base64.b64decode(output["data"][mime]))).size
 
 
 def output_height(output) -> int:
     """About how tall one output (a dict, as in a notebook) stands on a slide."""
     check_instance(output, "output", dict)
-    if "image/png" in output.get("data", {}):
-        width, height = _png_size(output)
-        return int(min(height * min(1.0, 1180 / width), FIGURE_BOX)) + 12
+    for mime in FIGURE_TYPES:
+        if mime in output.get("data", {}):
+            width, height = _figure_size(output, mime)
+            return int(min(height * min(1.0, 1180 / width), FIGURE_BOX)) + 12
     text = output.get("text") or output.get("data", {}).get("text/plain") or ""
     text = text if isinstance(text, str) else "".join(text)
     return min(OUTPUT_LINE * _wrapped_lines(text, CHARACTERS_PER_LINE["output"]) + 16, OUTPUT_BOX)

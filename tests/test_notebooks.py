@@ -179,22 +179,32 @@ def test_notebooks_name_the_installed_kernel():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_figures_are_stored_sharp_and_fit_the_column(path):
-    """Every stored picture is a retina PNG: twice the pixels of the size it is shown at (its
-    width and height in the output's metadata), and shown no wider than the notebook's column."""
+    """Every stored picture is a retina image: twice the pixels of the size it is shown at (its
+    width and height in the output's metadata), and shown no wider than the notebook's column.
+    Plots are palette PNGs, photographs JPEGs (plotting.figure_image), nothing else."""
     import base64
-    import struct
+    import io
 
-    from lora_teach.plotting import MAX_WIDTH_PX
+    from PIL import Image
+
+    from lora_teach.plotting import MAX_WIDTH_PX, PNG_COLORS
     images = 0
     for number, cell in enumerate(code_cells(path)):
         for output in cell.get("outputs", []):
-            if "image/png" not in output.get("data", {}):
+            kinds = {"image/png", "image/jpeg"} & set(output.get("data", {}))
+            assert len(kinds) <= 1 and not {"image/svg+xml", "application/pdf"} & set(output.get("data", {}))
+            if not kinds:
                 continue
+            mime, = kinds
             images += 1
-            png = base64.b64decode(output["data"]["image/png"])
-            pixels_wide, pixels_high = struct.unpack(">II", png[16:24])   # the IHDR chunk
-            shown = output.get("metadata", {}).get("image/png", {})
-            assert "width" in shown and "height" in shown, f"code cell {number}: a PNG without its display size"
+            picture = Image.open(io.BytesIO(base64.b64decode(output["data"][mime])))
+            assert picture.format == {"image/png": "PNG", "image/jpeg": "JPEG"}[mime]
+            if mime == "image/png":
+                assert picture.mode == "P" and len(picture.getcolors(PNG_COLORS)) <= PNG_COLORS, \
+                    f"code cell {number}: a PNG in mode {picture.mode}, not a palette of {PNG_COLORS} colours"
+            pixels_wide, pixels_high = picture.size
+            shown = output.get("metadata", {}).get(mime, {})
+            assert "width" in shown and "height" in shown, f"code cell {number}: a figure without its display size"
             assert shown["width"] <= MAX_WIDTH_PX, f"code cell {number}: shown {shown['width']} px wide"
             assert (pixels_wide, pixels_high) in {(2 * shown["width"] + e, 2 * shown["height"] + f)
                                                   for e in (0, 1) for f in (0, 1)}, \

@@ -47,6 +47,41 @@ def test_the_course_style_shows_figures_sharp_at_twice_the_pixels():
     assert sizes and min(sizes) >= plotting.MIN_FONT_PT
 
 
+def test_a_plot_is_stored_as_a_small_palette_png_and_a_photo_as_a_jpeg():
+    import io
+
+    from PIL import Image
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 3, 2], label="a line")
+    ax.legend()
+    mime, data, size = plotting.figure_image(fig)
+    png = Image.open(io.BytesIO(data))
+    assert mime == "image/png" and png.format == "PNG" and png.mode == "P"
+    assert png.size in {(2 * size["width"] + e, 2 * size["height"] + f) for e in (0, 1) for f in (0, 1)}
+    assert not plotting.shows_photo(fig)
+    matplotlib_png = io.BytesIO()
+    fig.savefig(matplotlib_png, format="png", dpi=2 * plotting.DISPLAY_DPI, bbox_inches="tight")
+    assert len(data) < len(matplotlib_png.getvalue()) / 2          # the point of the palette
+
+    rows, columns = 100, plotting.PHOTO_PIXELS // 100             # just large enough to be a photo
+    photo = np.random.default_rng(0).random((rows, columns))
+    fig, ax = plt.subplots()
+    ax.imshow(photo, cmap="gray")
+    assert plotting.shows_photo(fig)
+    mime, data, size = plotting.figure_image(fig)
+    assert mime == "image/jpeg" and Image.open(io.BytesIO(data)).format == "JPEG"
+    fig, ax = plt.subplots()
+    ax.imshow(photo[:, :-1], cmap="gray")                          # one column short: a plot
+    assert not plotting.shows_photo(fig) and plotting.figure_image(fig)[0] == "image/png"
+
+
+def test_figure_image_and_shows_photo_refuse_anything_but_a_figure():
+    for helper in (plotting.figure_image, plotting.shows_photo):
+        with pytest.raises(TypeError, match="fig must be a matplotlib.Figure, got str"):
+            helper("a picture")
+
+
 def test_course_style_sets_shared_rcparams():
     plotting.use_course_style()
     assert matplotlib.rcParams["figure.dpi"] == plotting.COURSE_STYLE["figure.dpi"]
