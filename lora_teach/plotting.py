@@ -169,10 +169,11 @@ def _figure_as(fig, mime: str):
     :func:`figure_image` stores it as ``mime``; else None (another formatter stores it)."""
     import base64
 
-    if not fig.axes and not fig.lines:   # an empty figure shows nothing, as in matplotlib_inline
-        return None
-    stored_as, data, size = figure_image(fig)
-    return (base64.b64encode(data).decode("ascii"), size) if stored_as == mime else None
+    empty = not fig.axes and not fig.lines   # shows nothing, as in matplotlib_inline
+    if empty or mime != ("image/jpeg" if shows_photo(fig) else "image/png"):
+        return None   # (decided before drawing: each figure is drawn once)
+    _, data, size = figure_image(fig)
+    return base64.b64encode(data).decode("ascii"), size
 
 
 def _vector3(vector, name: str) -> np.ndarray:

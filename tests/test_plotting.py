@@ -76,6 +76,28 @@ def test_a_plot_is_stored_as_a_small_palette_png_and_a_photo_as_a_jpeg():
     assert not plotting.shows_photo(fig) and plotting.figure_image(fig)[0] == "image/png"
 
 
+def test_in_a_notebook_each_figure_is_stored_once_in_its_format_with_size_and_alt():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from lora_teach import alt_text
+
+    shell = InteractiveShell.instance()
+    try:
+        plotting.use_course_style()
+        plot, ax = plt.subplots()
+        ax.plot([1, 2], label="a line")
+        ax.set_title("a plot")
+        photo, ax = plt.subplots()
+        ax.imshow(np.random.default_rng(0).random((200, 150)), cmap="gray")
+        for fig, mime in ((plot, "image/png"), (photo, "image/jpeg")):
+            data, metadata = shell.display_formatter.format(fig)
+            assert set(data) == {mime, "text/plain"}
+            stored_as, _, size = plotting.figure_image(fig)
+            assert stored_as == mime and metadata[mime] == {**size, "alt": alt_text.describe_figure(fig)}
+    finally:
+        InteractiveShell.clear_instance()
+
+
 def test_figure_image_and_shows_photo_refuse_anything_but_a_figure():
     for helper in (plotting.figure_image, plotting.shows_photo):
         with pytest.raises(TypeError, match="fig must be a matplotlib.Figure, got str"):
