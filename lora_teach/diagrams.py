@@ -197,9 +197,10 @@ def _canvas(size: tuple[float, float], title: str):
     return fig, ax
 
 
-def _box(ax, x, y, w, h, label, role, gid=None, fontsize=SMALL, label_dx=0.0):
+def _box(ax, x, y, w, h, label, role, gid=None, label_dx=0.0):
     """A rounded box centred at (x, y), coloured by its ``role``, with ``label`` inside
-    (shifted sideways by ``label_dx`` when something else shares the box).
+    (shifted sideways by ``label_dx`` when something else shares the box), at the course's
+    smallest size, SMALL, like every label in these pictures.
 
     The box and its text share the ``gid`` so that a test can find them again.
     """
@@ -209,19 +210,19 @@ def _box(ax, x, y, w, h, label, role, gid=None, fontsize=SMALL, label_dx=0.0):
                            facecolor=face, edgecolor=color, linewidth=1.4,
                            linestyle="--" if role == "unused" else "-", gid=gid, zorder=2)
     ax.add_patch(patch)
-    ax.text(x + label_dx, y, label, ha="center", va="center", fontsize=fontsize, gid=gid,
+    ax.text(x + label_dx, y, label, ha="center", va="center", fontsize=SMALL, gid=gid,
             zorder=4, color=COLORS["frozen"] if role == "unused" else COLORS["text"])
     return patch
 
 
-def _trapezoid(ax, x, y, bottom_w, top_w, h, label, role, gid=None, fontsize=SMALL):
+def _trapezoid(ax, x, y, bottom_w, top_w, h, label, role, gid=None):
     """A trapezoid centred at (x, y): wide-to-narrow is a down-projection, narrow-to-wide up."""
     color = ROLE_COLORS[role]
     corners = [(x - bottom_w / 2, y - h / 2), (x + bottom_w / 2, y - h / 2),
                (x + top_w / 2, y + h / 2), (x - top_w / 2, y + h / 2)]
     ax.add_patch(Polygon(corners, facecolor=to_rgba(color, FILL_ALPHA), edgecolor=color,
                          linewidth=1.4, gid=gid, zorder=2))
-    ax.text(x, y, label, ha="center", va="center", fontsize=fontsize, gid=gid, zorder=4)
+    ax.text(x, y, label, ha="center", va="center", fontsize=SMALL, gid=gid, zorder=4)
 
 
 def _arrow(ax, start, end, color=COLORS["text"], dashed=False, gid=None, alpha=1.0, lw=1.3):
@@ -345,10 +346,9 @@ def _draw_model_stack(ax, view: ModelView):
     _arrow(ax, (x, 5.5), (x, 8.5))
     shape = f"vocab × d = {view.vocab_size:,} × {view.d_model:,}"
     _box(ax, x, 14, 58, 11, f"embeddings: token + position + segment\n(summed)   {shape}",
-         view.roles["embeddings"], gid="embeddings", fontsize=SMALL)
+         view.roles["embeddings"], gid="embeddings")
     _arrow(ax, (x, 19.5), (x, 23))
-    _box(ax, x, 26.5, 58, 7, "LayerNorm", view.roles["embedding_norm"], gid="embedding_norm",
-         fontsize=SMALL)
+    _box(ax, x, 26.5, 58, 7, "LayerNorm", view.roles["embedding_norm"], gid="embedding_norm")
     _arrow(ax, (x, 30), (x, 34))
     if view.lora:
         where = _names(view.lora) if len(view.lora) <= 3 else f"{len(view.lora)} matrices"
@@ -363,7 +363,7 @@ def _draw_model_stack(ax, view: ModelView):
                                     boxstyle="round,pad=0,rounding_size=1", facecolor="white",
                                     edgecolor=ROLE_COLORS[layer_role], linewidth=1.0))
     _box(ax, x, 40, 40, 12, f"encoder layer × {view.n_layers}" + extra, layer_role,
-         gid="encoder_stack", fontsize=SMALL)
+         gid="encoder_stack")
     ax.text(x + 25, 40, "opened up in\nthe next picture", ha="left", va="center",
             fontsize=SMALL, style="italic", color=COLORS["text"], gid="next_picture")
     _draw_heads(ax, view, x, stack_top=48.4)
@@ -386,8 +386,7 @@ def _draw_heads(ax, view: ModelView, x, stack_top):
     ax.text((left + cls_w + right) / 2, bottom + height / 2, "output: one vector per token",
             ha="center", va="center", fontsize=SMALL, gid="encoder_output", zorder=4)
     cls_x = left + cls_w / 2
-    _box(ax, cls_x, bottom + height / 2, cls_w, height, "[CLS]", "data", gid="cls_vector",
-         fontsize=SMALL)
+    _box(ax, cls_x, bottom + height / 2, cls_w, height, "[CLS]", "data", gid="cls_vector")
     reads = {task: view.head_reads.get(task, "tokens") for task in TASKS}
     order = sorted(TASKS, key=lambda task: reads[task] != "cls")   # [CLS] readers first
     top, head_y, head_h, head_w = bottom + height, 77, 20, 20
@@ -400,7 +399,7 @@ def _draw_heads(ax, view: ModelView, x, stack_top):
             for dx in (-5, 0, 5):   # the same head at every position
                 _arrow(ax, (hx + dx, top), (hx + dx, head_y - head_h / 2), gid=f"reads_tokens:{name}")
         _box(ax, hx, head_y, head_w, head_h, f"{name}\n{what}\n({HEAD_PURPOSE[task]})",
-             view.heads[task], gid=f"head_{name}", fontsize=SMALL)
+             view.heads[task], gid=f"head_{name}")
     for kind, caption in (("cls", "read the [CLS] vector only"), ("tokens", "read every token")):
         placed = [hx for task, hx in xs.items() if reads[task] == kind]
         if placed:
@@ -444,20 +443,19 @@ def _draw_encoder_layer(ax, view: ModelView):
     for name, wx in w_xs.items():
         ax.plot([x, wx], [split_y, split_y], color=COLORS["text"], linewidth=1.3)
         _arrow(ax, (wx, split_y), (wx, qkv_y - qkv_h / 2))
-        _box(ax, wx, qkv_y, 9, qkv_h, f"${name}$", view.roles[name], gid=name, fontsize=SMALL)
+        _box(ax, wx, qkv_y, 9, qkv_h, f"${name}$", view.roles[name], gid=name)
         _arrow(ax, (wx, qkv_y + qkv_h / 2), (wx, 24))
         if name in view.lora:
-            _box(ax, wx + 10, qkv_y, 9, qkv_h, "B·A", "lora", gid=f"lora_{name}", fontsize=SMALL)
+            _box(ax, wx + 10, qkv_y, 9, qkv_h, "B·A", "lora", gid=f"lora_{name}")
     rows = _layer_rows(view)
     y, gap = 24, min(5.0, (top - 2 - 24 - sum(row[3] for row in rows)) / len(rows))
     for gid, label, role, h in rows:
         if gid in view.lora:   # a narrower box with its B·A beside it
             _box(ax, x - 5.5, y + h / 2, row_w - 11, h, label.removeprefix("feed-forward: "),
-                 role, gid=gid, fontsize=SMALL)
-            _box(ax, x + row_w / 2 - 4.5, y + h / 2, 9, h, "B·A", "lora", gid=f"lora_{gid}",
-                 fontsize=SMALL)
+                 role, gid=gid)
+            _box(ax, x + row_w / 2 - 4.5, y + h / 2, 9, h, "B·A", "lora", gid=f"lora_{gid}")
         else:
-            _box(ax, x, y + h / 2, row_w, h, label, role, gid=gid, fontsize=SMALL)
+            _box(ax, x, y + h / 2, row_w, h, label, role, gid=gid)
         if gid == "add_norm_1":  # residual from the layer's input
             _line(ax, [(x, split_y - 3), (res_x, split_y - 3), (res_x, y + h / 2),
                        (x - row_w / 2, y + h / 2)])
@@ -580,13 +578,12 @@ def draw_backpropagation(model: ModelM, title: str | None = None):
             else:
                 label = block
             has_new = block.startswith("encoder") and (view.lora or view.adapters)
-            _box(ax, bx, y, w, h, label, role, gid=block, label_dx=-6.5 if has_new else 0,
-                 fontsize=SMALL)
+            _box(ax, bx, y, w, h, label, role, gid=block, label_dx=-6.5 if has_new else 0)
             if has_new:  # the trained module inside the frozen layer, where the gradient arrives
                 new = "lora" if view.lora else "adapter"
                 _box(ax, grad_x + 0.5, y, 11, h - 3,
                      "B·A" if view.lora else "adapters" if len(view.adapters) > 1 else "adapter",
-                     new, gid=f"{new}_{i}", fontsize=SMALL)
+                     new, gid=f"{new}_{i}")
             if role == "frozen":
                 _lock(ax, bx + w / 2 + 3, y + 0.6)
             if i >= lowest:   # the gradient reaches this block, from the one above
@@ -601,8 +598,7 @@ def draw_backpropagation(model: ModelM, title: str | None = None):
         loss_y = 12 + step * len(blocks)
         ax.text(fwd_x + 1.5, loss_y - step / 2, "prediction", ha="left", va="center",
                 fontsize=SMALL, gid="prediction")
-        _box(ax, bx, loss_y, w, h, "loss L(prediction, label)", "data", gid="loss",
-             fontsize=SMALL)
+        _box(ax, bx, loss_y, w, h, "loss L(prediction, label)", "data", gid="loss")
         ax.text(bx + w / 2 + 7, loss_y, "label: the true answer", ha="left", va="center",
                 fontsize=SMALL, gid="label")
         _arrow(ax, (bx + w / 2 + 6.5, loss_y), (bx + w / 2, loss_y))
@@ -666,7 +662,7 @@ def draw_adapter(adapter: BottleneckAdapter):
         _trapezoid(ax, x, 21, 34, 20, 14, f"down-projection\nd → m  ({d} → {m})", "adapter",
                    gid="down")
         _arrow(ax, (x, 28), (x, 34))
-        _box(ax, x, 38, 20, 8, "GELU", "adapter", gid="nonlinearity", fontsize=SMALL)
+        _box(ax, x, 38, 20, 8, "GELU", "adapter", gid="nonlinearity")
         _arrow(ax, (x, 42), (x, 48))
         _trapezoid(ax, x, 55, 20, 34, 14, f"up-projection\nm → d  ({m} → {d})", "adapter",
                    gid="up")
@@ -716,13 +712,13 @@ def draw_lora_layer(layer: LoRALinear):
         ax.plot([xs, xs], [6, 8], color=COLORS["text"], linewidth=1.3)
         _arrow(ax, (x0, 8), (x0, 24))
         _box(ax, x0, 44, 28, 40, f"pretrained W₀\nd × k = {d} × {k}\n\nfrozen", "frozen",
-             gid="W0", fontsize=SMALL)
+             gid="W0")
         _arrow(ax, (xl, 8), (xl, 13))
         _trapezoid(ax, xl, 20, 26, 12, 14, "A  (r × k)\nrandom init", "lora", gid="A")
         _arrow(ax, (xl, 27), (xl, 33))
         _trapezoid(ax, xl, 40, 12, 26, 14, "B  (d × r)\nzero init", "lora", gid="B")
         _arrow(ax, (xl, 47), (xl, 54))
-        _box(ax, xl, 58.5, 13, 10, f"× α/r\n= {alpha}/{r}", "lora", gid="scale", fontsize=SMALL)
+        _box(ax, xl, 58.5, 13, 10, f"× α/r\n= {alpha}/{r}", "lora", gid="scale")
         rx = _sum_node(ax, xs, top)
         _line(ax, [(x0, 64), (x0, top), (xs - rx, top)])
         _line(ax, [(xl, 63.5), (xl, top), (xs + rx, top)])
