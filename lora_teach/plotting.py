@@ -37,7 +37,7 @@ COLORS = {
 }
 
 # Figures are shown at DISPLAY_DPI pixels per inch (CSS pixels, as a notebook lays them out) and
-# stored with twice the pixels ("retina" PNGs: sharp on a high-density screen and a projector).
+# stored with twice the pixels ("retina" images: sharp on a high-density screen and a projector).
 # No figure is wider than the notebook's column, and no text smaller than MIN_FONT_PT points,
 # which is 14.6 CSS pixels at this resolution (tests/test_plotting.py checks both).
 DISPLAY_DPI = 100
@@ -46,10 +46,11 @@ MAX_WIDTH_IN = 7.8           # the widest figsize: its tight box, 0.1 inch of pa
 MIN_FONT_PT = 10.5
 SMALL = MIN_FONT_PT          # legends, tick labels, annotations
 FIGURE_FORMAT = "retina"     # matplotlib_inline's format: 2x pixels, displayed at 1x size
-# A figure is stored as a PNG with a palette of PNG_COLORS colours (a plot has far fewer; its
-# antialiased edges lose nothing visible), and as a JPEG if it shows a photograph: an image of at
-# least PHOTO_PIXELS pixels, which a PNG stores at several times the size (notebook 02's photo
-# crops have 30,000 pixels; the course's largest heat map, a 64 x 64 similarity map, 4,096).
+# A figure is stored as a PNG with a palette of PNG_COLORS colours (a plot uses a few colours;
+# rounding the shades of its antialiased edges to the palette changes nothing one can see), and
+# as a JPEG if it shows a photograph: an image of at least PHOTO_PIXELS pixels, which a PNG
+# stores at several times the size (notebook 02's photo crops have 30,000 pixels; the course's
+# largest heat map, a 64 x 64 similarity map, 4,096).
 PNG_COLORS = 256
 PHOTO_PIXELS = 20_000
 JPEG_QUALITY = 90
